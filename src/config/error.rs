@@ -1,0 +1,117 @@
+//! Configuration errors that name the key and where its value came from.
+
+use std::path::{Path, PathBuf};
+
+use figment::{Figment, Source};
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The dotted key, e.g. `accounts.shop.policy.monthly_cap`.
+    pub key: Option<String>,
+    /// "FILE:LINE", "environment variable NAME", or "default".
+    pub origin: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.key, &self.origin) {
+            (Some(k), Some(o)) => write!(f, "`{k}` (from {o}): {}", self.message),
+            (Some(k), None) => write!(f, "`{k}`: {}", self.message),
+            (None, Some(o)) => write!(f, "{o}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem found, so one run of `quotawatch check` shows them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid configuration:")?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    pub fn single(message: impl Into<String>) -> Self {
+        Self(vec![ConfigError { key: None, origin: None, message: message.into() }])
+    }
+}
+
+/// Finds where a key's value came from: the provider that set it and, for the
+/// TOML file, the line.
+pub struct Locator<'a> {
+    pub figment: &'a Figment,
+    pub file: Option<(&'a Path, &'a str)>,
+}
+
+impl Locator<'_> {
+    pub fn origin(&self, key: &str) -> String {
+        let Some(meta) = self.figment.find_metadata(key) else {
+            return "default".to_string();
+        };
+        match &meta.source {
+            Some(Source::File(path)) => match self.line_of(key) {
+                Some(line) => format!("{}:{line}", path.display()),
+                None => path.display().to_string(),
+            },
+            _ => meta.name.to_string(),
+        }
+    }
+
+    /// The 1-based line of `key` (or its nearest present parent) in the file.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        let (_, text) = self.file?;
+        let doc = toml_edit::ImDocument::parse(text).ok()?;
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        let mut found = None;
+        for part in key.split('.') {
+            let Some((k, item)) = table.get_key_value(part) else { break };
+            if let Some(span) = k.span().or_else(|| item.span()) {
+                found = Some(span.start);
+            }
+            match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+        found.map(|at| text[..at].matches('\n').count() + 1)
+    }
+
+    pub fn path(&self) -> Option<PathBuf> {
+        self.file.map(|(p, _)| p.to_path_buf())
+    }
+}
+
+/// Turns figment's extraction errors (unknown keys, wrong types, TOML syntax)
+/// into ours, one per problem.
+pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors {
+    ConfigErrors(
+        err.into_iter()
+            .map(|e| {
+                let mut path = e.path.clone();
+                let message = match &e.kind {
+                    figment::error::Kind::UnknownField(field, _) => {
+                        path.push(field.clone());
+                        format!("unknown key `{field}`")
+                    }
+                    kind => kind.to_string(),
+                };
+                let key = (!path.is_empty()).then(|| path.join("."));
+                let origin = match (&key, &e.metadata) {
+                    (Some(k), _) => Some(locator.origin(k)),
+                    (None, Some(m)) => Some(m.name.to_string()),
+                    (None, None) => None,
+                };
+                ConfigError { key, origin, message }
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,308 @@
+//! Configuration: one TOML file plus `QUOTAWATCH_` environment variables, read
+//! with figment, validated once into runtime types with nothing left to unwrap.
+//!
+//! Loading is [`load`]; everything it returns has been checked (ranges,
+//! durations, appid shape, one credential per account, references between
+//! sections) and every secret has been read from its `*_file`. Errors name the
+//! key and where its value came from. This module does not open the ledger or
+//! talk to WeChat.
+
+mod env;
+mod error;
+mod raw;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::Serialize;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use secret::{Secret, SecretResolver};
+
+use crate::event::EventKind;
+use crate::policy::PolicySettings;
+
+/// Where the config file is when neither `--config` nor `$QUOTAWATCH_CONFIG` say.
+pub const DEFAULT_PATH: &str = "/etc/quotawatch/quotawatch.toml";
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file it was read from, for reloads and relative paths.
+    pub path: PathBuf,
+    pub daemon: DaemonSettings,
+    pub wechat: WeChatSettings,
+    /// The `[policy]` defaults; each account carries its merged copy.
+    pub policy: PolicySettings,
+    pub accounts: BTreeMap<String, Arc<Account>>,
+    pub sources: BTreeMap<String, SourceSpec>,
+    pub notifiers: BTreeMap<String, NotifierSpec>,
+}
+
+impl Config {
+    /// An account by config name or by appid.
+    pub fn account(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
+        self.accounts
+            .get(name_or_appid)
+            .or_else(|| self.accounts.values().find(|a| a.appid == name_or_appid))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonSettings {
+    pub listen: SocketAddr,
+    pub state: StateLocation,
+    #[serde(serialize_with = "serialize_tz")]
+    pub timezone: Tz,
+    pub log_format: LogFormat,
+    /// Bearer tokens accepted on hooks and the API.
+    pub tokens: Vec<Secret>,
+    /// How long SIGTERM waits for an in-flight clear and notifications.
+    #[serde(serialize_with = "serialize_duration")]
+    pub shutdown_timeout: Duration,
+    /// Signals the queue holds before hooks answer 503.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateLocation {
+    Sqlite(PathBuf),
+    /// `postgres://…`: masked, it may hold a password.
+    Postgres(Secret),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+    Journald,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeChatSettings {
+    /// Without a trailing slash.
+    pub api_base: String,
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    OfficialAccount,
+    MiniProgram,
+    Component,
+    Authorizer,
+}
+
+/// How quotawatch proves it may act for an account.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credential {
+    /// The appsecret: stable_token and `clear_quota/v2`.
+    Secret(Secret),
+    /// A token some other system keeps fresh in a file.
+    TokenFile(PathBuf),
+    /// A command whose stdout is a token.
+    TokenCommand(Vec<String>),
+    /// An authorizer cleared through its managing platform's
+    /// `component/clear_quota/v2`.
+    Component {
+        name: String,
+        component_appid: String,
+        secret: Secret,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub appid: String,
+    pub kind: AccountKind,
+    pub credential: Credential,
+    /// Notifier names; empty means every notifier.
+    pub notify: Vec<String>,
+    pub policy: PolicySettings,
+    /// Changes whenever the appid, kind or credential changes: a disable caused
+    /// by a configuration error lasts until then.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceSpec {
+    Webhook(WebhookSpec),
+    LogFile(LogFileSpec),
+    Prometheus(PrometheusSpec),
+    WechatQuota(WeChatQuotaSpec),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    Alertmanager,
+    Grafana,
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// `X-Grafana-Alerting-Signature`: hex HMAC-SHA256 of `timestamp:body`.
+    Grafana,
+    /// `X-Hub-Signature-256: sha256=hex`.
+    Github,
+    /// Whichever header the request carries.
+    Any,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub format: WebhookFormat,
+    /// Label (alertmanager, grafana) or JSON field (generic) naming the account.
+    pub account_label: String,
+    pub hmac_secret: Option<Secret>,
+    pub signature: SignatureScheme,
+}
+
+/// Where a log line's account comes from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogAccount {
+    /// The first capture group: an appid or a config name.
+    Pattern(#[serde(serialize_with = "serialize_regex")] regex::Regex),
+    Fixed(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogFileSpec {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(serialize_with = "serialize_regex")]
+    pub pattern: regex::Regex,
+    pub account: LogAccount,
+    /// Cron with seconds: how often the file is read.
+    pub schedule: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrometheusSpec {
+    pub name: String,
+    pub url: String,
+    pub query: String,
+    pub account_label: String,
+    pub threshold: f64,
+    pub schedule: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemainBelow {
+    /// A percentage of `daily_limit`.
+    Percent(f64),
+    Count(u64),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeChatQuotaSpec {
+    pub name: String,
+    /// Account config names.
+    pub accounts: Vec<String>,
+    pub cgi_paths: Vec<String>,
+    pub remain_below: RemainBelow,
+    pub schedule: String,
+    /// Quota reads in flight at once.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    Wecom,
+    Dingtalk,
+    Feishu,
+    Slack,
+    Discord,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    Zh,
+    En,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeishuFormat {
+    Post,
+    Card,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifierSpec {
+    pub name: String,
+    pub kind: NotifierKind,
+    /// The webhook URL: it carries the platform's key, so it is a secret.
+    pub url: Secret,
+    /// Signing secret (DingTalk, Feishu, Standard Webhooks).
+    pub secret: Option<Secret>,
+    pub events: Vec<EventKind>,
+    pub language: Language,
+    /// At most one `skipped` message per account and reason in this interval.
+    #[serde(serialize_with = "serialize_duration")]
+    pub skipped_interval: Duration,
+    pub feishu_format: FeishuFormat,
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+fn serialize_regex<S: serde::Serializer>(r: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
+/// `--config`, else `$QUOTAWATCH_CONFIG`, else [`DEFAULT_PATH`].
+pub fn discover(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("QUOTAWATCH_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Reads, merges and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::single(format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    let mut figment = Figment::new().merge(Toml::file_exact(path));
+    for var in env::providers() {
+        figment = figment.merge(var);
+    }
+    let locator = error::Locator { figment: &figment, file: Some((path, &text)) };
+    let raw: raw::RawConfig =
+        figment.extract().map_err(|e| error::from_figment(e, &locator))?;
+    let resolver = SecretResolver::from_env(Some(path));
+    validate::validate(raw, &locator, &resolver)
+}

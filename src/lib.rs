@@ -1,0 +1,50 @@
+//! quotawatch keeps WeChat accounts from staying locked out after they exhaust a
+//! daily API quota (errcode 45009). It watches signals, decides with a policy that
+//! guards the scarce monthly budget of `clear_quota` calls, calls WeChat, records
+//! every attempt durably, and tells people in chat.
+//!
+//! # Layout
+//!
+//! - [`config`]: figment loading (file plus `QUOTAWATCH_` environment), validation
+//!   into runtime types, the masked [`config::Secret`].
+//! - [`calendar`]: month and day boundaries in the configured time zone.
+//! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
+//! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default.
+//! - [`wechat`]: the API client, token providers and error classification.
+//! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
+//!   lock, intent, WeChat call, outcome, event.
+//! - [`event`]: what happened, for logs, metrics and notifications.
+//! - [`signal`]: signals from sources and the dispatcher that turns them into
+//!   clear requests (evidence windows, duplicates).
+//! - [`sources`]: webhook payload parsers and scheduled pollers.
+//! - [`notify`]: chat notifiers and their delivery queues.
+//! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
+//! - [`metrics`]: the Prometheus registry shared by all components.
+//! - [`app`]: wires components from a [`config::Config`]; owns shutdown and reload.
+//! - [`lifecycle`]: OS signals and systemd notify.
+//! - [`telemetry`]: the tracing subscriber.
+//! - [`cli`]: the command-line definitions and the commands that are not the daemon.
+
+pub mod app;
+pub mod calendar;
+pub mod clearer;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod notify;
+pub mod policy;
+pub mod signal;
+pub mod sources;
+pub mod store;
+pub mod telemetry;
+pub mod wechat;
+
+/// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 78;
+/// Exit code when the policy refused a manual clear.
+pub const EXIT_REFUSED: i32 = 3;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: i32 = 1;

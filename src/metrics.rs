@@ -1,0 +1,119 @@
+//! The Prometheus metrics of SPEC section 5, in one registry that components
+//! share through an `Arc<Metrics>` (no global recorder, so tests get their own).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// `quotawatch_signals_total{source}`.
+    pub signals: Family<Labels, Counter>,
+    /// `quotawatch_decisions_total{decision,reason}`.
+    pub decisions: Family<Labels, Counter>,
+    /// `quotawatch_clears_total{account,outcome}`.
+    pub clears: Family<Labels, Counter>,
+    /// `quotawatch_budget_remaining{account}`.
+    pub budget_remaining: Family<Labels, Gauge>,
+    /// `quotawatch_notifications_total{notifier,outcome}`.
+    pub notifications: Family<Labels, Counter>,
+    /// `quotawatch_source_errors_total{source}`: failed polls and reads.
+    pub source_errors: Family<Labels, Counter>,
+    /// `quotawatch_source_healthy{source}`: 1 when the last poll worked.
+    pub source_healthy: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let signals = Family::default();
+        let decisions = Family::default();
+        let clears = Family::default();
+        let budget_remaining = Family::default();
+        let notifications = Family::default();
+        let source_errors = Family::default();
+        let source_healthy = Family::default();
+        registry.register("quotawatch_signals", "Signals received, by source", signals.clone());
+        registry.register("quotawatch_decisions", "Policy decisions, by decision and reason", decisions.clone());
+        registry.register("quotawatch_clears", "Clear attempts, by account and outcome", clears.clone());
+        registry.register("quotawatch_budget_remaining", "Clears quotawatch may still spend this month", budget_remaining.clone());
+        registry.register("quotawatch_notifications", "Notifications, by notifier and outcome", notifications.clone());
+        registry.register("quotawatch_source_errors", "Source polls or reads that failed", source_errors.clone());
+        registry.register("quotawatch_source_healthy", "1 when the source's last poll worked", source_healthy.clone());
+        Self { registry, signals, decisions, clears, budget_remaining, notifications, source_errors, source_healthy }
+    }
+
+    pub fn signal(&self, source: &str, n: u64) {
+        self.signals.get_or_create(&vec![("source", source.to_string())]).inc_by(n);
+    }
+
+    pub fn decision(&self, decision: &str, reason: &str) {
+        self.decisions
+            .get_or_create(&vec![("decision", decision.to_string()), ("reason", reason.to_string())])
+            .inc();
+    }
+
+    pub fn clear(&self, account: &str, outcome: &str) {
+        self.clears
+            .get_or_create(&vec![("account", account.to_string()), ("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    pub fn budget(&self, account: &str, left: u32) {
+        self.budget_remaining
+            .get_or_create(&vec![("account", account.to_string())])
+            .set(left as i64);
+    }
+
+    pub fn notification(&self, notifier: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&vec![("notifier", notifier.to_string()), ("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    pub fn source_state(&self, source: &str, healthy: bool) {
+        let labels = vec![("source", source.to_string())];
+        if !healthy {
+            self.source_errors.get_or_create(&labels).inc();
+        }
+        self.source_healthy.get_or_create(&labels).set(healthy as i64);
+    }
+
+    /// The text exposition format for `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_spec_names() {
+        let m = Metrics::new();
+        m.signal("alerts", 3);
+        m.decision("skip", "cooldown");
+        m.clear("shop", "ok");
+        m.budget("shop", 7);
+        m.notification("ops", "sent");
+        let text = m.render();
+        assert!(text.contains("quotawatch_signals_total{source=\"alerts\"} 3"), "{text}");
+        assert!(text.contains("quotawatch_decisions_total{decision=\"skip\",reason=\"cooldown\"} 1"));
+        assert!(text.contains("quotawatch_clears_total{account=\"shop\",outcome=\"ok\"} 1"));
+        assert!(text.contains("quotawatch_budget_remaining{account=\"shop\"} 7"));
+        assert!(text.contains("quotawatch_notifications_total{notifier=\"ops\",outcome=\"sent\"} 1"));
+    }
+}

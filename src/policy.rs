@@ -1,0 +1,488 @@
+//! The pure decision rules: may quotawatch spend one clear on this account now?
+//!
+//! [`decide`] is a function of the account's settings, a ledger [`Snapshot`], the
+//! evidence gathered for the account and `now`. It reads no clock and does no I/O,
+//! so every rule is a row in a table-driven test. It does not know where signals
+//! come from (see [`crate::signal`]) or how budget is reserved (see
+//! [`crate::clearer`], which runs it inside the ledger's lock).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar;
+
+/// What to try first when a signal names one exhausted API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prefer {
+    /// `clear_quota`: resets every counter of the account (10 a month).
+    Full,
+    /// `openapi/quota/clear` for the one API first (50 a month), then full.
+    Api,
+}
+
+/// The `[policy]` keys, after defaults and per-account overrides are applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicySettings {
+    /// Clears per month quotawatch may spend (1..=10); the rest stay for people.
+    pub monthly_cap: u32,
+    /// Minimum time between two clears of one account.
+    #[serde(with = "humantime_serde_compat")]
+    pub cooldown: Duration,
+    /// Clears per account per calendar day.
+    pub daily_max: u32,
+    /// No clear this close before the daily reset: the quota resets anyway.
+    #[serde(with = "humantime_serde_compat")]
+    pub reset_guard: Duration,
+    /// Evidence events needed within `window`.
+    pub min_events: u32,
+    /// The evidence window.
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+    /// Alert when this many clears or fewer remain this month.
+    pub budget_low: u32,
+    /// Full clear, or single-API clear first.
+    pub prefer: Prefer,
+    /// Single-API clears per month quotawatch may spend (1..=50).
+    pub api_monthly_cap: u32,
+    /// Decide and notify, never call WeChat.
+    pub dry_run: bool,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            monthly_cap: 8,
+            cooldown: Duration::from_secs(3600),
+            daily_max: 2,
+            reset_guard: Duration::from_secs(20 * 60),
+            min_events: 1,
+            window: Duration::from_secs(5 * 60),
+            budget_low: 2,
+            prefer: Prefer::Full,
+            api_monthly_cap: 40,
+            dry_run: false,
+        }
+    }
+}
+
+/// Serialises durations as humantime strings ("1h 30m") for `check` and JSON.
+mod humantime_serde_compat {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// What the ledger knows about one account, read under its lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Full clears this month that count: `ok`, `ambiguous` and in flight.
+    pub month_used: u32,
+    /// Full clears today that count.
+    pub day_used: u32,
+    /// Single-API clears this month that count.
+    pub api_month_used: u32,
+    /// Start of the latest attempt that counts, for the cooldown.
+    pub last_clear_at: Option<DateTime<Utc>>,
+    /// An attempt has an intent row but no outcome yet.
+    pub in_flight: bool,
+    /// WeChat answered 48006 this month.
+    pub exhausted: bool,
+    /// A configuration error disabled the account (until its config changes).
+    pub disabled: Option<String>,
+}
+
+/// Why no clear happens. Names are the SPEC's and appear in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Cooldown,
+    MonthlyCap,
+    DailyMax,
+    ResetGuard,
+    InsufficientEvidence,
+    DryRun,
+    ExhaustedUpstream,
+    AccountDisabled,
+    UnknownAccount,
+    Duplicate,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cooldown => "cooldown",
+            Self::MonthlyCap => "monthly_cap",
+            Self::DailyMax => "daily_max",
+            Self::ResetGuard => "reset_guard",
+            Self::InsufficientEvidence => "insufficient_evidence",
+            Self::DryRun => "dry_run",
+            Self::ExhaustedUpstream => "exhausted_upstream",
+            Self::AccountDisabled => "account_disabled",
+            Self::UnknownAccount => "unknown_account",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Clear,
+    Skip(SkipReason),
+}
+
+/// Everything [`decide`] looks at, gathered by the caller.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    pub settings: &'a PolicySettings,
+    pub snapshot: &'a Snapshot,
+    /// Evidence events for the account within `settings.window`.
+    pub evidence: u32,
+    /// An operator asked (`quotawatch clear`, the API): no evidence needed.
+    pub manual: bool,
+    /// `--force`: skip cooldown, daily_max and reset_guard; never the monthly cap.
+    pub force: bool,
+    /// `--dry-run` on a manual request, on top of the policy's own `dry_run`.
+    pub dry_run: bool,
+    pub timezone: Tz,
+    pub now: DateTime<Utc>,
+}
+
+/// The rules, in the order an operator reads a refusal: the account's state
+/// first, then the budget, then timing, and dry-run last so that a dry run
+/// reports what would really have happened.
+pub fn decide(input: &Input<'_>) -> Decision {
+    use SkipReason::*;
+    let s = input.settings;
+    let snap = input.snapshot;
+    if snap.disabled.is_some() {
+        return Decision::Skip(AccountDisabled);
+    }
+    if snap.exhausted {
+        return Decision::Skip(ExhaustedUpstream);
+    }
+    if snap.month_used >= s.monthly_cap {
+        return Decision::Skip(MonthlyCap);
+    }
+    if snap.in_flight {
+        return Decision::Skip(Duplicate);
+    }
+    if !input.manual && input.evidence < s.min_events {
+        return Decision::Skip(InsufficientEvidence);
+    }
+    if !input.force {
+        if let Some(reason) = timing_rule(input) {
+            return Decision::Skip(reason);
+        }
+    }
+    if s.dry_run || input.dry_run {
+        return Decision::Skip(DryRun);
+    }
+    Decision::Clear
+}
+
+fn timing_rule(input: &Input<'_>) -> Option<SkipReason> {
+    let s = input.settings;
+    if let Some(end) = cooldown_end(s, input.snapshot) {
+        if input.now < end {
+            return Some(SkipReason::Cooldown);
+        }
+    }
+    if input.snapshot.day_used >= s.daily_max {
+        return Some(SkipReason::DailyMax);
+    }
+    let reset = calendar::day(input.timezone, input.now).end;
+    if reset - input.now < chrono_duration(s.reset_guard) {
+        return Some(SkipReason::ResetGuard);
+    }
+    None
+}
+
+/// When the cooldown after the latest counted clear ends, if one applies.
+pub fn cooldown_end(settings: &PolicySettings, snapshot: &Snapshot) -> Option<DateTime<Utc>> {
+    snapshot
+        .last_clear_at
+        .map(|last| last + chrono_duration(settings.cooldown))
+}
+
+/// Whether the dispatcher should wait instead of asking: the earliest instant a
+/// clear could be decided for a timing skip, for "next possible clear" messages.
+pub fn next_possible_clear(input: &Input<'_>, reason: SkipReason) -> Option<DateTime<Utc>> {
+    match reason {
+        SkipReason::Cooldown => cooldown_end(input.settings, input.snapshot),
+        SkipReason::DailyMax | SkipReason::ResetGuard => {
+            Some(calendar::day(input.timezone, input.now).end)
+        }
+        SkipReason::MonthlyCap | SkipReason::ExhaustedUpstream => {
+            Some(calendar::month(input.timezone, input.now).end)
+        }
+        _ => None,
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SkipReason::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// 10:00 CST on 28 November 2026: far from any boundary.
+    const NOON: &str = "2026-11-28T02:00:00Z";
+
+    struct Case {
+        name: &'static str,
+        settings: PolicySettings,
+        snapshot: Snapshot,
+        evidence: u32,
+        manual: bool,
+        force: bool,
+        dry_run: bool,
+        now: &'static str,
+        want: Decision,
+    }
+
+    impl Default for Case {
+        fn default() -> Self {
+            Self {
+                name: "",
+                settings: PolicySettings::default(),
+                snapshot: Snapshot::default(),
+                evidence: 1,
+                manual: false,
+                force: false,
+                dry_run: false,
+                now: NOON,
+                want: Decision::Clear,
+            }
+        }
+    }
+
+    fn run(case: &Case) -> Decision {
+        decide(&Input {
+            settings: &case.settings,
+            snapshot: &case.snapshot,
+            evidence: case.evidence,
+            manual: case.manual,
+            force: case.force,
+            dry_run: case.dry_run,
+            timezone: chrono_tz::Asia::Shanghai,
+            now: utc(case.now),
+        })
+    }
+
+    fn cases() -> Vec<Case> {
+        let snap = Snapshot::default;
+        vec![
+            Case { name: "fresh account clears", ..Case::default() },
+            Case {
+                name: "disabled account",
+                snapshot: Snapshot { disabled: Some("40164".into()), ..snap() },
+                want: Decision::Skip(AccountDisabled),
+                ..Case::default()
+            },
+            Case {
+                name: "exhausted upstream beats everything but disabled",
+                snapshot: Snapshot { exhausted: true, month_used: 9, ..snap() },
+                want: Decision::Skip(ExhaustedUpstream),
+                ..Case::default()
+            },
+            Case {
+                name: "monthly cap reached by ambiguous attempts",
+                snapshot: Snapshot { month_used: 8, ..snap() },
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "one below the cap still clears",
+                snapshot: Snapshot { month_used: 7, ..snap() },
+                ..Case::default()
+            },
+            Case {
+                name: "force never skips the monthly cap",
+                snapshot: Snapshot { month_used: 8, ..snap() },
+                manual: true,
+                force: true,
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "lower per-account cap",
+                settings: PolicySettings { monthly_cap: 3, ..PolicySettings::default() },
+                snapshot: Snapshot { month_used: 3, ..snap() },
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "a clear in flight is a duplicate",
+                snapshot: Snapshot { in_flight: true, ..snap() },
+                manual: true,
+                force: true,
+                want: Decision::Skip(Duplicate),
+                ..Case::default()
+            },
+            Case {
+                name: "too little evidence",
+                settings: PolicySettings { min_events: 3, ..PolicySettings::default() },
+                evidence: 2,
+                want: Decision::Skip(InsufficientEvidence),
+                ..Case::default()
+            },
+            Case {
+                name: "exactly enough evidence",
+                settings: PolicySettings { min_events: 3, ..PolicySettings::default() },
+                evidence: 3,
+                ..Case::default()
+            },
+            Case {
+                name: "manual needs no evidence",
+                evidence: 0,
+                manual: true,
+                ..Case::default()
+            },
+            Case {
+                name: "inside the cooldown",
+                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:00:01Z")), month_used: 1, day_used: 1, ..snap() },
+                want: Decision::Skip(Cooldown),
+                ..Case::default()
+            },
+            Case {
+                name: "cooldown ending exactly now",
+                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:00:00Z")), month_used: 1, day_used: 1, ..snap() },
+                ..Case::default()
+            },
+            Case {
+                name: "force skips the cooldown",
+                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:59:00Z")), month_used: 1, day_used: 1, ..snap() },
+                manual: true,
+                force: true,
+                ..Case::default()
+            },
+            Case {
+                name: "daily max reached",
+                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-27T20:00:00Z")), month_used: 2, day_used: 2, ..snap() },
+                want: Decision::Skip(DailyMax),
+                ..Case::default()
+            },
+            Case {
+                name: "force skips daily max",
+                snapshot: Snapshot { month_used: 2, day_used: 2, ..snap() },
+                manual: true,
+                force: true,
+                ..Case::default()
+            },
+            Case {
+                name: "reset guard just before Beijing midnight",
+                now: "2026-11-28T15:59:00Z",
+                want: Decision::Skip(ResetGuard),
+                ..Case::default()
+            },
+            Case {
+                name: "reset guard boundary: exactly 20m before midnight clears",
+                now: "2026-11-28T15:40:00Z",
+                ..Case::default()
+            },
+            Case {
+                name: "reset guard one second inside",
+                now: "2026-11-28T15:40:01Z",
+                want: Decision::Skip(ResetGuard),
+                ..Case::default()
+            },
+            Case {
+                name: "just after Beijing midnight is a new day",
+                now: "2026-11-28T16:01:00Z",
+                snapshot: Snapshot { day_used: 0, month_used: 2, last_clear_at: Some(utc("2026-11-28T14:00:00Z")), ..snap() },
+                ..Case::default()
+            },
+            Case {
+                name: "force skips the reset guard",
+                now: "2026-11-28T15:59:00Z",
+                manual: true,
+                force: true,
+                ..Case::default()
+            },
+            Case {
+                name: "policy dry run",
+                settings: PolicySettings { dry_run: true, ..PolicySettings::default() },
+                want: Decision::Skip(DryRun),
+                ..Case::default()
+            },
+            Case {
+                name: "dry run reports the real refusal first",
+                settings: PolicySettings { dry_run: true, ..PolicySettings::default() },
+                snapshot: Snapshot { month_used: 8, ..snap() },
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "manual --dry-run",
+                manual: true,
+                dry_run: true,
+                want: Decision::Skip(DryRun),
+                ..Case::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn decision_table() {
+        let mut failures = Vec::new();
+        for case in cases() {
+            let got = run(&case);
+            if got != case.want {
+                failures.push(format!("{}: want {:?}, got {:?}", case.name, case.want, got));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn month_rollover_frees_the_cap() {
+        // The snapshot is computed per Beijing month by the ledger; here the caller
+        // passes the new month's (empty) snapshot at 00:01 on 1 December CST, which
+        // is still 30 November in UTC.
+        let settings = PolicySettings::default();
+        let full = Snapshot { month_used: 8, ..Snapshot::default() };
+        let tz = chrono_tz::Asia::Shanghai;
+        let before = utc("2026-11-30T15:59:00Z");
+        let after = utc("2026-11-30T16:01:00Z");
+        assert_ne!(calendar::month(tz, before), calendar::month(tz, after));
+        let input = |snapshot, now| Input {
+            settings: &settings, snapshot, evidence: 1, manual: true, force: true,
+            dry_run: false, timezone: tz, now,
+        };
+        assert_eq!(decide(&input(&full, before)), Decision::Skip(MonthlyCap));
+        assert_eq!(decide(&input(&Snapshot::default(), after)), Decision::Clear);
+    }
+
+    #[test]
+    fn next_possible_clear_after_cooldown() {
+        let settings = PolicySettings::default();
+        let snapshot = Snapshot { last_clear_at: Some(utc("2026-11-28T01:30:00Z")), ..Snapshot::default() };
+        let input = Input {
+            settings: &settings, snapshot: &snapshot, evidence: 1, manual: false, force: false,
+            dry_run: false, timezone: chrono_tz::Asia::Shanghai, now: utc(NOON),
+        };
+        assert_eq!(decide(&input), Decision::Skip(Cooldown));
+        assert_eq!(next_possible_clear(&input, Cooldown), Some(utc("2026-11-28T02:30:00Z")));
+        assert_eq!(next_possible_clear(&input, ResetGuard), Some(utc("2026-11-28T16:00:00Z")));
+    }
+}

@@ -1,0 +1,478 @@
+//! The SQLite ledger: one file, WAL mode, `synchronous = FULL`, schema versioned
+//! by `PRAGMA user_version`.
+//!
+//! Cross-process safety comes from `BEGIN IMMEDIATE`: [`SqliteStore::reserve`]
+//! takes the database's write lock before it reads the snapshot, so two
+//! processes (the daemon and `quotawatch clear`, or two daemons) serialise their
+//! decisions and neither can spend budget the other has reserved.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::*;
+use crate::calendar;
+
+/// Schema migrations, applied in order; `user_version` is the count applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: attempts, per-account flags, log positions.
+    "CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        appid TEXT NOT NULL,
+        account TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'api')),
+        cgi_path TEXT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'ok', 'failed', 'ambiguous')),
+        errcode INTEGER,
+        errmsg TEXT,
+        source TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        evidence INTEGER NOT NULL,
+        forced INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        verified INTEGER
+    );
+    CREATE INDEX attempts_by_appid ON attempts (appid, started_at);
+    CREATE TABLE account_flags (
+        appid TEXT PRIMARY KEY,
+        exhausted_until INTEGER,
+        disabled_fingerprint TEXT,
+        disabled_reason TEXT,
+        disabled_at INTEGER
+    );
+    CREATE TABLE log_positions (
+        source TEXT NOT NULL,
+        path TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        PRIMARY KEY (source, path)
+    );",
+];
+
+/// Pending rows older than this are ambiguous whoever owns them: no request
+/// waits this long.
+const PENDING_LIMIT: Duration = Duration::from_secs(3600);
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// `host:pid` written into intent rows, to tell a live owner from a dead one.
+    owner: String,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            owner: format!("{}:{}", gethostname::gethostname().to_string_lossy(), std::process::id()),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions
+        // roll back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for sql in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Whether the process that wrote `owner` still runs on this host.
+fn owner_alive(owner: &str, me: &str) -> bool {
+    let host = |o: &str| o.rsplit_once(':').map(|(h, _)| h.to_string());
+    if owner == me {
+        return true;
+    }
+    if host(owner) != host(me) {
+        // Another machine (a shared store): only the age limit applies.
+        return true;
+    }
+    let Some(pid) = owner.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn recover_in(conn: &Connection, me: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, owner, started_at FROM attempts WHERE outcome = 'pending'")?;
+    let rows: Vec<(i64, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let limit = ms(now) - PENDING_LIMIT.as_millis() as i64;
+    let mut n = 0;
+    for (id, owner, started) in rows {
+        if started < limit || !owner_alive(&owner, me) {
+            n += conn.execute(
+                "UPDATE attempts SET outcome = 'ambiguous', finished_at = ?2,
+                     errmsg = 'the process sending this clear stopped before its outcome was recorded'
+                 WHERE id = ?1 AND outcome = 'pending'",
+                params![id, ms(now)],
+            )?;
+        }
+    }
+    Ok(n)
+}
+
+fn snapshot_in(conn: &Connection, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
+    let month = calendar::month(account.timezone, now);
+    let day = calendar::day(account.timezone, now);
+    let counted = "outcome IN ('pending', 'ok', 'ambiguous')";
+    let count = |scope: &str, from: DateTime<Utc>, to: DateTime<Utc>| -> Result<u32, rusqlite::Error> {
+        conn.query_row(
+            &format!("SELECT COUNT(*) FROM attempts WHERE appid = ?1 AND scope = ?2 AND {counted} AND started_at >= ?3 AND started_at < ?4"),
+            params![account.appid, scope, ms(from), ms(to)],
+            |r| r.get(0),
+        )
+    };
+    let last: Option<i64> = conn.query_row(
+        &format!("SELECT MAX(started_at) FROM attempts WHERE appid = ?1 AND scope = 'full' AND {counted}"),
+        params![account.appid],
+        |r| r.get(0),
+    )?;
+    let in_flight: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM attempts WHERE appid = ?1 AND outcome = 'pending')",
+        params![account.appid],
+        |r| r.get(0),
+    )?;
+    let flags: Option<(Option<i64>, Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT exhausted_until, disabled_fingerprint, disabled_reason FROM account_flags WHERE appid = ?1",
+            params![account.appid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (exhausted_until, disabled_fp, disabled_reason) = flags.unwrap_or((None, None, None));
+    Ok(Snapshot {
+        month_used: count("full", month.start, month.end)?,
+        day_used: count("full", day.start, day.end)?,
+        api_month_used: count("api", month.start, month.end)?,
+        last_clear_at: last.map(from_ms),
+        in_flight,
+        exhausted: exhausted_until.is_some_and(|until| ms(now) < until),
+        disabled: match disabled_fp {
+            Some(fp) if fp == account.fingerprint => Some(disabled_reason.unwrap_or_default()),
+            _ => None,
+        },
+    })
+}
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    let scope: String = r.get("scope")?;
+    let cgi_path: Option<String> = r.get("cgi_path")?;
+    Ok(AttemptRecord {
+        id: r.get("id")?,
+        account: r.get("account")?,
+        appid: r.get("appid")?,
+        target: match (scope.as_str(), cgi_path) {
+            ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
+            _ => ClearTarget::Full,
+        },
+        started_at: from_ms(r.get("started_at")?),
+        finished_at: r.get::<_, Option<i64>>("finished_at")?.map(from_ms),
+        outcome: r.get("outcome")?,
+        errcode: r.get("errcode")?,
+        errmsg: r.get("errmsg")?,
+        source: r.get("source")?,
+        trigger: r.get("trigger")?,
+        evidence: r.get("evidence")?,
+        forced: r.get("forced")?,
+        verified: r.get("verified")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn reserve(
+        &self,
+        account: &AccountKey<'_>,
+        intent: &Intent,
+        now: DateTime<Utc>,
+        decide: &mut dyn FnMut(&Snapshot) -> Decision,
+    ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        recover_in(&tx, &self.owner, now)?;
+        let snapshot = snapshot_in(&tx, account, now)?;
+        let decision = decide(&snapshot);
+        let mut id = None;
+        if decision == Decision::Clear {
+            let (scope, cgi_path) = match &intent.target {
+                ClearTarget::Full => ("full", None),
+                ClearTarget::Api { cgi_path } => ("api", Some(cgi_path.as_str())),
+            };
+            tx.execute(
+                "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
+                params![account.appid, account.name, scope, cgi_path, ms(now), intent.source, intent.trigger, intent.evidence, intent.forced, self.owner],
+            )?;
+            id = Some(tx.last_insert_rowid());
+        }
+        tx.commit()?;
+        Ok((snapshot, decision, id))
+    }
+
+    fn finish(&self, id: AttemptId, outcome: &Outcome, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (label, errcode, errmsg) = match outcome {
+            Outcome::Ok => ("ok", None, None),
+            Outcome::Failed { errcode, errmsg } => ("failed", *errcode, Some(errmsg.as_str())),
+            Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail.as_str())),
+        };
+        let n = self.conn().execute(
+            "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
+            params![id, label, errcode, errmsg, ms(at)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAttempt(id));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
+        snapshot_in(&self.conn(), account, now)
+    }
+
+    fn mark_exhausted(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let until = calendar::month(account.timezone, now).end;
+        self.conn().execute(
+            "INSERT INTO account_flags (appid, exhausted_until) VALUES (?1, ?2)
+             ON CONFLICT (appid) DO UPDATE SET exhausted_until = excluded.exhausted_until",
+            params![account.appid, ms(until)],
+        )?;
+        Ok(())
+    }
+
+    fn mark_disabled(&self, account: &AccountKey<'_>, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO account_flags (appid, disabled_fingerprint, disabled_reason, disabled_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (appid) DO UPDATE SET disabled_fingerprint = excluded.disabled_fingerprint,
+                 disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at",
+            params![account.appid, account.fingerprint, reason, ms(now)],
+        )?;
+        Ok(())
+    }
+
+    fn enable(&self, appid: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE account_flags SET disabled_fingerprint = NULL, disabled_reason = NULL, disabled_at = NULL
+             WHERE appid = ?1 AND disabled_fingerprint IS NOT NULL",
+            params![appid],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn set_verified(&self, id: AttemptId, verified: bool) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE attempts SET verified = ?2 WHERE id = ?1", params![id, verified])?;
+        Ok(())
+    }
+
+    fn history(&self, filter: &HistoryFilter) -> Result<Vec<AttemptRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM attempts
+             WHERE (?1 IS NULL OR appid = ?1) AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
+             ORDER BY started_at DESC, id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![filter.appid, filter.since.map(ms), filter.until.map(ms), filter.limit.map(i64::from).unwrap_or(-1)],
+            record,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn recover(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        recover_in(&self.conn(), &self.owner, now)
+    }
+
+    fn log_position(&self, source: &str, path: &str) -> Result<Option<LogPosition>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT file_id, offset FROM log_positions WHERE source = ?1 AND path = ?2",
+                params![source, path],
+                |r| Ok(LogPosition { file_id: r.get(0)?, offset: r.get::<_, i64>(1)? as u64 }),
+            )
+            .optional()?)
+    }
+
+    fn save_log_position(&self, source: &str, path: &str, pos: &LogPosition) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO log_positions (source, path, file_id, offset) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (source, path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset",
+            params![source, path, pos.file_id, pos.offset as i64],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::SkipReason;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn key() -> AccountKey<'static> {
+        AccountKey { appid: "wx448f04719cd48f69", name: "shop", fingerprint: "fp1", timezone: chrono_tz::Asia::Shanghai }
+    }
+
+    fn intent() -> Intent {
+        Intent { target: ClearTarget::Full, source: "test".into(), trigger: "t".into(), evidence: 1, forced: false }
+    }
+
+    fn clear_once(store: &SqliteStore, now: DateTime<Utc>) -> AttemptId {
+        let (_, d, id) = store.reserve(&key(), &intent(), now, &mut |_| Decision::Clear).unwrap();
+        assert_eq!(d, Decision::Clear);
+        id.unwrap()
+    }
+
+    #[test]
+    fn counts_ok_and_ambiguous_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        let a = clear_once(&store, now);
+        store.finish(a, &Outcome::Ok, now).unwrap();
+        let b = clear_once(&store, now);
+        store.finish(b, &Outcome::Failed { errcode: Some(-1), errmsg: "system error".into() }, now).unwrap();
+        let c = clear_once(&store, now);
+        store.finish(c, &Outcome::Ambiguous { detail: "timeout".into() }, now).unwrap();
+        let snap = store.snapshot(&key(), now).unwrap();
+        assert_eq!(snap.month_used, 2);
+        assert_eq!(snap.day_used, 2);
+        assert!(!snap.in_flight);
+        assert_eq!(snap.last_clear_at, Some(now));
+    }
+
+    #[test]
+    fn months_follow_beijing_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
+        let nov = utc("2026-11-30T15:59:00Z"); // 23:59 CST 30 Nov
+        let dec = utc("2026-11-30T16:01:00Z"); // 00:01 CST 1 Dec
+        let id = clear_once(&store, nov);
+        store.finish(id, &Outcome::Ok, nov).unwrap();
+        assert_eq!(store.snapshot(&key(), nov).unwrap().month_used, 1);
+        assert_eq!(store.snapshot(&key(), dec).unwrap().month_used, 0);
+    }
+
+    #[test]
+    fn pending_counts_and_dead_owner_becomes_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        let id = clear_once(&store, now);
+        let snap = store.snapshot(&key(), now).unwrap();
+        assert!(snap.in_flight);
+        assert_eq!(snap.month_used, 1);
+        // Pretend the row was written by a process that has exited.
+        store.conn().execute("UPDATE attempts SET owner = ?2 WHERE id = ?1", params![id, format!("{}:999999999", gethostname::gethostname().to_string_lossy())]).unwrap();
+        assert_eq!(store.recover(now).unwrap(), 1);
+        let h = store.history(&HistoryFilter::default()).unwrap();
+        assert_eq!(h[0].outcome, "ambiguous");
+        assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+    }
+
+    #[test]
+    fn live_owner_pending_stays_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        clear_once(&store, now);
+        assert_eq!(store.recover(now).unwrap(), 0);
+        let later = now + chrono::Duration::hours(2);
+        assert_eq!(store.recover(later).unwrap(), 1, "too old to be in flight");
+    }
+
+    #[test]
+    fn skip_inserts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        let (_, d, id) = store.reserve(&key(), &intent(), now, &mut |_| Decision::Skip(SkipReason::Cooldown)).unwrap();
+        assert_eq!(d, Decision::Skip(SkipReason::Cooldown));
+        assert!(id.is_none());
+        assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn exhausted_until_month_end_and_disabled_until_config_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        store.mark_exhausted(&key(), now).unwrap();
+        assert!(store.snapshot(&key(), now).unwrap().exhausted);
+        assert!(!store.snapshot(&key(), utc("2026-11-30T16:00:00Z")).unwrap().exhausted);
+        store.mark_disabled(&key(), "40164 invalid ip", now).unwrap();
+        assert_eq!(store.snapshot(&key(), now).unwrap().disabled.as_deref(), Some("40164 invalid ip"));
+        let changed = AccountKey { fingerprint: "fp2", ..key() };
+        assert!(store.snapshot(&changed, now).unwrap().disabled.is_none());
+        assert!(store.enable(key().appid).unwrap());
+        assert!(store.snapshot(&key(), now).unwrap().disabled.is_none());
+    }
+
+    #[test]
+    fn reopening_keeps_rows_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/l.db");
+        let now = utc("2026-11-28T02:00:00Z");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let id = clear_once(&store, now);
+            store.finish(id, &Outcome::Ok, now).unwrap();
+            store.save_log_position("app", "/x.log", &LogPosition { file_id: "1:2".into(), offset: 42 }).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+        assert_eq!(store.log_position("app", "/x.log").unwrap().unwrap().offset, 42);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+}
