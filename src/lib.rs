@@ -30,6 +30,7 @@ pub mod calendar;
 pub mod clearer;
 pub mod cli;
 pub mod config;
+pub mod dispatcher;
 pub mod event;
 pub mod http;
 pub mod lifecycle;

@@ -156,6 +156,9 @@ pub struct Input<'a> {
     pub force: bool,
     /// `--dry-run` on a manual request, on top of the policy's own `dry_run`.
     pub dry_run: bool,
+    /// A single-API clear (`prefer = "api"`): its own budget (`api_monthly_cap`),
+    /// and the cooldown and daily_max that guard the full budget do not apply.
+    pub api: bool,
     pub timezone: Tz,
     pub now: DateTime<Utc>,
 }
@@ -173,7 +176,11 @@ pub fn decide(input: &Input<'_>) -> Decision {
     if snap.exhausted {
         return Decision::Skip(ExhaustedUpstream);
     }
-    if snap.month_used >= s.monthly_cap {
+    let (used, cap) = match input.api {
+        true => (snap.api_month_used, s.api_monthly_cap),
+        false => (snap.month_used, s.monthly_cap),
+    };
+    if used >= cap {
         return Decision::Skip(MonthlyCap);
     }
     if snap.in_flight {
@@ -195,13 +202,15 @@ pub fn decide(input: &Input<'_>) -> Decision {
 
 fn timing_rule(input: &Input<'_>) -> Option<SkipReason> {
     let s = input.settings;
-    if let Some(end) = cooldown_end(s, input.snapshot) {
-        if input.now < end {
-            return Some(SkipReason::Cooldown);
+    if !input.api {
+        if let Some(end) = cooldown_end(s, input.snapshot) {
+            if input.now < end {
+                return Some(SkipReason::Cooldown);
+            }
         }
-    }
-    if input.snapshot.day_used >= s.daily_max {
-        return Some(SkipReason::DailyMax);
+        if input.snapshot.day_used >= s.daily_max {
+            return Some(SkipReason::DailyMax);
+        }
     }
     let reset = calendar::day(input.timezone, input.now).end;
     if reset - input.now < chrono_duration(s.reset_guard) {
@@ -256,6 +265,7 @@ mod tests {
         manual: bool,
         force: bool,
         dry_run: bool,
+        api: bool,
         now: &'static str,
         want: Decision,
     }
@@ -270,6 +280,7 @@ mod tests {
                 manual: false,
                 force: false,
                 dry_run: false,
+                api: false,
                 now: NOON,
                 want: Decision::Clear,
             }
@@ -284,6 +295,7 @@ mod tests {
             manual: case.manual,
             force: case.force,
             dry_run: case.dry_run,
+            api: case.api,
             timezone: chrono_tz::Asia::Shanghai,
             now: utc(case.now),
         })
@@ -439,6 +451,26 @@ mod tests {
                 want: Decision::Skip(DryRun),
                 ..Case::default()
             },
+            Case {
+                name: "single-API clear ignores the full cooldown and cap",
+                snapshot: Snapshot { month_used: 8, day_used: 2, last_clear_at: Some(utc("2026-11-28T01:59:00Z")), ..snap() },
+                api: true,
+                ..Case::default()
+            },
+            Case {
+                name: "single-API budget reached",
+                snapshot: Snapshot { api_month_used: 40, ..snap() },
+                api: true,
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "single-API clear keeps the reset guard",
+                now: "2026-11-28T15:59:00Z",
+                api: true,
+                want: Decision::Skip(ResetGuard),
+                ..Case::default()
+            },
         ]
     }
 
@@ -467,7 +499,7 @@ mod tests {
         assert_ne!(calendar::month(tz, before), calendar::month(tz, after));
         let input = |snapshot, now| Input {
             settings: &settings, snapshot, evidence: 1, manual: true, force: true,
-            dry_run: false, timezone: tz, now,
+            dry_run: false, api: false, timezone: tz, now,
         };
         assert_eq!(decide(&input(&full, before)), Decision::Skip(MonthlyCap));
         assert_eq!(decide(&input(&Snapshot::default(), after)), Decision::Clear);
@@ -479,7 +511,7 @@ mod tests {
         let snapshot = Snapshot { last_clear_at: Some(utc("2026-11-28T01:30:00Z")), ..Snapshot::default() };
         let input = Input {
             settings: &settings, snapshot: &snapshot, evidence: 1, manual: false, force: false,
-            dry_run: false, timezone: chrono_tz::Asia::Shanghai, now: utc(NOON),
+            dry_run: false, api: false, timezone: chrono_tz::Asia::Shanghai, now: utc(NOON),
         };
         assert_eq!(decide(&input), Decision::Skip(Cooldown));
         assert_eq!(next_possible_clear(&input, Cooldown), Some(utc("2026-11-28T02:30:00Z")));

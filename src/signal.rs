@@ -25,3 +25,61 @@ pub struct Signal {
     pub key: Option<String>,
     pub received_at: DateTime<Utc>,
 }
+
+/// The bounded queue between sources and the dispatcher.
+#[derive(Clone)]
+pub struct SignalQueue {
+    tx: tokio::sync::mpsc::Sender<Signal>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("the signal queue is full")]
+    Full,
+    #[error("the daemon is shutting down")]
+    Closed,
+}
+
+impl SignalQueue {
+    pub fn new(capacity: usize, metrics: std::sync::Arc<crate::metrics::Metrics>) -> (Self, tokio::sync::mpsc::Receiver<Signal>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        (Self { tx, metrics }, rx)
+    }
+
+    /// For webhooks: never waits, so a full queue becomes a 503 at once.
+    pub fn try_push(&self, signal: Signal) -> Result<(), QueueError> {
+        let source = signal.source.clone();
+        self.tx.try_send(signal).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })?;
+        self.metrics.signal(&source, 1);
+        Ok(())
+    }
+
+    /// Reserves room for `n` signals at once, so a webhook batch is queued whole
+    /// or not at all.
+    pub fn try_push_all(&self, signals: Vec<Signal>) -> Result<(), QueueError> {
+        if signals.is_empty() {
+            return Ok(());
+        }
+        let permits = self.tx.try_reserve_many(signals.len()).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })?;
+        for (permit, signal) in permits.zip(signals) {
+            self.metrics.signal(&signal.source, 1);
+            permit.send(signal);
+        }
+        Ok(())
+    }
+
+    /// For pollers: waits for room (back-pressure instead of loss).
+    pub async fn push(&self, signal: Signal) -> Result<(), QueueError> {
+        let source = signal.source.clone();
+        self.tx.send(signal).await.map_err(|_| QueueError::Closed)?;
+        self.metrics.signal(&source, 1);
+        Ok(())
+    }
+}

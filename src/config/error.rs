@@ -99,7 +99,9 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
                 let mut path = e.path.clone();
                 let message = match &e.kind {
                     figment::error::Kind::UnknownField(field, _) => {
-                        path.push(field.clone());
+                        if path.last() != Some(field) {
+                            path.push(field.clone());
+                        }
                         format!("unknown key `{field}`")
                     }
                     kind => kind.to_string(),

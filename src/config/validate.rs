@@ -116,6 +116,9 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
         other => ctx.err("daemon.log_format", format!("`{other}` is not one of auto, json, pretty, journald")).unwrap_or(LogFormat::Auto),
     };
     let tokens = daemon_tokens(ctx, raw.tokens, raw.tokens_file.as_ref());
+    if tokens.is_empty() && !listen.ip().is_loopback() {
+        ctx.err::<()>("daemon.tokens", format!("is required when daemon.listen ({listen}) is not a loopback address: anyone who can reach it could spend the clear budget"));
+    }
     let shutdown_timeout = ctx.duration("daemon.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(30));
     let queue_capacity = match raw.queue_capacity {
         None => 10_000,

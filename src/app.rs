@@ -1,0 +1,280 @@
+//! Wires the daemon from a [`Config`]: ledger, WeChat client, clearer,
+//! notifiers, dispatcher, scheduled sources and the HTTP server; owns the main
+//! loop with its shutdown, reload and watchdog.
+//!
+//! [`Daemon::run`] takes the listener and the shutdown token as arguments so
+//! tests control both. A reload validates the new config first and keeps the
+//! old one when it is bad; evidence windows and in-flight clears survive it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clearer::{Clearer, EventSink};
+use crate::config::{self, Config};
+use crate::dispatcher::{Dispatcher, Runtime};
+use crate::event::Event;
+use crate::http::{self, HttpState};
+use crate::lifecycle;
+use crate::metrics::Metrics;
+use crate::notify::{self, Notifiers, NotifyContext};
+use crate::signal::SignalQueue;
+use crate::sources::{self, SourceContext, SourceHealth};
+use crate::store::Store;
+use crate::wechat::WeChat;
+
+impl EventSink for Notifiers {
+    fn publish(&self, event: &Event) {
+        Notifiers::publish(self, event);
+    }
+}
+
+/// Sends each event to several sinks (notifiers, the quota verifier).
+pub struct FanOut(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for FanOut {
+    fn publish(&self, event: &Event) {
+        self.0.iter().for_each(|s| s.publish(event));
+    }
+}
+
+fn notify_context(config: &Config, metrics: Arc<Metrics>) -> NotifyContext {
+    NotifyContext {
+        metrics,
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        timezone: config.daemon.timezone,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default(),
+    }
+}
+
+/// Notifiers for a one-shot command such as `quotawatch clear`.
+pub fn command_notifiers(config: &Config) -> Notifiers {
+    Notifiers::start(&config.notifiers, notify_context(config, Arc::new(Metrics::new())))
+}
+
+pub async fn notify_test(config: &Config, name: &str) -> anyhow::Result<i32> {
+    let spec = config.notifiers.get(name).with_context(|| format!("no notifier `{name}` in the config"))?;
+    let ctx = notify_context(config, Arc::new(Metrics::new()));
+    match notify::send_test(spec, &ctx).await {
+        Ok(answer) => {
+            println!("{name}: sent; the platform answered: {answer}");
+            Ok(0)
+        }
+        Err(e) => {
+            println!("{name}: failed: {e}");
+            Ok(crate::EXIT_FAILURE)
+        }
+    }
+}
+
+/// `quotawatch run`: bind, wire, serve until SIGTERM or SIGINT.
+pub async fn run_daemon(config: Config) -> anyhow::Result<i32> {
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    lifecycle::spawn_os_signals(shutdown.clone(), reload_tx).context("cannot install signal handlers")?;
+    let listener = TcpListener::bind(config.daemon.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.daemon.listen))?;
+    let daemon = Daemon::start(config).await?;
+    daemon.run(listener, shutdown, reload_rx).await?;
+    Ok(0)
+}
+
+/// The parts rebuilt on reload.
+struct Generation {
+    runtime: Runtime,
+    notifiers: Notifiers,
+    sources: sources::ScheduledSources,
+    /// Cancels this generation's sources.
+    sources_stop: CancellationToken,
+}
+
+pub struct Daemon {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    health: SourceHealth,
+    queue: SignalQueue,
+    signal_rx: Option<mpsc::Receiver<crate::signal::Signal>>,
+}
+
+impl Daemon {
+    /// Opens the ledger (recovering attempts a crash left pending).
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let store = crate::cli::open_store(&config)?;
+        let recovered = store.recover(Utc::now())?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "Attempts left pending by a stopped process are now ambiguous and count as spent");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let (queue, signal_rx) = SignalQueue::new(config.daemon.queue_capacity, metrics.clone());
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            metrics,
+            health: SourceHealth::default(),
+            queue,
+            signal_rx: Some(signal_rx),
+        })
+    }
+
+    fn build(&self, config: Arc<Config>) -> anyhow::Result<Generation> {
+        let notifiers = Notifiers::start(&config.notifiers, notify_context(&config, self.metrics.clone()));
+        let wechat = Arc::new(WeChat::new(&config.wechat)?);
+        let verifier = sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone());
+        let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![Arc::new(notifiers.clone()), Arc::new(verifier)]));
+        let clearer = Arc::new(Clearer {
+            store: self.store.clone(),
+            wechat: wechat.clone(),
+            metrics: self.metrics.clone(),
+            events,
+            timezone: config.daemon.timezone,
+        });
+        let sources_stop = CancellationToken::new();
+        let sources = sources::start_scheduled(SourceContext {
+            config: config.clone(),
+            signals: self.queue.clone(),
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            wechat,
+            health: self.health.clone(),
+            shutdown: sources_stop.clone(),
+        });
+        self.publish_budgets(&config);
+        Ok(Generation { runtime: Runtime { config, clearer }, notifiers, sources, sources_stop })
+    }
+
+    fn publish_budgets(&self, config: &Config) {
+        let now = Utc::now();
+        for account in config.accounts.values() {
+            if let Ok(s) = crate::cli::account_status(self.store.as_ref(), config, account, now) {
+                self.metrics.budget(&account.name, s.left);
+            }
+        }
+    }
+
+    fn summary(config: &Config) -> String {
+        let dry = config.accounts.values().filter(|a| a.policy.dry_run).count();
+        format!("watching {} accounts ({} dry-run), {} sources, {} notifiers", config.accounts.len(), dry, config.sources.len(), config.notifiers.len())
+    }
+
+    pub async fn run(mut self, listener: TcpListener, shutdown: CancellationToken, mut reload: mpsc::Receiver<()>) -> anyhow::Result<()> {
+        let mut gen = self.build(self.config.clone())?;
+        let (runtime_tx, runtime_rx) = watch::channel(gen.runtime.clone());
+        let tracker = TaskTracker::new();
+        let dispatch_stop = CancellationToken::new();
+        let dispatcher = Dispatcher::new(runtime_rx.clone(), self.metrics.clone(), tracker.clone());
+        let signal_rx = self.signal_rx.take().context("the daemon runs once")?;
+        let dispatch_task = tokio::spawn(dispatcher.run(signal_rx, dispatch_stop.clone()));
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = http::router(HttpState {
+            runtime: runtime_rx,
+            queue: self.queue.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            ready: ready.clone(),
+        });
+        let http_stop = CancellationToken::new();
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn({
+            let stop = http_stop.clone();
+            async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await }
+        });
+        ready.store(true, Ordering::SeqCst);
+        let summary = Self::summary(&self.config);
+        tracing::info!(listen = %addr, state = ?self.config.daemon.state, summary = %summary, "quotawatch is ready");
+        lifecycle::ready(&summary);
+
+        let mut watchdog = lifecycle::watchdog_period().map(tokio::time::interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = reload.recv() => {
+                    if let Some(next) = self.reload(&gen).await {
+                        let old = std::mem::replace(&mut gen, next);
+                        runtime_tx.send_replace(gen.runtime.clone());
+                        old.sources_stop.cancel();
+                        old.sources.shutdown().await;
+                        old.notifiers.shutdown(Duration::from_secs(5)).await;
+                    }
+                }
+                _ = tick(&mut watchdog) => lifecycle::watchdog(),
+            }
+        }
+
+        lifecycle::stopping();
+        ready.store(false, Ordering::SeqCst);
+        let timeout = self.config.daemon.shutdown_timeout;
+        http_stop.cancel();
+        gen.sources_stop.cancel();
+        gen.sources.shutdown().await;
+        dispatch_stop.cancel();
+        let _ = dispatch_task.await;
+        tracker.close();
+        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+            tracing::error!(timeout = ?timeout, "In-flight clears did not finish in time; the ledger keeps them pending and the next start counts them as ambiguous");
+        }
+        gen.notifiers.shutdown(timeout).await;
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+            Err(_) => tracing::warn!("HTTP connections did not close in time"),
+            _ => {}
+        }
+        tracing::info!("quotawatch stopped");
+        Ok(())
+    }
+
+    /// SIGHUP: the new config must load and validate, else the old one stays.
+    async fn reload(&mut self, current: &Generation) -> Option<Generation> {
+        lifecycle::reloading();
+        let path = current.runtime.config.path.clone();
+        let result = config::load(&path);
+        let next = match result {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(config = %path.display(), error = %e, "Reload refused: the new config is invalid; keeping the old one");
+                lifecycle::ready(&format!("{} (last reload failed)", Self::summary(&self.config)));
+                return None;
+            }
+        };
+        let old = &current.runtime.config;
+        if next.daemon.listen != old.daemon.listen || format!("{:?}", next.daemon.state) != format!("{:?}", old.daemon.state) {
+            tracing::warn!("daemon.listen and daemon.state take effect at the next restart, not on reload");
+        }
+        let next = Arc::new(next);
+        match self.build(next.clone()) {
+            Ok(gen) => {
+                self.config = next;
+                let summary = Self::summary(&self.config);
+                tracing::info!(summary = %summary, "Configuration reloaded");
+                lifecycle::ready(&summary);
+                Some(gen)
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
+                lifecycle::ready(&Self::summary(&self.config));
+                None
+            }
+        }
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,254 @@
+//! The daemon's HTTP surface: webhook sources, the signal and account API,
+//! health and metrics. [`router`] builds it from an [`HttpState`], so tests
+//! drive it with `oneshot` and no socket.
+//!
+//! Authentication: a bearer token from `daemon.tokens`, compared in constant
+//! time; a webhook source with an HMAC secret is authenticated by its
+//! signature instead. Every rejection is a JSON body `{"error": "..."}` made in
+//! one place, [`ApiError`]. This module does not decide: it queues signals for
+//! the dispatcher, or hands a manual clear to the clearer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+use crate::cli::{account_status, ClearSummary};
+use crate::clearer::ClearRequest;
+use crate::config::{SourceSpec, WebhookSpec};
+use crate::dispatcher::Runtime;
+use crate::metrics::Metrics;
+use crate::policy::Decision;
+use crate::signal::{QueueError, SignalQueue};
+use crate::sources::webhook::{self, Parsed, SignatureHeaders};
+use crate::sources::SourceHealth;
+
+/// Bodies over this get 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub runtime: watch::Receiver<Runtime>,
+    pub queue: SignalQueue,
+    pub metrics: Arc<Metrics>,
+    pub health: SourceHealth,
+    /// Set once the daemon is up; cleared when it starts stopping.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Every way a request fails, mapped to a status and a JSON body here only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the signal queue is full; retry later")]
+    QueueFull,
+    #[error("the daemon is shutting down")]
+    Stopping,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::QueueFull | Self::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        // Client errors are the client's business; server errors are logged once.
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "Request failed");
+        }
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Full => Self::QueueFull,
+            QueueError::Closed => Self::Stopping,
+        }
+    }
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/hooks/{name}", post(hook))
+        .route("/api/v1/signals", post(api_signals))
+        .route("/api/v1/accounts", get(api_accounts))
+        .route("/api/v1/accounts/{name}/clear", post(api_clear))
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn runtime(state: &HttpState) -> Runtime {
+    state.runtime.borrow().clone()
+}
+
+/// Checks `Authorization: Bearer T` against every configured token without
+/// stopping at the first match, comparing digests so length leaks nothing.
+fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
+    let tokens = &rt.config.daemon.tokens;
+    if tokens.is_empty() {
+        // Validation allows this only on a loopback listener.
+        return Ok(());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let given = Sha256::digest(given.trim().as_bytes());
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= Sha256::digest(t.expose().as_bytes()).ct_eq(&given);
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("invalid bearer token".into()))
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn authenticate_hook(rt: &Runtime, spec: &WebhookSpec, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let Some(secret) = &spec.hmac_secret else { return authorize(rt, headers) };
+    let sig = SignatureHeaders {
+        grafana_signature: header_str(headers, "x-grafana-alerting-signature"),
+        grafana_timestamp: header_str(headers, "x-grafana-alerting-timestamp")
+            .or_else(|| header_str(headers, "x-grafana-alerting-signature-timestamp")),
+        github_signature: header_str(headers, "x-hub-signature-256"),
+    };
+    webhook::verify_signature(spec.signature, secret.expose().as_bytes(), &sig, body, Utc::now())
+        .map_err(|e| ApiError::Unauthorized(format!("signature check failed: {e}")))
+}
+
+async fn hook(State(state): State<HttpState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let rt = runtime(&state);
+    let spec = match rt.config.sources.get(&name) {
+        Some(SourceSpec::Webhook(spec)) => spec,
+        _ => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
+    };
+    authenticate_hook(&rt, spec, &headers, &body)?;
+    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    enqueue(&state, &name, parsed)
+}
+
+/// Queues a batch whole or not at all, and answers what happened to each item.
+fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, ApiError> {
+    let Parsed { signals, resolved, rejected } = parsed;
+    let queued = signals.len();
+    for r in &rejected {
+        state.metrics.decision("skip", "unknown_account");
+        tracing::warn!(source, index = r.index, account = r.account.as_deref().unwrap_or(""), reason = %r.reason, decision = "skip", "Alert names no known account");
+    }
+    state.queue.try_push_all(signals)?;
+    tracing::info!(source, queued, resolved, rejected = rejected.len(), "Signals received");
+    let body = json!({ "queued": queued, "resolved_ignored": resolved, "rejected": rejected });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn api_signals(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let rt = runtime(&state);
+    authorize(&rt, &headers)?;
+    let parsed = webhook::parse_generic("api", "account", &rt.config, &body, Utc::now()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    enqueue(&state, "api", parsed)
+}
+
+async fn api_accounts(State(state): State<HttpState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let rt = runtime(&state);
+    authorize(&rt, &headers)?;
+    let rows = tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        rt.config
+            .accounts
+            .values()
+            .map(|a| account_status(rt.clearer.store.as_ref(), &rt.config, a, now))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    Ok(Json(json!({ "accounts": rows })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ClearBody {
+    reason: Option<String>,
+    force: bool,
+    dry_run: bool,
+}
+
+async fn api_clear(State(state): State<HttpState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let rt = runtime(&state);
+    authorize(&rt, &headers)?;
+    let args: ClearBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ClearBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid clear request: {e}")))?
+    };
+    let account = rt.config.account(&name).cloned().ok_or_else(|| ApiError::NotFound(format!("no account `{name}`")))?;
+    let request = ClearRequest {
+        source: "api".into(),
+        trigger: args.reason.unwrap_or_else(|| "manual (API)".into()),
+        evidence: 0,
+        cgi_path: None,
+        manual: true,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let report = rt.clearer.handle(&account, request).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let summary = ClearSummary::new(&account, &report);
+    let status = match (report.decision, summary.exit_code()) {
+        (_, 0) => StatusCode::OK,
+        (Decision::Skip(_), _) => StatusCode::CONFLICT,
+        (Decision::Clear, _) => StatusCode::BAD_GATEWAY,
+    };
+    Ok((status, Json(summary)).into_response())
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let ready = state.ready.load(Ordering::SeqCst);
+    let sources = state.health.snapshot();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": ready,
+        "sources": sources.iter().map(|(k, v)| (k.clone(), json!({ "ok": v.is_none(), "error": v }))).collect::<serde_json::Map<_, _>>(),
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,131 @@
+//! Access tokens: WeChat's `stable_token` (never the legacy `GET /cgi-bin/token`,
+//! which would knock production apps off their token), a file another system
+//! keeps fresh, or a command's output.
+//!
+//! One cache entry per appid behind an async mutex: many callers, one refresh.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::error::WeChatError;
+use super::Http;
+use crate::config::{Account, AccountKind, Credential, Secret};
+
+/// How long before WeChat's expiry a stable token is refreshed.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// A command's token is re-run after this, or at once after a token error.
+const COMMAND_TTL: Duration = Duration::from_secs(600);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Cached {
+    token: Option<Secret>,
+    expires: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Tokens {
+    entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cached>>>>,
+}
+
+#[derive(Deserialize)]
+struct StableTokenReply {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+}
+
+impl Tokens {
+    /// A token for `account`. `force` after a token error on a token quotawatch
+    /// obtained itself: then stable_token is asked with `force_refresh`, which
+    /// WeChat limits to 20 a day.
+    pub async fn get(&self, http: &Http, account: &Account, force: bool) -> Result<Secret, WeChatError> {
+        let entry = {
+            let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(account.appid.clone()).or_default().clone()
+        };
+        let mut cached = entry.lock().await;
+        let fresh = cached.expires.is_some_and(|e| Instant::now() < e);
+        if let (Some(token), true, false) = (&cached.token, fresh, force) {
+            return Ok(token.clone());
+        }
+        let (token, ttl) = match &account.credential {
+            Credential::Secret(secret) if account.kind != AccountKind::Component => {
+                stable_token(http, &account.appid, secret, force).await?
+            }
+            Credential::TokenFile(path) => (read_file(path)?, Duration::ZERO),
+            Credential::TokenCommand(argv) => (run_command(argv).await?, COMMAND_TTL),
+            Credential::Secret(_) => {
+                return Err(WeChatError::Unsupported(format!(
+                    "account `{}` is a component with only a secret; a component_access_token needs the component_verify_ticket, so give it token_file or token_command for token calls",
+                    account.name
+                )))
+            }
+            Credential::Component { .. } => {
+                return Err(WeChatError::Unsupported(format!(
+                    "account `{}` is cleared through its component; token calls (quota reads, single-API clears) need token_file or token_command",
+                    account.name
+                )))
+            }
+        };
+        cached.token = Some(token.clone());
+        cached.expires = Some(Instant::now() + ttl);
+        Ok(token)
+    }
+}
+
+async fn stable_token(http: &Http, appid: &str, secret: &Secret, force: bool) -> Result<(Secret, Duration), WeChatError> {
+    let body = serde_json::json!({
+        "grant_type": "client_credential",
+        "appid": appid,
+        "secret": secret.expose(),
+        "force_refresh": force,
+    });
+    let value = http.post_json("/cgi-bin/stable_token", &[], &body).await?;
+    let reply: StableTokenReply = serde_json::from_value(value)
+        .map_err(|e| WeChatError::Token(format!("unexpected stable_token answer: {e}")))?;
+    match (reply.errcode, reply.access_token) {
+        (0, Some(token)) => {
+            let ttl = Duration::from_secs(reply.expires_in.unwrap_or(7200)).saturating_sub(REFRESH_MARGIN);
+            Ok((Secret::new(token), ttl))
+        }
+        (0, None) => Err(WeChatError::Token("stable_token answered without a token".into())),
+        (errcode, _) => Err(WeChatError::Api { errcode, errmsg: reply.errmsg }),
+    }
+}
+
+/// Re-read on every use: the file's owner may rotate it at any time.
+fn read_file(path: &PathBuf) -> Result<Secret, WeChatError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| WeChatError::Token(format!("cannot read {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(WeChatError::Token(format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(token))
+}
+
+async fn run_command(argv: &[String]) -> Result<Secret, WeChatError> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| WeChatError::Token(format!("{} did not finish within {COMMAND_TIMEOUT:?}", argv[0])))?
+        .map_err(|e| WeChatError::Token(format!("cannot run {}: {e}", argv[0])))?;
+    if !out.status.success() {
+        // stderr may echo the token or a secret; report only the status.
+        return Err(WeChatError::Token(format!("{} exited with {}", argv[0], out.status)));
+    }
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if token.is_empty() {
+        return Err(WeChatError::Token(format!("{} printed no token", argv[0])));
+    }
+    Ok(Secret::new(token))
+}
