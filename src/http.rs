@@ -252,3 +252,162 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use crate::clearer::{Clearer, NoEvents};
+    use crate::store::SqliteStore;
+    use crate::wechat::WeChat;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        state: HttpState,
+        _rx: tokio::sync::mpsc::Receiver<crate::signal::Signal>,
+    }
+
+    fn fixture(extra: &str, capacity: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\ntokens = [\"good-token\"]\n\
+                 [wechat]\napi_base = \"http://127.0.0.1:9\"\n\
+                 [accounts.shop]\nappid = \"wx448f04719cd48f69\"\nkind = \"mini_program\"\nsecret = \"s3cret\"\n\
+                 [sources.alerts]\ntype = \"alertmanager\"\n\
+                 [sources.signed]\ntype = \"grafana\"\nhmac_secret = \"hmac-key\"\n{extra}",
+                dir.path().join("l.db").display()
+            ),
+        )
+        .unwrap();
+        let config = Arc::new(crate::config::load(&path).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let clearer = Arc::new(Clearer {
+            store: Arc::new(SqliteStore::open(&dir.path().join("l.db")).unwrap()),
+            wechat: Arc::new(WeChat::new(&config.wechat).unwrap()),
+            metrics: metrics.clone(),
+            events: Arc::new(NoEvents),
+            timezone: config.daemon.timezone,
+        });
+        let (_tx, runtime) = watch::channel(Runtime { config, clearer });
+        std::mem::forget(_tx);
+        let (queue, rx) = SignalQueue::new(capacity, metrics.clone());
+        let state = HttpState { runtime, queue, metrics, health: SourceHealth::default(), ready: Arc::new(AtomicBool::new(true)) };
+        Fixture { _dir: dir, state, _rx: rx }
+    }
+
+    const ALERT: &str = r#"{"version":"4","status":"firing","commonLabels":{},"alerts":[{"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},"startsAt":"2026-11-28T10:00:00Z","fingerprint":"f1"}]}"#;
+
+    async fn call(state: &HttpState, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = router(state.clone()).oneshot(req.body(body.into()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    const AUTH: (&str, &str) = ("authorization", "Bearer good-token");
+
+    #[tokio::test]
+    async fn status_codes() {
+        let f = fixture("", 10);
+        let s = &f.state;
+        let cases: Vec<(&str, &str, Vec<(&str, &str)>, Body, StatusCode)> = vec![
+            ("POST", "/hooks/alerts", vec![AUTH], ALERT.into(), StatusCode::ACCEPTED),
+            ("POST", "/hooks/alerts", vec![], ALERT.into(), StatusCode::UNAUTHORIZED),
+            ("POST", "/hooks/alerts", vec![("authorization", "Bearer wrong")], ALERT.into(), StatusCode::UNAUTHORIZED),
+            ("POST", "/hooks/alerts", vec![("authorization", "Basic Z29vZC10b2tlbg==")], ALERT.into(), StatusCode::UNAUTHORIZED),
+            ("POST", "/hooks/alerts", vec![AUTH], "{not json".into(), StatusCode::BAD_REQUEST),
+            ("POST", "/hooks/alerts", vec![AUTH], r#"{"alerts": 3}"#.into(), StatusCode::BAD_REQUEST),
+            ("POST", "/hooks/nope", vec![AUTH], ALERT.into(), StatusCode::NOT_FOUND),
+            ("POST", "/hooks/alerts", vec![AUTH], vec![b' '; BODY_LIMIT + 1].into(), StatusCode::PAYLOAD_TOO_LARGE),
+            ("POST", "/hooks/signed", vec![AUTH], ALERT.into(), StatusCode::UNAUTHORIZED),
+            ("POST", "/api/v1/signals", vec![AUTH], r#"{"account":"shop","reason":"45009","count":3}"#.into(), StatusCode::ACCEPTED),
+            ("POST", "/api/v1/signals", vec![AUTH], r#"{"account":"shop","bogus":1}"#.into(), StatusCode::BAD_REQUEST),
+            ("POST", "/api/v1/signals", vec![], r#"{"account":"shop"}"#.into(), StatusCode::UNAUTHORIZED),
+            ("GET", "/api/v1/accounts", vec![AUTH], Body::empty(), StatusCode::OK),
+            ("GET", "/api/v1/accounts", vec![], Body::empty(), StatusCode::UNAUTHORIZED),
+            ("POST", "/api/v1/accounts/nobody/clear", vec![AUTH], Body::empty(), StatusCode::NOT_FOUND),
+            ("POST", "/api/v1/accounts/shop/clear", vec![AUTH], r#"{"dry_run": true}"#.into(), StatusCode::OK),
+            ("POST", "/api/v1/accounts/shop/clear", vec![AUTH], r#"{"dry_run": "x"}"#.into(), StatusCode::BAD_REQUEST),
+            ("GET", "/healthz", vec![], Body::empty(), StatusCode::OK),
+            ("GET", "/readyz", vec![], Body::empty(), StatusCode::OK),
+            ("GET", "/elsewhere", vec![], Body::empty(), StatusCode::NOT_FOUND),
+        ];
+        for (method, uri, headers, body, want) in cases {
+            let (got, json) = call(s, method, uri, &headers, body).await;
+            assert_eq!(got, want, "{method} {uri} {headers:?}: {json}");
+            if !got.is_success() {
+                assert!(json["error"].is_string() || got == StatusCode::PAYLOAD_TOO_LARGE, "{method} {uri}: rejection without a JSON error: {json}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_503_and_batches_are_all_or_nothing() {
+        let f = fixture("", 1);
+        let two = r#"[{"account":"shop","key":"a"},{"account":"shop","key":"b"}]"#;
+        let (status, _) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], two).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, body) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+
+    #[tokio::test]
+    async fn alertmanager_reports_unknown_and_resolved() {
+        let f = fixture("", 10);
+        let body = r#"{"version":"4","commonLabels":{"appid":"wx448f04719cd48f69"},"alerts":[
+            {"status":"firing","labels":{"alertname":"A"}},
+            {"status":"firing","labels":{"appid":"wx0000000000000001"}},
+            {"status":"firing","labels":{"alertname":"nolabel"}},
+            {"status":"resolved","labels":{"appid":"wx448f04719cd48f69"}}]}"#;
+        let (status, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // The first and third alerts take the account from commonLabels.
+        assert_eq!(json["queued"], 2, "{json}");
+        assert_eq!(json["resolved_ignored"], 1);
+        assert_eq!(json["rejected"][0]["account"], "wx0000000000000001");
+    }
+
+    #[tokio::test]
+    async fn grafana_hmac_signature() {
+        let f = fixture("", 10);
+        let ts = Utc::now().timestamp().to_string();
+        let sig = hex::encode(webhook::hmac_sha256(b"hmac-key", &[ts.as_bytes(), b":", ALERT.as_bytes()]));
+        let good = [("x-grafana-alerting-signature", sig.as_str()), ("x-grafana-alerting-timestamp", ts.as_str())];
+        assert_eq!(call(&f.state, "POST", "/hooks/signed", &good, ALERT).await.0, StatusCode::ACCEPTED);
+        let tampered = ALERT.replace("Quota", "Quot4");
+        assert_eq!(call(&f.state, "POST", "/hooks/signed", &good, tampered).await.0, StatusCode::UNAUTHORIZED);
+        let old = (Utc::now().timestamp() - 600).to_string();
+        let old_sig = hex::encode(webhook::hmac_sha256(b"hmac-key", &[old.as_bytes(), b":", ALERT.as_bytes()]));
+        let stale = [("x-grafana-alerting-signature", old_sig.as_str()), ("x-grafana-alerting-timestamp", old.as_str())];
+        assert_eq!(call(&f.state, "POST", "/hooks/signed", &stale, ALERT).await.0, StatusCode::UNAUTHORIZED);
+        let github = format!("sha256={}", hex::encode(webhook::hmac_sha256(b"hmac-key", &[ALERT.as_bytes()])));
+        assert_eq!(call(&f.state, "POST", "/hooks/signed", &[("x-hub-signature-256", github.as_str())], ALERT).await.0, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn metrics_and_readyz_details() {
+        let f = fixture("", 10);
+        f.state.health.set("prom", Some("connection refused".into()));
+        let (status, json) = call(&f.state, "GET", "/readyz", &[], Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["sources"]["prom"]["error"], "connection refused");
+        f.state.ready.store(false, Ordering::SeqCst);
+        assert_eq!(call(&f.state, "GET", "/readyz", &[], Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
+        let resp = router(f.state.clone()).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+        assert!(text.contains("quotawatch_signals_total{source=\"api\"} 1"), "{text}");
+    }
+}
