@@ -320,7 +320,8 @@ mod tests {
     async fn status_codes() {
         let f = fixture("", 10);
         let s = &f.state;
-        let cases: Vec<(&str, &str, Vec<(&str, &str)>, Body, StatusCode)> = vec![
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Body, StatusCode);
+        let cases: Vec<Case> = vec![
             ("POST", "/hooks/alerts", vec![AUTH], ALERT.into(), StatusCode::ACCEPTED),
             ("POST", "/hooks/alerts", vec![], ALERT.into(), StatusCode::UNAUTHORIZED),
             ("POST", "/hooks/alerts", vec![("authorization", "Bearer wrong")], ALERT.into(), StatusCode::UNAUTHORIZED),
