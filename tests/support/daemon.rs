@@ -29,7 +29,10 @@ impl Env {
     }
 
     pub fn write(&self, body: &str) {
-        let text = format!("[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n{body}", self.db.display());
+        let text = format!(
+            "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n{body}",
+            self.db.display()
+        );
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -45,11 +48,16 @@ impl Env {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config").arg(&self.config).args(args);
         for (k, _) in std::env::vars() {
-            if k.starts_with("QUOTAWATCH_") || k == "NOTIFY_SOCKET" || k == "CREDENTIALS_DIRECTORY" || k == "STATE_DIRECTORY" {
+            if k.starts_with("QUOTAWATCH_")
+                || k == "NOTIFY_SOCKET"
+                || k == "CREDENTIALS_DIRECTORY"
+                || k == "STATE_DIRECTORY"
+            {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("QUOTAWATCH_LOG", "info").current_dir(self.dir.path());
+        cmd.env("QUOTAWATCH_LOG", "info")
+            .current_dir(self.dir.path());
         cmd
     }
 
@@ -60,7 +68,9 @@ impl Env {
     /// Runs the command off the async runtime's threads.
     pub async fn run_async(&self, args: &[&str]) -> Output {
         let mut cmd = self.command(args);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
     }
 }
 
@@ -85,7 +95,10 @@ impl Daemon {
     }
 
     pub async fn start_with(env: &Env, vars: &[(&str, &str)]) -> Daemon {
-        let log = env.dir.path().join(format!("daemon-{}.log", fastrand::u32(..)));
+        let log = env
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", fastrand::u32(..)));
         let mut cmd = env.command(&["run"]);
         cmd.envs(vars.iter().copied())
             .stdout(Stdio::null())
@@ -115,7 +128,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "daemon did not exit in {timeout:?}; logs:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit in {timeout:?}; logs:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -123,7 +140,11 @@ impl Daemon {
     pub async fn wait_log(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.logs().contains(needle) {
-            assert!(Instant::now() < deadline, "no `{needle}` in the daemon's logs within {timeout:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the daemon's logs within {timeout:?}:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -141,12 +162,17 @@ async fn wait_ready(log: &Path) -> SocketAddr {
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             if v["message"] == "quotawatch is ready" {
                 return v["listen"].as_str().unwrap().parse().unwrap();
             }
         }
-        assert!(Instant::now() < deadline, "daemon not ready in 20 s; logs:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "daemon not ready in 20 s; logs:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
