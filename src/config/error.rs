@@ -25,7 +25,8 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// Every problem found, so one run of `quotawatch check` shows them all.
+/// Every problem validation found, so one run of `quotawatch check` shows them
+/// all (a syntax or type error stops parsing at the first).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
@@ -104,6 +105,13 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
                         }
                         format!("unknown key `{field}`")
                     }
+                    // The found value may be a secret: name only its type.
+                    figment::error::Kind::InvalidType(actual, expected) => {
+                        format!("wrong type: found {}, expected {expected}", type_name(actual))
+                    }
+                    figment::error::Kind::InvalidValue(actual, expected) => {
+                        format!("invalid {}, expected {expected}", type_name(actual))
+                    }
                     kind => kind.to_string(),
                 };
                 let key = (!path.is_empty()).then(|| path.join("."));
@@ -116,4 +124,11 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
             })
             .collect(),
     )
+}
+
+/// "string", "integer", ...: the first word of serde's description, without
+/// the value itself.
+fn type_name(actual: &figment::error::Actual) -> String {
+    let text = actual.to_string();
+    text.split_whitespace().next().unwrap_or("value").to_string()
 }

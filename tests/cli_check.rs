@@ -1,0 +1,414 @@
+//! `quotawatch check` and configuration loading, through the real binary: the
+//! example config passes, bad configs exit 78 naming the key and where its value
+//! came from, environment overrides reach WeChat intact, and no secret is ever
+//! printed.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::{daemon::*, fake_wechat::*};
+
+const APP: &str = "wx448f04719cd48f69";
+const OTHER: &str = "wx0000000000000002";
+const INLINE_SECRET: &str = "inline-appsecret-c0ffee42";
+const FILE_SECRET: &str = "file-appsecret-beef17";
+const ENV_SECRET: &str = "0123456789";
+const ALL_SECRETS: [&str; 3] = [INLINE_SECRET, FILE_SECRET, ENV_SECRET];
+const CONFIG_ERROR: i32 = 78;
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+fn assert_no_secrets(o: &Output) {
+    for s in ALL_SECRETS {
+        assert!(
+            !stdout(o).contains(s),
+            "secret {s:?} in stdout:\n{}",
+            show(o)
+        );
+        assert!(
+            !stderr(o).contains(s),
+            "secret {s:?} in stderr:\n{}",
+            show(o)
+        );
+    }
+}
+
+/// `check` with extra environment variables.
+fn check(env: &Env, vars: &[(&str, &str)]) -> Output {
+    let mut cmd = env.command(&["check"]);
+    cmd.envs(vars.iter().copied());
+    cmd.output().unwrap()
+}
+
+/// The 1-based line of the first line of the config file that contains `needle`.
+fn line_of(config: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(config).unwrap();
+    let i = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config");
+    i + 1
+}
+
+fn accounts() -> String {
+    format!(
+        "[accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\nsecret = \"{INLINE_SECRET}\"\n\n\
+         [accounts.blog]\nappid = \"{OTHER}\"\nkind = \"official_account\"\nsecret_file = \"blog-secret\"\n"
+    )
+}
+
+fn env_with(body: &str) -> Env {
+    let env = Env::new(body);
+    env.file("blog-secret", &format!("{FILE_SECRET}\n"));
+    env
+}
+
+#[test]
+fn the_example_config_passes() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quotawatch.toml");
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(&example).arg("check");
+        if json {
+            cmd.arg("--json");
+        }
+        for (k, _) in std::env::vars() {
+            if k.starts_with("QUOTAWATCH_")
+                || k == "CREDENTIALS_DIRECTORY"
+                || k == "STATE_DIRECTORY"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(scratch.path()).output().unwrap()
+    };
+    let o = run(false);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("shop"), "{}", show(&o));
+    let example_secret = "replace-with-the-appsecret";
+    assert!(
+        !stdout(&o).contains(example_secret) && !stderr(&o).contains(example_secret),
+        "{}",
+        show(&o)
+    );
+
+    let o = run(true);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", show(&o)));
+    assert_eq!(v["accounts"]["shop"]["appid"], "wx448f04719cd48f69");
+    assert_eq!(
+        v["accounts"]["shop"]["policy"]["dry_run"], true,
+        "the example runs safely"
+    );
+    assert!(!stdout(&o).contains(example_secret), "{}", show(&o));
+    // Nothing was written next to the example or in the working directory.
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_valid_config_prints_the_effective_config_with_secrets_masked() {
+    let env = env_with(&format!("[policy]\nmonthly_cap = 5\n\n{}", accounts()));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        stdout(&o).contains(APP) && stdout(&o).contains(OTHER),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        stdout(&o).contains("********"),
+        "secrets appear masked: {}",
+        show(&o)
+    );
+    assert_no_secrets(&o);
+
+    let o = env.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["accounts"]["shop"]["policy"]["monthly_cap"], 5);
+    assert_no_secrets(&o);
+}
+
+#[test]
+fn an_unknown_key_is_named_with_file_and_line() {
+    let env = env_with(&format!(
+        "[policy]\nmonthly_cap = 5\ncooldwon = \"1h\"\n\n{}",
+        accounts()
+    ));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cooldwon"), "{}", show(&o));
+    assert!(
+        err.contains("policy.cooldwon"),
+        "the full key: {}",
+        show(&o)
+    );
+    let at = format!(
+        "{}:{}",
+        env.config.display(),
+        line_of(&env.config, "cooldwon")
+    );
+    assert!(err.contains(&at), "names {at}: {}", show(&o));
+    assert_no_secrets(&o);
+}
+
+#[test]
+fn an_unknown_key_in_an_account_is_named_with_file_and_line() {
+    let body = format!("{}\nsecert_file = \"shop-secret\"\n", accounts());
+    let env = env_with(&body);
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("accounts.blog.secert_file"), "{}", show(&o));
+    let at = format!(
+        "{}:{}",
+        env.config.display(),
+        line_of(&env.config, "secert_file")
+    );
+    assert!(err.contains(&at), "names {at}: {}", show(&o));
+    assert_no_secrets(&o);
+}
+
+#[test]
+fn an_out_of_range_cap_from_the_environment_names_the_variable() {
+    let env = env_with(&accounts());
+    let o = check(&env, &[("QUOTAWATCH_POLICY__MONTHLY_CAP", "11")]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("policy.monthly_cap"), "{}", show(&o));
+    assert!(
+        err.contains("QUOTAWATCH_POLICY__MONTHLY_CAP"),
+        "{}",
+        show(&o)
+    );
+    assert!(err.contains("11"), "{}", show(&o));
+    assert_no_secrets(&o);
+
+    let o = check(
+        &env,
+        &[("QUOTAWATCH_ACCOUNTS__SHOP__POLICY__MONTHLY_CAP", "0")],
+    );
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("accounts.shop.policy.monthly_cap"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        err.contains("QUOTAWATCH_ACCOUNTS__SHOP__POLICY__MONTHLY_CAP"),
+        "{}",
+        show(&o)
+    );
+    assert_no_secrets(&o);
+
+    // In range, the same variable is accepted and wins over the file.
+    let env = env_with(&format!("[policy]\nmonthly_cap = 5\n\n{}", accounts()));
+    let mut cmd = env.command(&["check", "--json"]);
+    let o = cmd
+        .env("QUOTAWATCH_POLICY__MONTHLY_CAP", "4")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["accounts"]["shop"]["policy"]["monthly_cap"], 4);
+}
+
+#[test]
+fn a_missing_secret_file_is_a_config_error() {
+    let body = format!(
+        "{}\n[accounts.news]\nappid = \"wx00000000000000a3\"\nkind = \"official_account\"\nsecret_file = \"no-such-secret\"\n",
+        accounts()
+    );
+    let env = env_with(&body);
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("accounts.news.secret_file"), "{}", show(&o));
+    assert!(err.contains("no-such-secret"), "{}", show(&o));
+    let at = format!(
+        "{}:{}",
+        env.config.display(),
+        line_of(&env.config, "no-such-secret")
+    );
+    assert!(err.contains(&at), "names {at}: {}", show(&o));
+    assert_no_secrets(&o);
+
+    // Every command refuses such a config the same way, before any work.
+    let o = env.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    assert!(!env.db.exists(), "no ledger is created for a bad config");
+    assert_no_secrets(&o);
+}
+
+#[test]
+fn a_bad_appid_and_a_missing_credential_are_reported_together() {
+    let body = format!(
+        "{}\n[accounts.news]\nappid = \"wx-not-hex\"\nkind = \"official_account\"\n",
+        accounts()
+    );
+    let env = env_with(&body);
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("accounts.news.appid"), "{}", show(&o));
+    assert!(err.contains("credential"), "{}", show(&o));
+    assert_no_secrets(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_secret_from_the_environment_is_used_verbatim() {
+    let fake = FakeWeChat::start().await;
+    fake.add_account(APP, ENV_SECRET);
+    let body = format!(
+        "[wechat]\napi_base = \"{}\"\ntimeout = \"2s\"\n\n[policy]\nreset_guard = \"0s\"\n\n\
+         [accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\n",
+        fake.base_url()
+    );
+    let env = Env::new(&body);
+    let var = ("QUOTAWATCH_ACCOUNTS__SHOP__SECRET", ENV_SECRET);
+
+    // Without the variable the account has no credential.
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+
+    let o = check(&env, &[var]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_no_secrets(&o);
+
+    let mut cmd = env.command(&["clear", "shop", "--json"]);
+    cmd.env(var.0, var.1);
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_no_secrets(&o);
+    let reqs = fake.requests_to(CLEAR_QUOTA_V2);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].query_param("appsecret").as_deref(),
+        Some(ENV_SECRET)
+    );
+    assert_eq!(
+        reqs[0].body_str("appsecret").as_deref(),
+        Some(ENV_SECRET),
+        "a JSON string, leading zero kept: {}",
+        reqs[0].raw_body
+    );
+    assert_eq!(fake.clears_effective(APP), 1);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+/// A secret written with the wrong type is reported without its value: the
+/// error names the key and the line, and that is enough to fix it.
+#[test]
+fn a_wrongly_typed_secret_is_not_echoed_in_the_error() {
+    let token = "api-bearer-token-9a8b7c";
+    let env = env_with(&format!("tokens = \"{token}\"\n{}", accounts()));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("daemon.tokens"), "{}", show(&o));
+    let at = format!(
+        "{}:{}",
+        env.config.display(),
+        line_of(&env.config, "tokens = ")
+    );
+    assert!(err.contains(&at), "names {at}: {}", show(&o));
+    assert!(
+        !err.contains(token) && !stdout(&o).contains(token),
+        "the bearer token is printed:\n{}",
+        show(&o)
+    );
+    assert_no_secrets(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_secret_files_are_read_from_the_credentials_directory() {
+    let fake = FakeWeChat::start().await;
+    fake.add_account(APP, FILE_SECRET);
+    let body = format!(
+        "[wechat]\napi_base = \"{}\"\ntimeout = \"2s\"\n\n[policy]\nreset_guard = \"0s\"\n\n\
+         [accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\nsecret_file = \"shop-secret\"\n",
+        fake.base_url()
+    );
+    let env = Env::new(&body);
+    // Next to the config: a stale secret that must not be used under systemd.
+    env.file("shop-secret", &format!("{INLINE_SECRET}\n"));
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("shop-secret"), format!("{FILE_SECRET}\n")).unwrap();
+
+    let mut cmd = env.command(&["clear", "shop", "--json"]);
+    cmd.env("CREDENTIALS_DIRECTORY", creds.path());
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_no_secrets(&o);
+    let reqs = fake.requests_to(CLEAR_QUOTA_V2);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].body_str("appsecret").as_deref(), Some(FILE_SECRET));
+
+    // Without the variable the file next to the config is used.
+    let o = env.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // A credentials directory without the file is a config error.
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = env.command(&["check"]);
+    let o = cmd
+        .env("CREDENTIALS_DIRECTORY", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("accounts.shop.secret_file"),
+        "{}",
+        show(&o)
+    );
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[test]
+fn the_config_is_found_through_quotawatch_config() {
+    let env = env_with(&accounts());
+    let bad = env.file("bad.toml", "[daemon]\nunknown = 1\n");
+    let bare = |config_var: &Path, flag: Option<&Path>| {
+        let mut cmd = Command::new(BIN);
+        if let Some(f) = flag {
+            cmd.arg("--config").arg(f);
+        }
+        cmd.arg("check");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("QUOTAWATCH_")
+                || k == "CREDENTIALS_DIRECTORY"
+                || k == "STATE_DIRECTORY"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("QUOTAWATCH_CONFIG", config_var);
+        cmd.current_dir(env.dir.path()).output().unwrap()
+    };
+    let o = bare(&env.config, None);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains(APP), "{}", show(&o));
+    let o = bare(&bad, None);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    assert!(stderr(&o).contains("bad.toml"), "{}", show(&o));
+    // --config wins over the variable.
+    let o = bare(&bad, Some(&env.config));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
