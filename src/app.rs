@@ -94,7 +94,8 @@ pub async fn run_daemon(config: Config) -> anyhow::Result<i32> {
 struct Generation {
     runtime: Runtime,
     notifiers: Notifiers,
-    sources: sources::ScheduledSources,
+    /// Taken (and stopped) before a reload starts the next generation's.
+    sources: Option<sources::ScheduledSources>,
     /// Cancels this generation's sources.
     sources_stop: CancellationToken,
 }
@@ -131,27 +132,30 @@ impl Daemon {
     fn build(&self, config: Arc<Config>) -> anyhow::Result<Generation> {
         let notifiers = Notifiers::start(&config.notifiers, notify_context(&config, self.metrics.clone()));
         let wechat = Arc::new(WeChat::new(&config.wechat)?);
-        let verifier = sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone());
-        let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![Arc::new(notifiers.clone()), Arc::new(verifier)]));
-        let clearer = Arc::new(Clearer {
-            store: self.store.clone(),
-            wechat: wechat.clone(),
-            metrics: self.metrics.clone(),
-            events,
-            timezone: config.daemon.timezone,
-        });
+        // Sources removed by a reload must not linger in /readyz.
+        self.health.remove_all();
         let sources_stop = CancellationToken::new();
         let sources = sources::start_scheduled(SourceContext {
             config: config.clone(),
             signals: self.queue.clone(),
             metrics: self.metrics.clone(),
             store: self.store.clone(),
-            wechat,
+            wechat: wechat.clone(),
             health: self.health.clone(),
             shutdown: sources_stop.clone(),
         });
+        // The verifier compares a clear against the pollers' last readings.
+        let verifier = sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone()).with_readings(sources.quota_readings());
+        let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![Arc::new(notifiers.clone()), Arc::new(verifier)]));
+        let clearer = Arc::new(Clearer {
+            store: self.store.clone(),
+            wechat,
+            metrics: self.metrics.clone(),
+            events,
+            timezone: config.daemon.timezone,
+        });
         self.publish_budgets(&config);
-        Ok(Generation { runtime: Runtime { config, clearer }, notifiers, sources, sources_stop })
+        Ok(Generation { runtime: Runtime { config, clearer }, notifiers, sources: Some(sources), sources_stop })
     }
 
     fn publish_budgets(&self, config: &Config) {
@@ -201,12 +205,26 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(()) = reload.recv() => {
-                    if let Some(next) = self.reload(&gen).await {
-                        let old = std::mem::replace(&mut gen, next);
+                    if let Some(next) = self.reload_config(&gen.runtime.config) {
+                        // Stop the old pollers first: two log readers on one file would count twice.
+                        gen.sources_stop.cancel();
+                        if let Some(old_sources) = gen.sources.take() {
+                            old_sources.shutdown().await;
+                        }
+                        let next_gen = match self.build(next.clone()) {
+                            Ok(g) => g,
+                            Err(e) => {
+                                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
+                                self.build(gen.runtime.config.clone())?
+                            }
+                        };
+                        let old = std::mem::replace(&mut gen, next_gen);
+                        self.config = gen.runtime.config.clone();
                         runtime_tx.send_replace(gen.runtime.clone());
-                        old.sources_stop.cancel();
-                        old.sources.shutdown().await;
                         old.notifiers.shutdown(Duration::from_secs(5)).await;
+                        let summary = Self::summary(&self.config);
+                        tracing::info!(summary = %summary, "Configuration reloaded");
+                        lifecycle::ready(&summary);
                     }
                 }
                 _ = tick(&mut watchdog) => lifecycle::watchdog(),
@@ -218,7 +236,9 @@ impl Daemon {
         let timeout = self.config.daemon.shutdown_timeout;
         http_stop.cancel();
         gen.sources_stop.cancel();
-        gen.sources.shutdown().await;
+        if let Some(s) = gen.sources.take() {
+            s.shutdown().await;
+        }
         dispatch_stop.cancel();
         let _ = dispatch_task.await;
         tracker.close();
@@ -236,37 +256,20 @@ impl Daemon {
     }
 
     /// SIGHUP: the new config must load and validate, else the old one stays.
-    async fn reload(&mut self, current: &Generation) -> Option<Generation> {
+    fn reload_config(&self, current: &Config) -> Option<Arc<Config>> {
         lifecycle::reloading();
-        let path = current.runtime.config.path.clone();
-        let result = config::load(&path);
-        let next = match result {
+        let next = match config::load(&current.path) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(config = %path.display(), error = %e, "Reload refused: the new config is invalid; keeping the old one");
-                lifecycle::ready(&format!("{} (last reload failed)", Self::summary(&self.config)));
+                tracing::error!(config = %current.path.display(), error = %e, "Reload refused: the new config is invalid; keeping the old one");
+                lifecycle::ready(&format!("{} (last reload failed)", Self::summary(current)));
                 return None;
             }
         };
-        let old = &current.runtime.config;
-        if next.daemon.listen != old.daemon.listen || format!("{:?}", next.daemon.state) != format!("{:?}", old.daemon.state) {
+        if next.daemon.listen != current.daemon.listen || format!("{:?}", next.daemon.state) != format!("{:?}", current.daemon.state) {
             tracing::warn!("daemon.listen and daemon.state take effect at the next restart, not on reload");
         }
-        let next = Arc::new(next);
-        match self.build(next.clone()) {
-            Ok(gen) => {
-                self.config = next;
-                let summary = Self::summary(&self.config);
-                tracing::info!(summary = %summary, "Configuration reloaded");
-                lifecycle::ready(&summary);
-                Some(gen)
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
-                lifecycle::ready(&Self::summary(&self.config));
-                None
-            }
-        }
+        Some(Arc::new(next))
     }
 }
 

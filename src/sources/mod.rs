@@ -61,10 +61,12 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
-pub mod webhook;
+
 pub mod log_file;
 pub mod prometheus;
 pub mod scheduler;
+pub mod webhook;
 pub mod wechat_quota;
+
 pub use scheduler::{start_scheduled, ScheduleError, ScheduledSources};
-pub use wechat_quota::QuotaVerifier;
+pub use wechat_quota::{QuotaReadings, QuotaVerifier};

@@ -1,0 +1,4 @@
+pub mod daemon;
+pub mod fake_chat;
+pub mod fake_prometheus;
+pub mod fake_wechat;
