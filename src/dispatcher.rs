@@ -57,7 +57,10 @@ impl AccountState {
     }
 
     fn evidence(&self) -> u32 {
-        self.events.iter().map(|(_, n, _)| *n).fold(0u32, u32::saturating_add)
+        self.events
+            .iter()
+            .map(|(_, n, _)| *n)
+            .fold(0u32, u32::saturating_add)
     }
 
     /// The one API named by every signal in the window, if they agree; more
@@ -85,9 +88,20 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(runtime: watch::Receiver<Runtime>, metrics: Arc<Metrics>, tracker: TaskTracker) -> Self {
+    pub fn new(
+        runtime: watch::Receiver<Runtime>,
+        metrics: Arc<Metrics>,
+        tracker: TaskTracker,
+    ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        Self { runtime, metrics, accounts: HashMap::new(), tracker, done_tx, done_rx }
+        Self {
+            runtime,
+            metrics,
+            accounts: HashMap::new(),
+            tracker,
+            done_tx,
+            done_rx,
+        }
     }
 
     /// Runs until `shutdown`; in-flight clears are tracked by the tracker the
@@ -114,7 +128,8 @@ impl Dispatcher {
     fn signal(&mut self, signal: Signal) {
         let rt = self.runtime.borrow().clone();
         let Some(account) = rt.config.account(&signal.account).cloned() else {
-            self.metrics.decision("skip", SkipReason::UnknownAccount.as_str());
+            self.metrics
+                .decision("skip", SkipReason::UnknownAccount.as_str());
             tracing::warn!(account = %signal.account, source = %signal.source, decision = "skip", reason = "unknown_account", "Signal names no configured account");
             return;
         };
@@ -123,13 +138,16 @@ impl Dispatcher {
         state.prune(now, account.policy.window);
         if let Some(key) = &signal.key {
             if state.keys.contains_key(key) {
-                self.metrics.decision("skip", SkipReason::Duplicate.as_str());
+                self.metrics
+                    .decision("skip", SkipReason::Duplicate.as_str());
                 tracing::debug!(account = %account.name, source = %signal.source, key = %key, "Duplicate signal dropped");
                 return;
             }
             state.keys.insert(key.clone(), now);
         }
-        state.events.push_back((now, signal.count, signal.cgi_path.clone()));
+        state
+            .events
+            .push_back((now, signal.count, signal.cgi_path.clone()));
         if state.in_flight {
             return;
         }
@@ -142,7 +160,8 @@ impl Dispatcher {
         }
         let evidence = state.evidence();
         if evidence < account.policy.min_events {
-            self.metrics.decision("skip", SkipReason::InsufficientEvidence.as_str());
+            self.metrics
+                .decision("skip", SkipReason::InsufficientEvidence.as_str());
             tracing::debug!(account = %account.name, source = %signal.source, evidence, min_events = account.policy.min_events, decision = "skip", reason = "insufficient_evidence", "Waiting for more evidence");
             return;
         }
@@ -151,7 +170,14 @@ impl Dispatcher {
         self.spawn_clear(rt.clearer, account, signal, evidence, cgi_path);
     }
 
-    fn spawn_clear(&self, clearer: Arc<Clearer>, account: Arc<Account>, signal: Signal, evidence: u32, cgi_path: Option<String>) {
+    fn spawn_clear(
+        &self,
+        clearer: Arc<Clearer>,
+        account: Arc<Account>,
+        signal: Signal,
+        evidence: u32,
+        cgi_path: Option<String>,
+    ) {
         let done = self.done_tx.clone();
         let request = ClearRequest {
             source: signal.source,
@@ -175,7 +201,9 @@ impl Dispatcher {
     }
 
     fn finished(&mut self, done: Done) {
-        let Some(state) = self.accounts.get_mut(&done.appid) else { return };
+        let Some(state) = self.accounts.get_mut(&done.appid) else {
+            return;
+        };
         state.in_flight = false;
         let Some(report) = done.report else { return };
         match (report.decision, &report.outcome, &report.target) {
@@ -184,15 +212,19 @@ impl Dispatcher {
                 self.refire_full(&done.appid, done.cgi_path);
             }
             (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), _) => {
-                // The evidence was acted on; new evidence starts a new case.
+                // The evidence was acted on; new evidence, even under a key seen
+                // before (a quota still low, an alert still firing), starts a
+                // new case that the cooldown then judges.
                 state.events.clear();
+                state.keys.clear();
             }
             (Decision::Skip(reason), _, _) => {
                 if let Some(until) = report.next_clear_at {
                     state.quiet = Some((until, reason));
                 } else if matches!(reason, SkipReason::AccountDisabled | SkipReason::DryRun) {
                     // Holds until a reload or, for dry-run, until the window moves on.
-                    state.quiet = Some((Utc::now() + chrono::Duration::seconds(QUIET_SECS), reason));
+                    state.quiet =
+                        Some((Utc::now() + chrono::Duration::seconds(QUIET_SECS), reason));
                 }
             }
             _ => {}
@@ -201,8 +233,12 @@ impl Dispatcher {
 
     fn refire_full(&mut self, appid: &str, cgi_path: Option<String>) {
         let rt = self.runtime.borrow().clone();
-        let Some(account) = rt.config.account(appid).cloned() else { return };
-        let Some(state) = self.accounts.get_mut(appid) else { return };
+        let Some(account) = rt.config.account(appid).cloned() else {
+            return;
+        };
+        let Some(state) = self.accounts.get_mut(appid) else {
+            return;
+        };
         // Forget the API names so the next decision is a full clear.
         state.events.iter_mut().for_each(|(_, _, p)| *p = None);
         state.in_flight = true;
@@ -210,7 +246,10 @@ impl Dispatcher {
         let signal = Signal {
             account: account.name.clone(),
             source: "fallback".into(),
-            reason: format!("single-API clear of {} did not work", cgi_path.unwrap_or_default()),
+            reason: format!(
+                "single-API clear of {} did not work",
+                cgi_path.unwrap_or_default()
+            ),
             count: 0,
             cgi_path: None,
             key: None,

@@ -98,13 +98,14 @@ impl WeChatQuotaSource {
         }
     }
 
-    /// One run: every account × cgi_path, spread over `spread`.
+    /// One run: every account, spread over `spread`; an account's APIs are
+    /// read together so that one signal can say how many of them are low.
     pub async fn run_once(&self, spread: Duration) {
         let targets = self.targets();
         let n = targets.len().max(1) as f64;
         let permits = Arc::new(Semaphore::new(self.spec.concurrency.max(1)));
         let mut polls = JoinSet::new();
-        for (i, (account, cgi_path)) in targets.into_iter().enumerate() {
+        for (i, (account, cgi_paths)) in targets.into_iter().enumerate() {
             let delay = spread.mul_f64((i as f64 + fastrand::f64()) / n);
             let (wechat, permits, cancel) = (
                 self.ctx.wechat.clone(),
@@ -117,31 +118,47 @@ impl WeChatQuotaSource {
                     _ = tokio::time::sleep(delay) => {}
                 }
                 let _permit = permits.acquire_owned().await.ok()?;
-                let result = tokio::select! {
-                    _ = cancel.cancelled() => return None,
-                    r = wechat.quota(&account, &cgi_path) => r,
-                };
-                Some(Poll {
-                    account,
-                    cgi_path,
-                    result,
-                })
+                let mut out = Vec::with_capacity(cgi_paths.len());
+                for cgi_path in cgi_paths {
+                    let result = tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        r = wechat.quota(&account, &cgi_path) => r,
+                    };
+                    out.push(Poll {
+                        account: account.clone(),
+                        cgi_path,
+                        result,
+                    });
+                }
+                Some(out)
             });
         }
         let (mut failed, mut total, mut first_error) = (0, 0, None);
         while let Some(joined) = polls.join_next().await {
-            let Ok(Some(poll)) = joined else { continue };
-            total += 1;
-            match poll.result {
-                Ok(quota) => self.reading(&poll.account, &poll.cgi_path, quota).await,
-                Err(e) => {
-                    failed += 1;
-                    tracing::debug!(source = %self.spec.name, account = %poll.account.name, cgi_path = %poll.cgi_path, error = %e, "Quota read failed");
-                    first_error.get_or_insert_with(|| {
-                        format!("{} {}: {e}", poll.account.name, poll.cgi_path)
-                    });
+            let Ok(Some(account_polls)) = joined else {
+                continue;
+            };
+            let mut low = Vec::new();
+            for poll in account_polls {
+                total += 1;
+                match poll.result {
+                    Ok(quota) => {
+                        self.readings
+                            .record(&poll.account.appid, &poll.cgi_path, quota);
+                        if is_low(self.spec.remain_below, &quota) {
+                            low.push((poll.account, poll.cgi_path, quota));
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::debug!(source = %self.spec.name, account = %poll.account.name, cgi_path = %poll.cgi_path, error = %e, "Quota read failed");
+                        first_error.get_or_insert_with(|| {
+                            format!("{} {}: {e}", poll.account.name, poll.cgi_path)
+                        });
+                    }
                 }
             }
+            self.signal_low(low).await;
         }
         let health = match first_error {
             None => RunHealth::Ok,
@@ -152,41 +169,54 @@ impl WeChatQuotaSource {
         report(&self.ctx, &self.spec.name, health);
     }
 
-    fn targets(&self) -> Vec<(Arc<Account>, String)> {
-        let mut out = Vec::new();
-        for name in &self.spec.accounts {
-            let Some(account) = self.ctx.config.accounts.get(name) else {
-                continue;
-            };
-            for cgi_path in &self.spec.cgi_paths {
-                out.push((account.clone(), cgi_path.clone()));
-            }
-        }
-        out
+    /// Each account's cgi_paths, in config order.
+    fn targets(&self) -> Vec<(Arc<Account>, Vec<String>)> {
+        self.spec
+            .accounts
+            .iter()
+            .filter_map(|name| self.ctx.config.accounts.get(name))
+            .map(|account| (account.clone(), self.spec.cgi_paths.clone()))
+            .collect()
     }
 
-    async fn reading(&self, account: &Account, cgi_path: &str, quota: Quota) {
-        self.readings.record(&account.appid, cgi_path, quota);
-        if !is_low(self.spec.remain_below, &quota) {
+    /// One signal per account: naming the API when exactly one is low (so
+    /// `prefer = "api"` can clear just it), naming none when several are (a
+    /// full clear serves them all).
+    async fn signal_low(&self, low: Vec<(Arc<Account>, String, Quota)>) {
+        let Some((account, _, _)) = low.first() else {
             return;
+        };
+        let account = account.clone();
+        for (_, cgi_path, quota) in &low {
+            tracing::info!(source = %self.spec.name, account = %account.name, appid = %account.appid, cgi_path = %cgi_path, remain = quota.remain, daily_limit = quota.daily_limit, "API quota low");
         }
         let now = Utc::now();
         let date = now
             .with_timezone(&self.ctx.config.daemon.timezone)
             .format("%Y-%m-%d");
+        let paths: Vec<&str> = low.iter().map(|(_, p, _)| p.as_str()).collect();
+        let (cgi_path, reason) = match low.as_slice() {
+            [(_, path, quota)] => (
+                Some(path.clone()),
+                format!(
+                    "quota: {} of {} left for {path}",
+                    quota.remain, quota.daily_limit
+                ),
+            ),
+            _ => (
+                None,
+                format!("quota low for {} APIs: {}", low.len(), paths.join(", ")),
+            ),
+        };
         let signal = Signal {
             account: account.name.clone(),
             source: self.spec.name.clone(),
-            reason: format!(
-                "quota: {} of {} left for {cgi_path}",
-                quota.remain, quota.daily_limit
-            ),
-            count: 1,
-            cgi_path: Some(cgi_path.to_string()),
-            key: Some(format!("quota:{}:{cgi_path}:{date}", account.name)),
+            reason,
+            count: low.len() as u32,
+            cgi_path,
+            key: Some(format!("quota:{}:{}:{date}", account.name, paths.join(","))),
             received_at: now,
         };
-        tracing::info!(source = %self.spec.name, account = %account.name, appid = %account.appid, cgi_path, remain = quota.remain, daily_limit = quota.daily_limit, "API quota low");
         tokio::select! {
             _ = self.ctx.shutdown.cancelled() => {}
             _ = self.ctx.signals.push(signal) => {}
@@ -263,10 +293,17 @@ impl EventSink for QuotaVerifier {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // Taken now: by the time the re-read runs, a poll may already have
+        // recorded the post-clear counts.
+        let before = paths
+            .iter()
+            .map(|p| self.readings.get(&account.appid, p))
+            .collect();
         let job = Verification {
             store: self.store.clone(),
             wechat: self.wechat.clone(),
             readings: self.readings.clone(),
+            before,
             account,
             paths,
             rule,
@@ -313,6 +350,8 @@ struct Verification {
     store: Arc<dyn Store>,
     wechat: Arc<WeChat>,
     readings: QuotaReadings,
+    /// The last reading of each of `paths` when the clear was reported.
+    before: Vec<Option<Quota>>,
     account: Arc<Account>,
     paths: Vec<String>,
     rule: RemainBelow,
@@ -347,8 +386,7 @@ impl Verification {
     /// Reads every API again; None when a read failed.
     async fn reread(&self) -> Option<bool> {
         let mut all_dropped = true;
-        for cgi_path in &self.paths {
-            let before = self.readings.get(&self.account.appid, cgi_path);
+        for (cgi_path, before) in self.paths.iter().zip(&self.before) {
             let after = match self.wechat.quota(&self.account, cgi_path).await {
                 Ok(q) => q,
                 Err(e) => {
