@@ -59,11 +59,17 @@ fn notify_context(config: &Config, metrics: Arc<Metrics>) -> NotifyContext {
 
 /// Notifiers for a one-shot command such as `quotawatch clear`.
 pub fn command_notifiers(config: &Config) -> Notifiers {
-    Notifiers::start(&config.notifiers, notify_context(config, Arc::new(Metrics::new())))
+    Notifiers::start(
+        &config.notifiers,
+        notify_context(config, Arc::new(Metrics::new())),
+    )
 }
 
 pub async fn notify_test(config: &Config, name: &str) -> anyhow::Result<i32> {
-    let spec = config.notifiers.get(name).with_context(|| format!("no notifier `{name}` in the config"))?;
+    let spec = config
+        .notifiers
+        .get(name)
+        .with_context(|| format!("no notifier `{name}` in the config"))?;
     let ctx = notify_context(config, Arc::new(Metrics::new()));
     match notify::send_test(spec, &ctx).await {
         Ok(answer) => {
@@ -81,7 +87,8 @@ pub async fn notify_test(config: &Config, name: &str) -> anyhow::Result<i32> {
 pub async fn run_daemon(config: Config) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    lifecycle::spawn_os_signals(shutdown.clone(), reload_tx).context("cannot install signal handlers")?;
+    lifecycle::spawn_os_signals(shutdown.clone(), reload_tx)
+        .context("cannot install signal handlers")?;
     let listener = TcpListener::bind(config.daemon.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.daemon.listen))?;
@@ -115,7 +122,10 @@ impl Daemon {
         let store = crate::cli::open_store(&config)?;
         let recovered = store.recover(Utc::now())?;
         if recovered > 0 {
-            tracing::warn!(recovered, "Attempts left pending by a stopped process are now ambiguous and count as spent");
+            tracing::warn!(
+                recovered,
+                "Attempts left pending by a stopped process are now ambiguous and count as spent"
+            );
         }
         let metrics = Arc::new(Metrics::new());
         let (queue, signal_rx) = SignalQueue::new(config.daemon.queue_capacity, metrics.clone());
@@ -130,7 +140,10 @@ impl Daemon {
     }
 
     fn build(&self, config: Arc<Config>) -> anyhow::Result<Generation> {
-        let notifiers = Notifiers::start(&config.notifiers, notify_context(&config, self.metrics.clone()));
+        let notifiers = Notifiers::start(
+            &config.notifiers,
+            notify_context(&config, self.metrics.clone()),
+        );
         let wechat = Arc::new(WeChat::new(&config.wechat)?);
         // Sources removed by a reload must not linger in /readyz.
         self.health.remove_all();
@@ -145,8 +158,13 @@ impl Daemon {
             shutdown: sources_stop.clone(),
         });
         // The verifier compares a clear against the pollers' last readings.
-        let verifier = sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone()).with_readings(sources.quota_readings());
-        let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![Arc::new(notifiers.clone()), Arc::new(verifier)]));
+        let verifier =
+            sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone())
+                .with_readings(sources.quota_readings());
+        let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![
+            Arc::new(notifiers.clone()),
+            Arc::new(verifier),
+        ]));
         let clearer = Arc::new(Clearer {
             store: self.store.clone(),
             wechat,
@@ -155,7 +173,12 @@ impl Daemon {
             timezone: config.daemon.timezone,
         });
         self.publish_budgets(&config);
-        Ok(Generation { runtime: Runtime { config, clearer }, notifiers, sources: Some(sources), sources_stop })
+        Ok(Generation {
+            runtime: Runtime { config, clearer },
+            notifiers,
+            sources: Some(sources),
+            sources_stop,
+        })
     }
 
     fn publish_budgets(&self, config: &Config) {
@@ -168,11 +191,26 @@ impl Daemon {
     }
 
     fn summary(config: &Config) -> String {
-        let dry = config.accounts.values().filter(|a| a.policy.dry_run).count();
-        format!("watching {} accounts ({} dry-run), {} sources, {} notifiers", config.accounts.len(), dry, config.sources.len(), config.notifiers.len())
+        let dry = config
+            .accounts
+            .values()
+            .filter(|a| a.policy.dry_run)
+            .count();
+        format!(
+            "watching {} accounts ({} dry-run), {} sources, {} notifiers",
+            config.accounts.len(),
+            dry,
+            config.sources.len(),
+            config.notifiers.len()
+        )
     }
 
-    pub async fn run(mut self, listener: TcpListener, shutdown: CancellationToken, mut reload: mpsc::Receiver<()>) -> anyhow::Result<()> {
+    pub async fn run(
+        mut self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        mut reload: mpsc::Receiver<()>,
+    ) -> anyhow::Result<()> {
         let mut gen = self.build(self.config.clone())?;
         let (runtime_tx, runtime_rx) = watch::channel(gen.runtime.clone());
         let tracker = TaskTracker::new();
@@ -193,7 +231,11 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let server = tokio::spawn({
             let stop = http_stop.clone();
-            async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await }
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }
         });
         ready.store(true, Ordering::SeqCst);
         let summary = Self::summary(&self.config);
@@ -266,8 +308,12 @@ impl Daemon {
                 return None;
             }
         };
-        if next.daemon.listen != current.daemon.listen || format!("{:?}", next.daemon.state) != format!("{:?}", current.daemon.state) {
-            tracing::warn!("daemon.listen and daemon.state take effect at the next restart, not on reload");
+        if next.daemon.listen != current.daemon.listen
+            || format!("{:?}", next.daemon.state) != format!("{:?}", current.daemon.state)
+        {
+            tracing::warn!(
+                "daemon.listen and daemon.state take effect at the next restart, not on reload"
+            );
         }
         Some(Arc::new(next))
     }

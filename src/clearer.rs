@@ -83,7 +83,11 @@ pub struct Clearer {
 }
 
 impl Clearer {
-    pub async fn handle(&self, account: &Arc<Account>, req: ClearRequest) -> Result<Report, ClearError> {
+    pub async fn handle(
+        &self,
+        account: &Arc<Account>,
+        req: ClearRequest,
+    ) -> Result<Report, ClearError> {
         let now = Utc::now();
         let target = self.choose_target(account, &req, now).await?;
         let (snapshot, decision, attempt) = self.reserve(account, &req, &target, now).await?;
@@ -106,9 +110,16 @@ impl Clearer {
             events: Vec::new(),
         };
         match (decision, attempt) {
-            (Decision::Skip(reason), _) => self.skipped(account, &req, &snapshot, reason, now, &mut report),
-            (Decision::Clear, Some(id)) => self.attempt(account, &req, &snapshot, id, &mut report).await?,
-            (Decision::Clear, None) => unreachable!("the store returns an attempt id with every clear decision"),
+            (Decision::Skip(reason), _) => {
+                self.skipped(account, &req, &snapshot, reason, now, &mut report)
+            }
+            (Decision::Clear, Some(id)) => {
+                self.attempt(account, &req, &snapshot, id, &mut report)
+                    .await?
+            }
+            (Decision::Clear, None) => {
+                unreachable!("the store returns an attempt id with every clear decision")
+            }
         }
         for event in &report.events {
             self.events.publish(event);
@@ -118,8 +129,15 @@ impl Clearer {
 
     /// `prefer = "api"` with a named API and single-API budget left: that API
     /// first; otherwise a full clear.
-    async fn choose_target(&self, account: &Arc<Account>, req: &ClearRequest, now: DateTime<Utc>) -> Result<ClearTarget, ClearError> {
-        let Some(cgi_path) = req.cgi_path.clone() else { return Ok(ClearTarget::Full) };
+    async fn choose_target(
+        &self,
+        account: &Arc<Account>,
+        req: &ClearRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ClearTarget, ClearError> {
+        let Some(cgi_path) = req.cgi_path.clone() else {
+            return Ok(ClearTarget::Full);
+        };
         if account.policy.prefer != Prefer::Api {
             return Ok(ClearTarget::Full);
         }
@@ -130,7 +148,11 @@ impl Clearer {
         Ok(ClearTarget::Api { cgi_path })
     }
 
-    pub async fn snapshot(&self, account: &Arc<Account>, now: DateTime<Utc>) -> Result<Snapshot, ClearError> {
+    pub async fn snapshot(
+        &self,
+        account: &Arc<Account>,
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot, ClearError> {
         let store = self.store.clone();
         let account = account.clone();
         let tz = self.timezone;
@@ -160,7 +182,14 @@ impl Clearer {
         };
         tokio::task::spawn_blocking(move || {
             store.reserve(&key(&account, tz), &intent, now, &mut |snapshot| {
-                policy::decide(&policy_input(&account, &req, &intent.target, snapshot, tz, now))
+                policy::decide(&policy_input(
+                    &account,
+                    &req,
+                    &intent.target,
+                    snapshot,
+                    tz,
+                    now,
+                ))
             })
         })
         .await
@@ -168,7 +197,15 @@ impl Clearer {
         .map_err(ClearError::from)
     }
 
-    fn skipped(&self, account: &Account, req: &ClearRequest, snapshot: &Snapshot, reason: SkipReason, now: DateTime<Utc>, report: &mut Report) {
+    fn skipped(
+        &self,
+        account: &Account,
+        req: &ClearRequest,
+        snapshot: &Snapshot,
+        reason: SkipReason,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) {
         let input = policy_input(account, req, &report.target, snapshot, self.timezone, now);
         report.next_clear_at = policy::next_possible_clear(&input, reason);
         tracing::info!(
@@ -176,13 +213,24 @@ impl Clearer {
             reason = reason.as_str(), budget_left = report.budget.left, evidence = req.evidence,
             "Policy refused to clear"
         );
-        let kind = if reason == SkipReason::DryRun { EventKind::DryRun } else { EventKind::Skipped };
+        let kind = if reason == SkipReason::DryRun {
+            EventKind::DryRun
+        } else {
+            EventKind::Skipped
+        };
         let mut event = self.event(kind, account, req, report, now);
         event.skip_reason = Some(reason);
         report.events.push(event);
     }
 
-    async fn attempt(&self, account: &Arc<Account>, req: &ClearRequest, before: &Snapshot, id: AttemptId, report: &mut Report) -> Result<(), ClearError> {
+    async fn attempt(
+        &self,
+        account: &Arc<Account>,
+        req: &ClearRequest,
+        before: &Snapshot,
+        id: AttemptId,
+        report: &mut Report,
+    ) -> Result<(), ClearError> {
         tracing::info!(
             account = %account.name, appid = %account.appid, source = %req.source, decision = "clear",
             target = ?report.target, attempt = id, evidence = req.evidence, "Clearing quota"
@@ -207,7 +255,14 @@ impl Clearer {
     }
 
     /// Records the outcome, then the account flags a WeChat answer implies.
-    async fn finish(&self, account: &Arc<Account>, id: AttemptId, outcome: &Outcome, result: &Result<(), WeChatError>, at: DateTime<Utc>) -> Result<(), ClearError> {
+    async fn finish(
+        &self,
+        account: &Arc<Account>,
+        id: AttemptId,
+        outcome: &Outcome,
+        result: &Result<(), WeChatError>,
+        at: DateTime<Utc>,
+    ) -> Result<(), ClearError> {
         let store = self.store.clone();
         let account = account.clone();
         let tz = self.timezone;
@@ -228,7 +283,16 @@ impl Clearer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attempt_events(&self, account: &Account, req: &ClearRequest, before: &Snapshot, result: &Result<(), WeChatError>, outcome: &Outcome, now: DateTime<Utc>, report: &mut Report) {
+    fn attempt_events(
+        &self,
+        account: &Account,
+        req: &ClearRequest,
+        before: &Snapshot,
+        result: &Result<(), WeChatError>,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) {
         let kind = match result.as_ref().err().map(WeChatError::class) {
             None => EventKind::Cleared,
             Some(ErrorClass::Exhausted) => EventKind::Exhausted,
@@ -248,11 +312,20 @@ impl Clearer {
         let low = account.policy.budget_low;
         let left_before = account.policy.monthly_cap.saturating_sub(before.month_used);
         if report.target == ClearTarget::Full && left_before > low && report.budget.left <= low {
-            report.events.push(self.event(EventKind::BudgetLow, account, req, report, now));
+            report
+                .events
+                .push(self.event(EventKind::BudgetLow, account, req, report, now));
         }
     }
 
-    fn event(&self, kind: EventKind, account: &Account, req: &ClearRequest, report: &Report, now: DateTime<Utc>) -> Event {
+    fn event(
+        &self,
+        kind: EventKind,
+        account: &Account,
+        req: &ClearRequest,
+        report: &Report,
+        now: DateTime<Utc>,
+    ) -> Event {
         Event {
             kind,
             account: account.name.clone(),
@@ -284,10 +357,22 @@ impl Clearer {
 }
 
 pub fn key(account: &Account, timezone: Tz) -> AccountKey<'_> {
-    AccountKey { appid: &account.appid, name: &account.name, fingerprint: &account.fingerprint, timezone }
+    AccountKey {
+        appid: &account.appid,
+        name: &account.name,
+        fingerprint: &account.fingerprint,
+        timezone,
+    }
 }
 
-fn policy_input<'a>(account: &'a Account, req: &ClearRequest, target: &ClearTarget, snapshot: &'a Snapshot, tz: Tz, now: DateTime<Utc>) -> policy::Input<'a> {
+fn policy_input<'a>(
+    account: &'a Account,
+    req: &ClearRequest,
+    target: &ClearTarget,
+    snapshot: &'a Snapshot,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> policy::Input<'a> {
     policy::Input {
         settings: &account.policy,
         snapshot,
@@ -304,7 +389,12 @@ fn policy_input<'a>(account: &'a Account, req: &ClearRequest, target: &ClearTarg
 fn outcome_of(result: &Result<(), WeChatError>) -> Outcome {
     match result {
         Ok(()) => Outcome::Ok,
-        Err(e) if e.class() == ErrorClass::Ambiguous => Outcome::Ambiguous { detail: e.to_string() },
-        Err(e) => Outcome::Failed { errcode: e.errcode(), errmsg: e.to_string() },
+        Err(e) if e.class() == ErrorClass::Ambiguous => Outcome::Ambiguous {
+            detail: e.to_string(),
+        },
+        Err(e) => Outcome::Failed {
+            errcode: e.errcode(),
+            errmsg: e.to_string(),
+        },
     }
 }

@@ -23,7 +23,11 @@ use crate::store::{HistoryFilter, SqliteStore, Store};
 use crate::wechat::WeChat;
 
 #[derive(Debug, Parser)]
-#[command(name = "quotawatch", version, about = "Watches WeChat API quota signals and spends the monthly clear_quota budget wisely")]
+#[command(
+    name = "quotawatch",
+    version,
+    about = "Watches WeChat API quota signals and spends the monthly clear_quota budget wisely"
+)]
 pub struct Cli {
     /// Config file [default: $QUOTAWATCH_CONFIG, else /etc/quotawatch/quotawatch.toml]
     #[arg(long, short = 'c', global = true, value_name = "PATH")]
@@ -108,10 +112,14 @@ pub fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigErro
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.daemon.state {
-        StateLocation::Sqlite(path) => Ok(Arc::new(
-            SqliteStore::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?,
-        )),
-        StateLocation::Postgres(_) => anyhow::bail!("daemon.state: PostgreSQL is not supported by this build yet; use a SQLite path"),
+        StateLocation::Sqlite(path) => {
+            Ok(Arc::new(SqliteStore::open(path).with_context(|| {
+                format!("cannot open the ledger {}", path.display())
+            })?))
+        }
+        StateLocation::Postgres(_) => anyhow::bail!(
+            "daemon.state: PostgreSQL is not supported by this build yet; use a SQLite path"
+        ),
     }
 }
 
@@ -132,7 +140,10 @@ pub fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
     if json {
         print_json(config)?;
     } else {
-        println!("# {} is valid; effective configuration (secrets masked):", config.path.display());
+        println!(
+            "# {} is valid; effective configuration (secrets masked):",
+            config.path.display()
+        );
         let mut value = serde_json::to_value(config)?;
         drop_nulls(&mut value);
         print!("{}", toml::to_string_pretty(&value)?);
@@ -174,7 +185,12 @@ pub struct AccountStatus {
     pub dry_run: bool,
 }
 
-pub fn account_status(store: &dyn Store, config: &Config, account: &Account, now: DateTime<Utc>) -> anyhow::Result<AccountStatus> {
+pub fn account_status(
+    store: &dyn Store,
+    config: &Config,
+    account: &Account,
+    now: DateTime<Utc>,
+) -> anyhow::Result<AccountStatus> {
     let tz = config.daemon.timezone;
     let snap = store.snapshot(&clearer::key(account, tz), now)?;
     let p = &account.policy;
@@ -215,8 +231,14 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
         return Ok(0);
     }
     let tz = config.daemon.timezone;
-    let local = |t: Option<DateTime<Utc>>| t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into());
-    println!("{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} FLAGS", "ACCOUNT", "APPID", "USED/CAP", "LEFT", "TODAY", "LAST CLEAR", "COOLDOWN UNTIL");
+    let local = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} FLAGS",
+        "ACCOUNT", "APPID", "USED/CAP", "LEFT", "TODAY", "LAST CLEAR", "COOLDOWN UNTIL"
+    );
     for r in rows {
         let mut flags = Vec::new();
         if r.exhausted {
@@ -233,22 +255,38 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
         }
         println!(
             "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} {}",
-            r.account, r.appid, format!("{}/{}", r.used, r.cap), r.left, format!("{}/{}", r.used_today, r.daily_max),
-            local(r.last_clear_at), local(r.cooldown_until), flags.join(", ")
+            r.account,
+            r.appid,
+            format!("{}/{}", r.used, r.cap),
+            r.left,
+            format!("{}/{}", r.used_today, r.daily_max),
+            local(r.last_clear_at),
+            local(r.cooldown_until),
+            flags.join(", ")
         );
     }
     Ok(0)
 }
 
-pub fn history(config: &Config, account: Option<&str>, month: Option<&str>, limit: Option<u32>, json: bool) -> anyhow::Result<Exit> {
+pub fn history(
+    config: &Config,
+    account: Option<&str>,
+    month: Option<&str>,
+    limit: Option<u32>,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let store = open_store(config)?;
     let tz = config.daemon.timezone;
-    let mut filter = HistoryFilter { limit, ..HistoryFilter::default() };
+    let mut filter = HistoryFilter {
+        limit,
+        ..HistoryFilter::default()
+    };
     if let Some(a) = account {
         filter.appid = Some(find(config, a)?.appid.clone());
     }
     if let Some(m) = month {
-        let period = calendar::named_month(tz, m).with_context(|| format!("--month `{m}` is not YYYY-MM"))?;
+        let period = calendar::named_month(tz, m)
+            .with_context(|| format!("--month `{m}` is not YYYY-MM"))?;
         filter.since = Some(period.start);
         filter.until = Some(period.end);
     }
@@ -257,7 +295,10 @@ pub fn history(config: &Config, account: Option<&str>, month: Option<&str>, limi
         print_json(&rows)?;
         return Ok(0);
     }
-    println!("{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} DETAIL", "ID", "STARTED", "ACCOUNT", "TARGET", "OUTCOME", "SOURCE");
+    println!(
+        "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} DETAIL",
+        "ID", "STARTED", "ACCOUNT", "TARGET", "OUTCOME", "SOURCE"
+    );
     for r in rows {
         let target = match &r.target {
             crate::event::ClearTarget::Full => "full".to_string(),
@@ -270,7 +311,13 @@ pub fn history(config: &Config, account: Option<&str>, month: Option<&str>, limi
         };
         println!(
             "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} {}",
-            r.id, r.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"), r.account, target, r.outcome, r.source, detail
+            r.id,
+            r.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+            r.account,
+            target,
+            r.outcome,
+            r.source,
+            detail
         );
     }
     Ok(0)
@@ -322,19 +369,35 @@ impl ClearSummary {
     }
 
     pub fn human(&self) -> String {
-        let budget = format!("{} of {} clears left in {}", self.budget.left, self.budget.cap, self.budget.month);
+        let budget = format!(
+            "{} of {} clears left in {}",
+            self.budget.left, self.budget.cap, self.budget.month
+        );
         match (&self.reason, &self.outcome) {
-            (Some(policy::SkipReason::DryRun), _) => format!("{}: dry run, would clear now ({budget})", self.account),
+            (Some(policy::SkipReason::DryRun), _) => {
+                format!("{}: dry run, would clear now ({budget})", self.account)
+            }
             (Some(r), _) => {
-                let next = self.next_clear_at.map(|t| format!("; next possible at {}", t.to_rfc3339())).unwrap_or_default();
+                let next = self
+                    .next_clear_at
+                    .map(|t| format!("; next possible at {}", t.to_rfc3339()))
+                    .unwrap_or_default();
                 format!("{}: not cleared: {r}{next} ({budget})", self.account)
             }
-            (None, Some(crate::event::Outcome::Ok)) => format!("{}: cleared ({budget})", self.account),
+            (None, Some(crate::event::Outcome::Ok)) => {
+                format!("{}: cleared ({budget})", self.account)
+            }
             (None, Some(crate::event::Outcome::Failed { errcode, errmsg })) => {
-                let fix = errcode.and_then(|c| crate::wechat::advice(c, errmsg)).map(|a| format!("\n  fix: {a}")).unwrap_or_default();
+                let fix = errcode
+                    .and_then(|c| crate::wechat::advice(c, errmsg))
+                    .map(|a| format!("\n  fix: {a}"))
+                    .unwrap_or_default();
                 format!("{}: clear failed: {errmsg} ({budget}){fix}", self.account)
             }
-            (None, Some(crate::event::Outcome::Ambiguous { detail })) => format!("{}: outcome unknown, counted as spent: {detail} ({budget})", self.account),
+            (None, Some(crate::event::Outcome::Ambiguous { detail })) => format!(
+                "{}: outcome unknown, counted as spent: {detail} ({budget})",
+                self.account
+            ),
             (None, None) => format!("{}: no outcome recorded", self.account),
         }
     }
@@ -348,7 +411,11 @@ pub struct ClearArgs<'a> {
     pub json: bool,
 }
 
-pub async fn clear(config: &Config, args: ClearArgs<'_>, events: Arc<dyn EventSink>) -> anyhow::Result<Exit> {
+pub async fn clear(
+    config: &Config,
+    args: ClearArgs<'_>,
+    events: Arc<dyn EventSink>,
+) -> anyhow::Result<Exit> {
     let account = find(config, args.account)?.clone();
     let clearer = Clearer {
         store: open_store(config)?,
@@ -376,14 +443,24 @@ pub async fn clear(config: &Config, args: ClearArgs<'_>, events: Arc<dyn EventSi
     Ok(summary.exit_code())
 }
 
-pub async fn quota(config: &Config, account: &str, cgi_path: &str, json: bool) -> anyhow::Result<Exit> {
+pub async fn quota(
+    config: &Config,
+    account: &str,
+    cgi_path: &str,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let account = find(config, account)?;
     let wechat = WeChat::new(&config.wechat)?;
     let q = wechat.quota(account, cgi_path).await?;
     if json {
-        print_json(&serde_json::json!({ "account": account.name, "appid": account.appid, "cgi_path": cgi_path, "quota": q }))?;
+        print_json(
+            &serde_json::json!({ "account": account.name, "appid": account.appid, "cgi_path": cgi_path, "quota": q }),
+        )?;
     } else {
-        println!("{} {cgi_path}: used {} of {} today, {} remain", account.name, q.used, q.daily_limit, q.remain);
+        println!(
+            "{} {cgi_path}: used {} of {} today, {} remain",
+            account.name, q.used, q.daily_limit, q.remain
+        );
     }
     Ok(0)
 }
@@ -404,7 +481,11 @@ pub fn generate_assets(dir: &Path) -> anyhow::Result<Exit> {
     use clap_complete::Shell;
     std::fs::create_dir_all(dir)?;
     let mut cmd = Cli::command();
-    for (shell, file) in [(Shell::Bash, "quotawatch.bash"), (Shell::Zsh, "_quotawatch"), (Shell::Fish, "quotawatch.fish")] {
+    for (shell, file) in [
+        (Shell::Bash, "quotawatch.bash"),
+        (Shell::Zsh, "_quotawatch"),
+        (Shell::Fish, "quotawatch.fish"),
+    ] {
         let mut out = std::fs::File::create(dir.join(file))?;
         clap_complete::generate(shell, &mut cmd, "quotawatch", &mut out);
     }

@@ -79,9 +79,14 @@ pub struct Budget {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
-    Failed { errcode: Option<i64>, errmsg: String },
+    Failed {
+        errcode: Option<i64>,
+        errmsg: String,
+    },
     /// Sent but unanswered (timeout, connection lost): it may have taken effect.
-    Ambiguous { detail: String },
+    Ambiguous {
+        detail: String,
+    },
 }
 
 impl Outcome {

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use crate::cli::{account_status, ClearSummary};
 use crate::clearer::ClearRequest;
+use crate::cli::{account_status, ClearSummary};
 use crate::config::{SourceSpec, WebhookSpec};
 use crate::dispatcher::Runtime;
 use crate::metrics::Metrics;
@@ -96,7 +96,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/signals", post(api_signals))
         .route("/api/v1/accounts", get(api_accounts))
         .route("/api/v1/accounts/{name}/clear", post(api_clear))
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -137,51 +140,88 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn authenticate_hook(rt: &Runtime, spec: &WebhookSpec, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    let Some(secret) = &spec.hmac_secret else { return authorize(rt, headers) };
+fn authenticate_hook(
+    rt: &Runtime,
+    spec: &WebhookSpec,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let Some(secret) = &spec.hmac_secret else {
+        return authorize(rt, headers);
+    };
     let sig = SignatureHeaders {
         grafana_signature: header_str(headers, "x-grafana-alerting-signature"),
         grafana_timestamp: header_str(headers, "x-grafana-alerting-timestamp")
             .or_else(|| header_str(headers, "x-grafana-alerting-signature-timestamp")),
         github_signature: header_str(headers, "x-hub-signature-256"),
     };
-    webhook::verify_signature(spec.signature, secret.expose().as_bytes(), &sig, body, Utc::now())
-        .map_err(|e| ApiError::Unauthorized(format!("signature check failed: {e}")))
+    webhook::verify_signature(
+        spec.signature,
+        secret.expose().as_bytes(),
+        &sig,
+        body,
+        Utc::now(),
+    )
+    .map_err(|e| ApiError::Unauthorized(format!("signature check failed: {e}")))
 }
 
-async fn hook(State(state): State<HttpState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn hook(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     let spec = match rt.config.sources.get(&name) {
         Some(SourceSpec::Webhook(spec)) => spec,
         _ => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
     };
     authenticate_hook(&rt, spec, &headers, &body)?;
-    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     enqueue(&state, &name, parsed)
 }
 
 /// Queues a batch whole or not at all, and answers what happened to each item.
 fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, ApiError> {
-    let Parsed { signals, resolved, rejected } = parsed;
+    let Parsed {
+        signals,
+        resolved,
+        rejected,
+    } = parsed;
     let queued = signals.len();
     for r in &rejected {
         state.metrics.decision("skip", "unknown_account");
         tracing::warn!(source, index = r.index, account = r.account.as_deref().unwrap_or(""), reason = %r.reason, decision = "skip", "Alert names no known account");
     }
     state.queue.try_push_all(signals)?;
-    tracing::info!(source, queued, resolved, rejected = rejected.len(), "Signals received");
+    tracing::info!(
+        source,
+        queued,
+        resolved,
+        rejected = rejected.len(),
+        "Signals received"
+    );
     let body = json!({ "queued": queued, "resolved_ignored": resolved, "rejected": rejected });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn api_signals(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn api_signals(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
-    let parsed = webhook::parse_generic("api", "account", &rt.config, &body, Utc::now()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let parsed = webhook::parse_generic("api", "account", &rt.config, &body, Utc::now())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     enqueue(&state, "api", parsed)
 }
 
-async fn api_accounts(State(state): State<HttpState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn api_accounts(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
     let rows = tokio::task::spawn_blocking(move || {
@@ -206,15 +246,25 @@ struct ClearBody {
     dry_run: bool,
 }
 
-async fn api_clear(State(state): State<HttpState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn api_clear(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
     let args: ClearBody = if body.iter().all(u8::is_ascii_whitespace) {
         ClearBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid clear request: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid clear request: {e}")))?
     };
-    let account = rt.config.account(&name).cloned().ok_or_else(|| ApiError::NotFound(format!("no account `{name}`")))?;
+    let account = rt
+        .config
+        .account(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("no account `{name}`")))?;
     let request = ClearRequest {
         source: "api".into(),
         trigger: args.reason.unwrap_or_else(|| "manual (API)".into()),
@@ -224,7 +274,11 @@ async fn api_clear(State(state): State<HttpState>, Path(name): Path<String>, hea
         force: args.force,
         dry_run: args.dry_run,
     };
-    let report = rt.clearer.handle(&account, request).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let report = rt
+        .clearer
+        .handle(&account, request)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let summary = ClearSummary::new(&account, &report);
     let status = match (report.decision, summary.exit_code()) {
         (_, 0) => StatusCode::OK,
@@ -237,7 +291,11 @@ async fn api_clear(State(state): State<HttpState>, Path(name): Path<String>, hea
 async fn readyz(State(state): State<HttpState>) -> Response {
     let ready = state.ready.load(Ordering::SeqCst);
     let sources = state.health.snapshot();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "ready": ready,
         "sources": sources.iter().map(|(k, v)| (k.clone(), json!({ "ok": v.is_none(), "error": v }))).collect::<serde_json::Map<_, _>>(),
@@ -247,7 +305,10 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 
 async fn metrics(State(state): State<HttpState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -297,21 +358,45 @@ mod tests {
         let (_tx, runtime) = watch::channel(Runtime { config, clearer });
         std::mem::forget(_tx);
         let (queue, rx) = SignalQueue::new(capacity, metrics.clone());
-        let state = HttpState { runtime, queue, metrics, health: SourceHealth::default(), ready: Arc::new(AtomicBool::new(true)) };
-        Fixture { _dir: dir, state, _rx: rx }
+        let state = HttpState {
+            runtime,
+            queue,
+            metrics,
+            health: SourceHealth::default(),
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        Fixture {
+            _dir: dir,
+            state,
+            _rx: rx,
+        }
     }
 
     const ALERT: &str = r#"{"version":"4","status":"firing","commonLabels":{},"alerts":[{"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},"startsAt":"2026-11-28T10:00:00Z","fingerprint":"f1"}]}"#;
 
-    async fn call(state: &HttpState, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> (StatusCode, serde_json::Value) {
+    async fn call(
+        state: &HttpState,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = router(state.clone()).oneshot(req.body(body.into()).unwrap()).await.unwrap();
+        let resp = router(state.clone())
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     const AUTH: (&str, &str) = ("authorization", "Bearer good-token");
@@ -322,32 +407,143 @@ mod tests {
         let s = &f.state;
         type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Body, StatusCode);
         let cases: Vec<Case> = vec![
-            ("POST", "/hooks/alerts", vec![AUTH], ALERT.into(), StatusCode::ACCEPTED),
-            ("POST", "/hooks/alerts", vec![], ALERT.into(), StatusCode::UNAUTHORIZED),
-            ("POST", "/hooks/alerts", vec![("authorization", "Bearer wrong")], ALERT.into(), StatusCode::UNAUTHORIZED),
-            ("POST", "/hooks/alerts", vec![("authorization", "Basic Z29vZC10b2tlbg==")], ALERT.into(), StatusCode::UNAUTHORIZED),
-            ("POST", "/hooks/alerts", vec![AUTH], "{not json".into(), StatusCode::BAD_REQUEST),
-            ("POST", "/hooks/alerts", vec![AUTH], r#"{"alerts": 3}"#.into(), StatusCode::BAD_REQUEST),
-            ("POST", "/hooks/nope", vec![AUTH], ALERT.into(), StatusCode::NOT_FOUND),
-            ("POST", "/hooks/alerts", vec![AUTH], vec![b' '; BODY_LIMIT + 1].into(), StatusCode::PAYLOAD_TOO_LARGE),
-            ("POST", "/hooks/signed", vec![AUTH], ALERT.into(), StatusCode::UNAUTHORIZED),
-            ("POST", "/api/v1/signals", vec![AUTH], r#"{"account":"shop","reason":"45009","count":3}"#.into(), StatusCode::ACCEPTED),
-            ("POST", "/api/v1/signals", vec![AUTH], r#"{"account":"shop","bogus":1}"#.into(), StatusCode::BAD_REQUEST),
-            ("POST", "/api/v1/signals", vec![], r#"{"account":"shop"}"#.into(), StatusCode::UNAUTHORIZED),
-            ("GET", "/api/v1/accounts", vec![AUTH], Body::empty(), StatusCode::OK),
-            ("GET", "/api/v1/accounts", vec![], Body::empty(), StatusCode::UNAUTHORIZED),
-            ("POST", "/api/v1/accounts/nobody/clear", vec![AUTH], Body::empty(), StatusCode::NOT_FOUND),
-            ("POST", "/api/v1/accounts/shop/clear", vec![AUTH], r#"{"dry_run": true}"#.into(), StatusCode::OK),
-            ("POST", "/api/v1/accounts/shop/clear", vec![AUTH], r#"{"dry_run": "x"}"#.into(), StatusCode::BAD_REQUEST),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![AUTH],
+                ALERT.into(),
+                StatusCode::ACCEPTED,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![],
+                ALERT.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![("authorization", "Bearer wrong")],
+                ALERT.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![("authorization", "Basic Z29vZC10b2tlbg==")],
+                ALERT.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![AUTH],
+                "{not json".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![AUTH],
+                r#"{"alerts": 3}"#.into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/hooks/nope",
+                vec![AUTH],
+                ALERT.into(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "POST",
+                "/hooks/alerts",
+                vec![AUTH],
+                vec![b' '; BODY_LIMIT + 1].into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                "POST",
+                "/hooks/signed",
+                vec![AUTH],
+                ALERT.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                "/api/v1/signals",
+                vec![AUTH],
+                r#"{"account":"shop","reason":"45009","count":3}"#.into(),
+                StatusCode::ACCEPTED,
+            ),
+            (
+                "POST",
+                "/api/v1/signals",
+                vec![AUTH],
+                r#"{"account":"shop","bogus":1}"#.into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "POST",
+                "/api/v1/signals",
+                vec![],
+                r#"{"account":"shop"}"#.into(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "GET",
+                "/api/v1/accounts",
+                vec![AUTH],
+                Body::empty(),
+                StatusCode::OK,
+            ),
+            (
+                "GET",
+                "/api/v1/accounts",
+                vec![],
+                Body::empty(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                "/api/v1/accounts/nobody/clear",
+                vec![AUTH],
+                Body::empty(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "POST",
+                "/api/v1/accounts/shop/clear",
+                vec![AUTH],
+                r#"{"dry_run": true}"#.into(),
+                StatusCode::OK,
+            ),
+            (
+                "POST",
+                "/api/v1/accounts/shop/clear",
+                vec![AUTH],
+                r#"{"dry_run": "x"}"#.into(),
+                StatusCode::BAD_REQUEST,
+            ),
             ("GET", "/healthz", vec![], Body::empty(), StatusCode::OK),
             ("GET", "/readyz", vec![], Body::empty(), StatusCode::OK),
-            ("GET", "/elsewhere", vec![], Body::empty(), StatusCode::NOT_FOUND),
+            (
+                "GET",
+                "/elsewhere",
+                vec![],
+                Body::empty(),
+                StatusCode::NOT_FOUND,
+            ),
         ];
         for (method, uri, headers, body, want) in cases {
             let (got, json) = call(s, method, uri, &headers, body).await;
             assert_eq!(got, want, "{method} {uri} {headers:?}: {json}");
             if !got.is_success() {
-                assert!(json["error"].is_string() || got == StatusCode::PAYLOAD_TOO_LARGE, "{method} {uri}: rejection without a JSON error: {json}");
+                assert!(
+                    json["error"].is_string() || got == StatusCode::PAYLOAD_TOO_LARGE,
+                    "{method} {uri}: rejection without a JSON error: {json}"
+                );
             }
         }
     }
@@ -358,9 +554,23 @@ mod tests {
         let two = r#"[{"account":"shop","key":"a"},{"account":"shop","key":"b"}]"#;
         let (status, _) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], two).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, _) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
+        let (status, _) = call(
+            &f.state,
+            "POST",
+            "/api/v1/signals",
+            &[AUTH],
+            r#"{"account":"shop"}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        let (status, body) = call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
+        let (status, body) = call(
+            &f.state,
+            "POST",
+            "/api/v1/signals",
+            &[AUTH],
+            r#"{"account":"shop"}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
 
@@ -384,31 +594,96 @@ mod tests {
     async fn grafana_hmac_signature() {
         let f = fixture("", 10);
         let ts = Utc::now().timestamp().to_string();
-        let sig = hex::encode(webhook::hmac_sha256(b"hmac-key", &[ts.as_bytes(), b":", ALERT.as_bytes()]));
-        let good = [("x-grafana-alerting-signature", sig.as_str()), ("x-grafana-alerting-timestamp", ts.as_str())];
-        assert_eq!(call(&f.state, "POST", "/hooks/signed", &good, ALERT).await.0, StatusCode::ACCEPTED);
+        let sig = hex::encode(webhook::hmac_sha256(
+            b"hmac-key",
+            &[ts.as_bytes(), b":", ALERT.as_bytes()],
+        ));
+        let good = [
+            ("x-grafana-alerting-signature", sig.as_str()),
+            ("x-grafana-alerting-timestamp", ts.as_str()),
+        ];
+        assert_eq!(
+            call(&f.state, "POST", "/hooks/signed", &good, ALERT)
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
         let tampered = ALERT.replace("Quota", "Quot4");
-        assert_eq!(call(&f.state, "POST", "/hooks/signed", &good, tampered).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            call(&f.state, "POST", "/hooks/signed", &good, tampered)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
         let old = (Utc::now().timestamp() - 600).to_string();
-        let old_sig = hex::encode(webhook::hmac_sha256(b"hmac-key", &[old.as_bytes(), b":", ALERT.as_bytes()]));
-        let stale = [("x-grafana-alerting-signature", old_sig.as_str()), ("x-grafana-alerting-timestamp", old.as_str())];
-        assert_eq!(call(&f.state, "POST", "/hooks/signed", &stale, ALERT).await.0, StatusCode::UNAUTHORIZED);
-        let github = format!("sha256={}", hex::encode(webhook::hmac_sha256(b"hmac-key", &[ALERT.as_bytes()])));
-        assert_eq!(call(&f.state, "POST", "/hooks/signed", &[("x-hub-signature-256", github.as_str())], ALERT).await.0, StatusCode::ACCEPTED);
+        let old_sig = hex::encode(webhook::hmac_sha256(
+            b"hmac-key",
+            &[old.as_bytes(), b":", ALERT.as_bytes()],
+        ));
+        let stale = [
+            ("x-grafana-alerting-signature", old_sig.as_str()),
+            ("x-grafana-alerting-timestamp", old.as_str()),
+        ];
+        assert_eq!(
+            call(&f.state, "POST", "/hooks/signed", &stale, ALERT)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        let github = format!(
+            "sha256={}",
+            hex::encode(webhook::hmac_sha256(b"hmac-key", &[ALERT.as_bytes()]))
+        );
+        assert_eq!(
+            call(
+                &f.state,
+                "POST",
+                "/hooks/signed",
+                &[("x-hub-signature-256", github.as_str())],
+                ALERT
+            )
+            .await
+            .0,
+            StatusCode::ACCEPTED
+        );
     }
 
     #[tokio::test]
     async fn metrics_and_readyz_details() {
         let f = fixture("", 10);
-        f.state.health.set("prom", Some("connection refused".into()));
+        f.state
+            .health
+            .set("prom", Some("connection refused".into()));
         let (status, json) = call(&f.state, "GET", "/readyz", &[], Body::empty()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json["sources"]["prom"]["error"], "connection refused");
         f.state.ready.store(false, Ordering::SeqCst);
-        assert_eq!(call(&f.state, "GET", "/readyz", &[], Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);
-        call(&f.state, "POST", "/api/v1/signals", &[AUTH], r#"{"account":"shop"}"#).await;
-        let resp = router(f.state.clone()).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
-        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
-        assert!(text.contains("quotawatch_signals_total{source=\"api\"} 1"), "{text}");
+        assert_eq!(
+            call(&f.state, "GET", "/readyz", &[], Body::empty()).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        call(
+            &f.state,
+            "POST",
+            "/api/v1/signals",
+            &[AUTH],
+            r#"{"account":"shop"}"#,
+        )
+        .await;
+        let resp = router(f.state.clone())
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = String::from_utf8(
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            text.contains("quotawatch_signals_total{source=\"api\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Forwards SIGTERM and SIGINT to `shutdown`, SIGHUP to `reload`.
-pub fn spawn_os_signals(shutdown: CancellationToken, reload: mpsc::Sender<()>) -> std::io::Result<()> {
+pub fn spawn_os_signals(
+    shutdown: CancellationToken,
+    reload: mpsc::Sender<()>,
+) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         }
     };
     let daemon = matches!(cli.command, Command::Run);
-    let format = if daemon { config.daemon.log_format } else { LogFormat::Pretty };
+    let format = if daemon {
+        config.daemon.log_format
+    } else {
+        LogFormat::Pretty
+    };
     telemetry::init(format, if daemon { "info" } else { "warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -34,20 +38,50 @@ fn main() -> ExitCode {
     finish(runtime.block_on(dispatch(cli.command, config)))
 }
 
-async fn dispatch(command: Command, config: quotawatch::config::Config) -> anyhow::Result<cli::Exit> {
+async fn dispatch(
+    command: Command,
+    config: quotawatch::config::Config,
+) -> anyhow::Result<cli::Exit> {
     match command {
         Command::Run => quotawatch::app::run_daemon(config).await,
         Command::Check(f) => cli::check(&config, f.json),
         Command::Status { account, json } => cli::status(&config, account.as_deref(), json.json),
-        Command::History { account, month, limit, json } => cli::history(&config, account.as_deref(), month.as_deref(), limit, json.json),
-        Command::Clear { account, reason, dry_run, force, json } => {
+        Command::History {
+            account,
+            month,
+            limit,
+            json,
+        } => cli::history(
+            &config,
+            account.as_deref(),
+            month.as_deref(),
+            limit,
+            json.json,
+        ),
+        Command::Clear {
+            account,
+            reason,
+            dry_run,
+            force,
+            json,
+        } => {
             let notifiers = quotawatch::app::command_notifiers(&config);
-            let args = cli::ClearArgs { account: &account, reason: &reason, dry_run, force, json: json.json };
+            let args = cli::ClearArgs {
+                account: &account,
+                reason: &reason,
+                dry_run,
+                force,
+                json: json.json,
+            };
             let result = cli::clear(&config, args, Arc::new(notifiers.clone())).await;
             notifiers.shutdown(config.daemon.shutdown_timeout).await;
             result
         }
-        Command::Quota { account, cgi_path, json } => cli::quota(&config, &account, &cgi_path, json.json).await,
+        Command::Quota {
+            account,
+            cgi_path,
+            json,
+        } => cli::quota(&config, &account, &cgi_path, json.json).await,
         Command::Enable { account } => cli::enable(&config, &account),
         Command::NotifyTest { notifier } => quotawatch::app::notify_test(&config, &notifier).await,
         Command::GenerateAssets { dir } => cli::generate_assets(&dir),

@@ -43,29 +43,74 @@ impl Metrics {
         let notifications = Family::default();
         let source_errors = Family::default();
         let source_healthy = Family::default();
-        registry.register("quotawatch_signals", "Signals received, by source", signals.clone());
-        registry.register("quotawatch_decisions", "Policy decisions, by decision and reason", decisions.clone());
-        registry.register("quotawatch_clears", "Clear attempts, by account and outcome", clears.clone());
-        registry.register("quotawatch_budget_remaining", "Clears quotawatch may still spend this month", budget_remaining.clone());
-        registry.register("quotawatch_notifications", "Notifications, by notifier and outcome", notifications.clone());
-        registry.register("quotawatch_source_errors", "Source polls or reads that failed", source_errors.clone());
-        registry.register("quotawatch_source_healthy", "1 when the source's last poll worked", source_healthy.clone());
-        Self { registry, signals, decisions, clears, budget_remaining, notifications, source_errors, source_healthy }
+        registry.register(
+            "quotawatch_signals",
+            "Signals received, by source",
+            signals.clone(),
+        );
+        registry.register(
+            "quotawatch_decisions",
+            "Policy decisions, by decision and reason",
+            decisions.clone(),
+        );
+        registry.register(
+            "quotawatch_clears",
+            "Clear attempts, by account and outcome",
+            clears.clone(),
+        );
+        registry.register(
+            "quotawatch_budget_remaining",
+            "Clears quotawatch may still spend this month",
+            budget_remaining.clone(),
+        );
+        registry.register(
+            "quotawatch_notifications",
+            "Notifications, by notifier and outcome",
+            notifications.clone(),
+        );
+        registry.register(
+            "quotawatch_source_errors",
+            "Source polls or reads that failed",
+            source_errors.clone(),
+        );
+        registry.register(
+            "quotawatch_source_healthy",
+            "1 when the source's last poll worked",
+            source_healthy.clone(),
+        );
+        Self {
+            registry,
+            signals,
+            decisions,
+            clears,
+            budget_remaining,
+            notifications,
+            source_errors,
+            source_healthy,
+        }
     }
 
     pub fn signal(&self, source: &str, n: u64) {
-        self.signals.get_or_create(&vec![("source", source.to_string())]).inc_by(n);
+        self.signals
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc_by(n);
     }
 
     pub fn decision(&self, decision: &str, reason: &str) {
         self.decisions
-            .get_or_create(&vec![("decision", decision.to_string()), ("reason", reason.to_string())])
+            .get_or_create(&vec![
+                ("decision", decision.to_string()),
+                ("reason", reason.to_string()),
+            ])
             .inc();
     }
 
     pub fn clear(&self, account: &str, outcome: &str) {
         self.clears
-            .get_or_create(&vec![("account", account.to_string()), ("outcome", outcome.to_string())])
+            .get_or_create(&vec![
+                ("account", account.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
             .inc();
     }
 
@@ -77,7 +122,10 @@ impl Metrics {
 
     pub fn notification(&self, notifier: &str, outcome: &str) {
         self.notifications
-            .get_or_create(&vec![("notifier", notifier.to_string()), ("outcome", outcome.to_string())])
+            .get_or_create(&vec![
+                ("notifier", notifier.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
             .inc();
     }
 
@@ -86,7 +134,9 @@ impl Metrics {
         if !healthy {
             self.source_errors.get_or_create(&labels).inc();
         }
-        self.source_healthy.get_or_create(&labels).set(healthy as i64);
+        self.source_healthy
+            .get_or_create(&labels)
+            .set(healthy as i64);
     }
 
     /// The text exposition format for `GET /metrics`.
@@ -110,10 +160,17 @@ mod tests {
         m.budget("shop", 7);
         m.notification("ops", "sent");
         let text = m.render();
-        assert!(text.contains("quotawatch_signals_total{source=\"alerts\"} 3"), "{text}");
-        assert!(text.contains("quotawatch_decisions_total{decision=\"skip\",reason=\"cooldown\"} 1"));
+        assert!(
+            text.contains("quotawatch_signals_total{source=\"alerts\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("quotawatch_decisions_total{decision=\"skip\",reason=\"cooldown\"} 1")
+        );
         assert!(text.contains("quotawatch_clears_total{account=\"shop\",outcome=\"ok\"} 1"));
         assert!(text.contains("quotawatch_budget_remaining{account=\"shop\"} 7"));
-        assert!(text.contains("quotawatch_notifications_total{notifier=\"ops\",outcome=\"sent\"} 1"));
+        assert!(
+            text.contains("quotawatch_notifications_total{notifier=\"ops\",outcome=\"sent\"} 1")
+        );
     }
 }

@@ -304,33 +304,52 @@ mod tests {
     fn cases() -> Vec<Case> {
         let snap = Snapshot::default;
         vec![
-            Case { name: "fresh account clears", ..Case::default() },
+            Case {
+                name: "fresh account clears",
+                ..Case::default()
+            },
             Case {
                 name: "disabled account",
-                snapshot: Snapshot { disabled: Some("40164".into()), ..snap() },
+                snapshot: Snapshot {
+                    disabled: Some("40164".into()),
+                    ..snap()
+                },
                 want: Decision::Skip(AccountDisabled),
                 ..Case::default()
             },
             Case {
                 name: "exhausted upstream beats everything but disabled",
-                snapshot: Snapshot { exhausted: true, month_used: 9, ..snap() },
+                snapshot: Snapshot {
+                    exhausted: true,
+                    month_used: 9,
+                    ..snap()
+                },
                 want: Decision::Skip(ExhaustedUpstream),
                 ..Case::default()
             },
             Case {
                 name: "monthly cap reached by ambiguous attempts",
-                snapshot: Snapshot { month_used: 8, ..snap() },
+                snapshot: Snapshot {
+                    month_used: 8,
+                    ..snap()
+                },
                 want: Decision::Skip(MonthlyCap),
                 ..Case::default()
             },
             Case {
                 name: "one below the cap still clears",
-                snapshot: Snapshot { month_used: 7, ..snap() },
+                snapshot: Snapshot {
+                    month_used: 7,
+                    ..snap()
+                },
                 ..Case::default()
             },
             Case {
                 name: "force never skips the monthly cap",
-                snapshot: Snapshot { month_used: 8, ..snap() },
+                snapshot: Snapshot {
+                    month_used: 8,
+                    ..snap()
+                },
                 manual: true,
                 force: true,
                 want: Decision::Skip(MonthlyCap),
@@ -338,14 +357,23 @@ mod tests {
             },
             Case {
                 name: "lower per-account cap",
-                settings: PolicySettings { monthly_cap: 3, ..PolicySettings::default() },
-                snapshot: Snapshot { month_used: 3, ..snap() },
+                settings: PolicySettings {
+                    monthly_cap: 3,
+                    ..PolicySettings::default()
+                },
+                snapshot: Snapshot {
+                    month_used: 3,
+                    ..snap()
+                },
                 want: Decision::Skip(MonthlyCap),
                 ..Case::default()
             },
             Case {
                 name: "a clear in flight is a duplicate",
-                snapshot: Snapshot { in_flight: true, ..snap() },
+                snapshot: Snapshot {
+                    in_flight: true,
+                    ..snap()
+                },
                 manual: true,
                 force: true,
                 want: Decision::Skip(Duplicate),
@@ -353,14 +381,20 @@ mod tests {
             },
             Case {
                 name: "too little evidence",
-                settings: PolicySettings { min_events: 3, ..PolicySettings::default() },
+                settings: PolicySettings {
+                    min_events: 3,
+                    ..PolicySettings::default()
+                },
                 evidence: 2,
                 want: Decision::Skip(InsufficientEvidence),
                 ..Case::default()
             },
             Case {
                 name: "exactly enough evidence",
-                settings: PolicySettings { min_events: 3, ..PolicySettings::default() },
+                settings: PolicySettings {
+                    min_events: 3,
+                    ..PolicySettings::default()
+                },
                 evidence: 3,
                 ..Case::default()
             },
@@ -372,31 +406,55 @@ mod tests {
             },
             Case {
                 name: "inside the cooldown",
-                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:00:01Z")), month_used: 1, day_used: 1, ..snap() },
+                snapshot: Snapshot {
+                    last_clear_at: Some(utc("2026-11-28T01:00:01Z")),
+                    month_used: 1,
+                    day_used: 1,
+                    ..snap()
+                },
                 want: Decision::Skip(Cooldown),
                 ..Case::default()
             },
             Case {
                 name: "cooldown ending exactly now",
-                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:00:00Z")), month_used: 1, day_used: 1, ..snap() },
+                snapshot: Snapshot {
+                    last_clear_at: Some(utc("2026-11-28T01:00:00Z")),
+                    month_used: 1,
+                    day_used: 1,
+                    ..snap()
+                },
                 ..Case::default()
             },
             Case {
                 name: "force skips the cooldown",
-                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-28T01:59:00Z")), month_used: 1, day_used: 1, ..snap() },
+                snapshot: Snapshot {
+                    last_clear_at: Some(utc("2026-11-28T01:59:00Z")),
+                    month_used: 1,
+                    day_used: 1,
+                    ..snap()
+                },
                 manual: true,
                 force: true,
                 ..Case::default()
             },
             Case {
                 name: "daily max reached",
-                snapshot: Snapshot { last_clear_at: Some(utc("2026-11-27T20:00:00Z")), month_used: 2, day_used: 2, ..snap() },
+                snapshot: Snapshot {
+                    last_clear_at: Some(utc("2026-11-27T20:00:00Z")),
+                    month_used: 2,
+                    day_used: 2,
+                    ..snap()
+                },
                 want: Decision::Skip(DailyMax),
                 ..Case::default()
             },
             Case {
                 name: "force skips daily max",
-                snapshot: Snapshot { month_used: 2, day_used: 2, ..snap() },
+                snapshot: Snapshot {
+                    month_used: 2,
+                    day_used: 2,
+                    ..snap()
+                },
                 manual: true,
                 force: true,
                 ..Case::default()
@@ -421,7 +479,12 @@ mod tests {
             Case {
                 name: "just after Beijing midnight is a new day",
                 now: "2026-11-28T16:01:00Z",
-                snapshot: Snapshot { day_used: 0, month_used: 2, last_clear_at: Some(utc("2026-11-28T14:00:00Z")), ..snap() },
+                snapshot: Snapshot {
+                    day_used: 0,
+                    month_used: 2,
+                    last_clear_at: Some(utc("2026-11-28T14:00:00Z")),
+                    ..snap()
+                },
                 ..Case::default()
             },
             Case {
@@ -433,14 +496,23 @@ mod tests {
             },
             Case {
                 name: "policy dry run",
-                settings: PolicySettings { dry_run: true, ..PolicySettings::default() },
+                settings: PolicySettings {
+                    dry_run: true,
+                    ..PolicySettings::default()
+                },
                 want: Decision::Skip(DryRun),
                 ..Case::default()
             },
             Case {
                 name: "dry run reports the real refusal first",
-                settings: PolicySettings { dry_run: true, ..PolicySettings::default() },
-                snapshot: Snapshot { month_used: 8, ..snap() },
+                settings: PolicySettings {
+                    dry_run: true,
+                    ..PolicySettings::default()
+                },
+                snapshot: Snapshot {
+                    month_used: 8,
+                    ..snap()
+                },
                 want: Decision::Skip(MonthlyCap),
                 ..Case::default()
             },
@@ -453,13 +525,21 @@ mod tests {
             },
             Case {
                 name: "single-API clear ignores the full cooldown and cap",
-                snapshot: Snapshot { month_used: 8, day_used: 2, last_clear_at: Some(utc("2026-11-28T01:59:00Z")), ..snap() },
+                snapshot: Snapshot {
+                    month_used: 8,
+                    day_used: 2,
+                    last_clear_at: Some(utc("2026-11-28T01:59:00Z")),
+                    ..snap()
+                },
                 api: true,
                 ..Case::default()
             },
             Case {
                 name: "single-API budget reached",
-                snapshot: Snapshot { api_month_used: 40, ..snap() },
+                snapshot: Snapshot {
+                    api_month_used: 40,
+                    ..snap()
+                },
                 api: true,
                 want: Decision::Skip(MonthlyCap),
                 ..Case::default()
@@ -480,7 +560,10 @@ mod tests {
         for case in cases() {
             let got = run(&case);
             if got != case.want {
-                failures.push(format!("{}: want {:?}, got {:?}", case.name, case.want, got));
+                failures.push(format!(
+                    "{}: want {:?}, got {:?}",
+                    case.name, case.want, got
+                ));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -492,14 +575,24 @@ mod tests {
         // passes the new month's (empty) snapshot at 00:01 on 1 December CST, which
         // is still 30 November in UTC.
         let settings = PolicySettings::default();
-        let full = Snapshot { month_used: 8, ..Snapshot::default() };
+        let full = Snapshot {
+            month_used: 8,
+            ..Snapshot::default()
+        };
         let tz = chrono_tz::Asia::Shanghai;
         let before = utc("2026-11-30T15:59:00Z");
         let after = utc("2026-11-30T16:01:00Z");
         assert_ne!(calendar::month(tz, before), calendar::month(tz, after));
         let input = |snapshot, now| Input {
-            settings: &settings, snapshot, evidence: 1, manual: true, force: true,
-            dry_run: false, api: false, timezone: tz, now,
+            settings: &settings,
+            snapshot,
+            evidence: 1,
+            manual: true,
+            force: true,
+            dry_run: false,
+            api: false,
+            timezone: tz,
+            now,
         };
         assert_eq!(decide(&input(&full, before)), Decision::Skip(MonthlyCap));
         assert_eq!(decide(&input(&Snapshot::default(), after)), Decision::Clear);
@@ -508,13 +601,29 @@ mod tests {
     #[test]
     fn next_possible_clear_after_cooldown() {
         let settings = PolicySettings::default();
-        let snapshot = Snapshot { last_clear_at: Some(utc("2026-11-28T01:30:00Z")), ..Snapshot::default() };
+        let snapshot = Snapshot {
+            last_clear_at: Some(utc("2026-11-28T01:30:00Z")),
+            ..Snapshot::default()
+        };
         let input = Input {
-            settings: &settings, snapshot: &snapshot, evidence: 1, manual: false, force: false,
-            dry_run: false, api: false, timezone: chrono_tz::Asia::Shanghai, now: utc(NOON),
+            settings: &settings,
+            snapshot: &snapshot,
+            evidence: 1,
+            manual: false,
+            force: false,
+            dry_run: false,
+            api: false,
+            timezone: chrono_tz::Asia::Shanghai,
+            now: utc(NOON),
         };
         assert_eq!(decide(&input), Decision::Skip(Cooldown));
-        assert_eq!(next_possible_clear(&input, Cooldown), Some(utc("2026-11-28T02:30:00Z")));
-        assert_eq!(next_possible_clear(&input, ResetGuard), Some(utc("2026-11-28T16:00:00Z")));
+        assert_eq!(
+            next_possible_clear(&input, Cooldown),
+            Some(utc("2026-11-28T02:30:00Z"))
+        );
+        assert_eq!(
+            next_possible_clear(&input, ResetGuard),
+            Some(utc("2026-11-28T16:00:00Z"))
+        );
     }
 }

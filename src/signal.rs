@@ -42,7 +42,10 @@ pub enum QueueError {
 }
 
 impl SignalQueue {
-    pub fn new(capacity: usize, metrics: std::sync::Arc<crate::metrics::Metrics>) -> (Self, tokio::sync::mpsc::Receiver<Signal>) {
+    pub fn new(
+        capacity: usize,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> (Self, tokio::sync::mpsc::Receiver<Signal>) {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity);
         (Self { tx, metrics }, rx)
     }
@@ -64,10 +67,13 @@ impl SignalQueue {
         if signals.is_empty() {
             return Ok(());
         }
-        let permits = self.tx.try_reserve_many(signals.len()).map_err(|e| match e {
-            tokio::sync::mpsc::error::TrySendError::Full(_) => QueueError::Full,
-            tokio::sync::mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
-        })?;
+        let permits = self
+            .tx
+            .try_reserve_many(signals.len())
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            })?;
         for (permit, signal) in permits.zip(signals) {
             self.metrics.signal(&signal.source, 1);
             permit.send(signal);

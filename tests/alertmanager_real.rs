@@ -17,7 +17,11 @@ const APPID: &str = "wx448f04719cd48f69";
 const TOKEN: &str = "alertmanager-bearer-token";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Kill(std::process::Child);
@@ -32,8 +36,12 @@ impl Drop for Kill {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's prometheus-alertmanager; run by .ci/run"]
 async fn alertmanager_delivers_an_alert_that_clears() {
-    let binary = std::env::var("ALERTMANAGER_BIN").unwrap_or_else(|_| "/usr/bin/prometheus-alertmanager".into());
-    assert!(std::path::Path::new(&binary).exists(), "{binary} is not installed (apt-get install prometheus-alertmanager)");
+    let binary = std::env::var("ALERTMANAGER_BIN")
+        .unwrap_or_else(|_| "/usr/bin/prometheus-alertmanager".into());
+    assert!(
+        std::path::Path::new(&binary).exists(),
+        "{binary} is not installed (apt-get install prometheus-alertmanager)"
+    );
     let fake = FakeWeChat::start().await;
     fake.add_account(APPID, "secret-for-alertmanager-test");
     let env = Env::new(&format!(
@@ -79,7 +87,12 @@ async fn alertmanager_delivers_an_alert_that_clears() {
     }]);
     let mut posted = false;
     for _ in 0..50 {
-        if let Ok(r) = http.post(format!("{am}/api/v2/alerts")).json(&alert).send().await {
+        if let Ok(r) = http
+            .post(format!("{am}/api/v2/alerts"))
+            .json(&alert)
+            .send()
+            .await
+        {
             if r.status().is_success() {
                 posted = true;
                 break;
@@ -88,7 +101,12 @@ async fn alertmanager_delivers_an_alert_that_clears() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(posted, "Alertmanager did not accept the alert");
-    eventually(Duration::from_secs(30), "the clear reaches the fake WeChat", || fake.clears_effective(APPID) == 1).await;
+    eventually(
+        Duration::from_secs(30),
+        "the clear reaches the fake WeChat",
+        || fake.clears_effective(APPID) == 1,
+    )
+    .await;
     d.wait_log("Signals received", Duration::from_secs(5)).await;
     assert!(fake.violations().is_empty());
 }

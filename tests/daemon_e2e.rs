@@ -137,20 +137,47 @@ fn history_json(env: &Env) -> Vec<Value> {
 async fn alertmanager_payload_leads_to_exactly_one_clear() {
     let (fake, env) = setup("").await;
     let d = Daemon::start(&env).await;
-    let resp = client().post(d.url("/hooks/alerts")).bearer_auth(TOKEN).json(&alertmanager_payload("fp1")).send().await.unwrap();
+    let resp = client()
+        .post(d.url("/hooks/alerts"))
+        .bearer_auth(TOKEN)
+        .json(&alertmanager_payload("fp1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["queued"], 2);
-    eventually(Duration::from_secs(10), "one clear at the fake", || fake.clears_effective(APPID) == 1).await;
+    eventually(Duration::from_secs(10), "one clear at the fake", || {
+        fake.clears_effective(APPID) == 1
+    })
+    .await;
     // The same alerts again (Alertmanager repeats) and a new one: no second clear.
-    client().post(d.url("/hooks/alerts")).bearer_auth(TOKEN).json(&alertmanager_payload("fp1")).send().await.unwrap();
-    client().post(d.url("/hooks/alerts")).bearer_auth(TOKEN).json(&alertmanager_payload("fp9")).send().await.unwrap();
+    client()
+        .post(d.url("/hooks/alerts"))
+        .bearer_auth(TOKEN)
+        .json(&alertmanager_payload("fp1"))
+        .send()
+        .await
+        .unwrap();
+    client()
+        .post(d.url("/hooks/alerts"))
+        .bearer_auth(TOKEN)
+        .json(&alertmanager_payload("fp9"))
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.clears_effective(APPID), 1);
     assert_eq!(fake.count_exact(CLEAR_QUOTA_V2), 1);
-    let unauthenticated = client().post(d.url("/hooks/alerts")).json(&alertmanager_payload("fp2")).send().await.unwrap();
+    let unauthenticated = client()
+        .post(d.url("/hooks/alerts"))
+        .json(&alertmanager_payload("fp2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthenticated.status(), 401);
-    d.wait_log("Clear attempt finished", Duration::from_secs(5)).await;
+    d.wait_log("Clear attempt finished", Duration::from_secs(5))
+        .await;
     let st = status_json(&env);
     assert_eq!(st["used"], 1);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
@@ -164,7 +191,10 @@ async fn grafana_signature_gates_the_clear() {
     let ts = chrono::Utc::now().timestamp().to_string();
     let bad = client()
         .post(d.url("/hooks/graf"))
-        .header("X-Grafana-Alerting-Signature", hmac_hex("wrong-key", &[ts.as_bytes(), b":", body.as_bytes()]))
+        .header(
+            "X-Grafana-Alerting-Signature",
+            hmac_hex("wrong-key", &[ts.as_bytes(), b":", body.as_bytes()]),
+        )
         .header("X-Grafana-Alerting-Timestamp", &ts)
         .body(body.clone())
         .send()
@@ -175,14 +205,20 @@ async fn grafana_signature_gates_the_clear() {
     assert_eq!(fake.clears_effective(APPID), 0);
     let good = client()
         .post(d.url("/hooks/graf"))
-        .header("X-Grafana-Alerting-Signature", hmac_hex(HMAC, &[ts.as_bytes(), b":", body.as_bytes()]))
+        .header(
+            "X-Grafana-Alerting-Signature",
+            hmac_hex(HMAC, &[ts.as_bytes(), b":", body.as_bytes()]),
+        )
         .header("X-Grafana-Alerting-Timestamp", &ts)
         .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(good.status(), 202);
-    eventually(Duration::from_secs(10), "the signed alert clears", || fake.clears_effective(APPID) == 1).await;
+    eventually(Duration::from_secs(10), "the signed alert clears", || {
+        fake.clears_effective(APPID) == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,18 +231,38 @@ async fn a_burst_of_300_signals_gives_one_clear() {
     for i in 0..300 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            client().post(url).bearer_auth(TOKEN).json(&json!({"account": APPID, "key": format!("k{i}")})).send().await.unwrap().status()
+            client()
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&json!({"account": APPID, "key": format!("k{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 202);
     }
-    eventually(Duration::from_secs(10), "a clear", || fake.clears_effective(APPID) >= 1).await;
+    eventually(Duration::from_secs(10), "a clear", || {
+        fake.clears_effective(APPID) >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(fake.clears_effective(APPID), 1);
     assert_eq!(fake.count_exact(CLEAR_QUOTA_V2), 1);
-    let metrics = client().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("quotawatch_signals_total{source=\"api\"} 300"), "{metrics}");
+    let metrics = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("quotawatch_signals_total{source=\"api\"} 300"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,9 +271,18 @@ async fn kill_9_during_a_clear_counts_it_as_ambiguous_and_the_cap_holds() {
     fake.set_default_delay_after_effect(Some(Duration::from_secs(30)));
     let mut d = Daemon::start(&env).await;
     assert_eq!(signal(&d, "a").await, 202);
-    eventually(Duration::from_secs(10), "the clear took effect at the fake", || fake.clears_effective(APPID) == 1).await;
+    eventually(
+        Duration::from_secs(10),
+        "the clear took effect at the fake",
+        || fake.clears_effective(APPID) == 1,
+    )
+    .await;
     d.signal(libc::SIGKILL);
-    assert_eq!(d.wait(Duration::from_secs(5)).await, None, "killed by a signal");
+    assert_eq!(
+        d.wait(Duration::from_secs(5)).await,
+        None,
+        "killed by a signal"
+    );
     fake.set_default_delay_after_effect(None);
     let d2 = Daemon::start(&env).await;
     d2.wait_log("count as spent", Duration::from_secs(5)).await;
@@ -227,7 +292,11 @@ async fn kill_9_during_a_clear_counts_it_as_ambiguous_and_the_cap_holds() {
     assert_eq!(status_json(&env)["left"], 0);
     assert_eq!(signal(&d2, "b").await, 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.clears_effective(APPID), 1, "the cap of 1 holds after the crash");
+    assert_eq!(
+        fake.clears_effective(APPID),
+        1,
+        "the cap of 1 holds after the crash"
+    );
     assert_eq!(fake.count_exact(CLEAR_QUOTA_V2), 1);
 }
 
@@ -236,15 +305,34 @@ async fn sighup_applies_a_lower_cap_and_survives_a_broken_config() {
     let (fake, env) = setup("cooldown = \"0s\"\ndaily_max = 10").await;
     let d = Daemon::start(&env).await;
     assert_eq!(signal(&d, "1").await, 202);
-    eventually(Duration::from_secs(10), "first clear", || fake.clears_effective(APPID) == 1).await;
-    d.wait_log("Clear attempt finished", Duration::from_secs(5)).await;
-    env.write(&config(&fake, "cooldown = \"0s\"\ndaily_max = 10\nmonthly_cap = 1"));
+    eventually(Duration::from_secs(10), "first clear", || {
+        fake.clears_effective(APPID) == 1
+    })
+    .await;
+    d.wait_log("Clear attempt finished", Duration::from_secs(5))
+        .await;
+    env.write(&config(
+        &fake,
+        "cooldown = \"0s\"\ndaily_max = 10\nmonthly_cap = 1",
+    ));
     d.signal(libc::SIGHUP);
-    d.wait_log("Configuration reloaded", Duration::from_secs(5)).await;
+    d.wait_log("Configuration reloaded", Duration::from_secs(5))
+        .await;
     assert_eq!(signal(&d, "2").await, 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fake.clears_effective(APPID), 1, "the lowered cap applies without a restart");
-    let metrics = client().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        fake.clears_effective(APPID),
+        1,
+        "the lowered cap applies without a restart"
+    );
+    let metrics = client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("reason=\"monthly_cap\""), "{metrics}");
 
     std::fs::write(&env.config, "[daemon]\nthis is not toml").unwrap();
@@ -252,7 +340,11 @@ async fn sighup_applies_a_lower_cap_and_survives_a_broken_config() {
     d.wait_log("Reload refused", Duration::from_secs(5)).await;
     let health = client().get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(signal(&d, "3").await, 202, "still running on the old config, token included");
+    assert_eq!(
+        signal(&d, "3").await,
+        202,
+        "still running on the old config, token included"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,10 +353,18 @@ async fn sigterm_waits_for_the_in_flight_clear() {
     fake.set_default_delay_after_effect(Some(Duration::from_secs(2)));
     let mut d = Daemon::start(&env).await;
     assert_eq!(signal(&d, "a").await, 202);
-    eventually(Duration::from_secs(10), "the clear reached the fake", || fake.clears_effective(APPID) == 1).await;
+    eventually(
+        Duration::from_secs(10),
+        "the clear reached the fake",
+        || fake.clears_effective(APPID) == 1,
+    )
+    .await;
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(15)).await, Some(0));
     let history = history_json(&env);
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0]["outcome"], "ok", "the outcome was recorded before exit: {history:?}");
+    assert_eq!(
+        history[0]["outcome"], "ok",
+        "the outcome was recorded before exit: {history:?}"
+    );
 }

@@ -41,7 +41,10 @@ fn notifiers(chats: &Chats) -> String {
             "dingtalk" | "feishu" | "webhook" => "secret = \"sign-secret-value\"\n",
             _ => "",
         };
-        out.push_str(&format!("[notifiers.{name}]\ntype = \"{name}\"\nurl = \"{}\"\n{secret}language = \"en\"\n", chat.url()));
+        out.push_str(&format!(
+            "[notifiers.{name}]\ntype = \"{name}\"\nurl = \"{}\"\n{secret}language = \"en\"\n",
+            chat.url()
+        ));
     }
     out
 }
@@ -78,19 +81,36 @@ async fn one_clear_one_message_per_notifier() {
             "wecom" => assert_eq!(body["msgtype"], "markdown", "{text}"),
             "dingtalk" => {
                 assert_eq!(body["msgtype"], "markdown", "{text}");
-                assert!(got[0].query_param("sign").is_some() && got[0].query_param("timestamp").is_some());
+                assert!(
+                    got[0].query_param("sign").is_some()
+                        && got[0].query_param("timestamp").is_some()
+                );
             }
-            "feishu" => assert!(body["sign"].is_string() && body["timestamp"].is_string(), "{text}"),
-            "slack" => assert!(body["text"].is_string() && body["blocks"].is_array(), "{text}"),
-            "discord" => assert!(body["content"].is_string() && body["embeds"].is_array(), "{text}"),
+            "feishu" => assert!(
+                body["sign"].is_string() && body["timestamp"].is_string(),
+                "{text}"
+            ),
+            "slack" => assert!(
+                body["text"].is_string() && body["blocks"].is_array(),
+                "{text}"
+            ),
+            "discord" => assert!(
+                body["content"].is_string() && body["embeds"].is_array(),
+                "{text}"
+            ),
             "webhook" => {
                 assert_eq!(body["kind"], "cleared", "{text}");
                 assert_eq!(body["budget"]["left"], 7);
-                assert!(got[0].header("webhook-signature").is_some_and(|s| s.starts_with("v1,")));
+                assert!(got[0]
+                    .header("webhook-signature")
+                    .is_some_and(|s| s.starts_with("v1,")));
             }
             _ => unreachable!(),
         }
-        assert!(text.contains("shop") && text.contains(APPID), "{name} names the account: {text}");
+        assert!(
+            text.contains("shop") && text.contains(APPID),
+            "{name} names the account: {text}"
+        );
         assert!(text.contains("7 of 8"), "{name} shows the budget: {text}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -113,10 +133,21 @@ async fn a_hanging_chat_platform_does_not_delay_clears() {
     let http = reqwest::Client::new();
     let start = Instant::now();
     for account in ["shop", "other"] {
-        http.post(d.url("/api/v1/signals")).json(&json!({"account": account})).send().await.unwrap();
+        http.post(d.url("/api/v1/signals"))
+            .json(&json!({"account": account}))
+            .send()
+            .await
+            .unwrap();
     }
-    eventually(Duration::from_secs(5), "both clears", || fake.clears_effective(APPID) == 1 && fake.clears_effective(OTHER) == 1).await;
-    assert!(start.elapsed() < Duration::from_secs(3), "clears waited for chat: {:?}", start.elapsed());
+    eventually(Duration::from_secs(5), "both clears", || {
+        fake.clears_effective(APPID) == 1 && fake.clears_effective(OTHER) == 1
+    })
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "clears waited for chat: {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,6 +165,15 @@ async fn notify_test_reports_the_platform_answer() {
     assert!(stdout(&bad).contains("93000"), "{}", stdout(&bad));
     let none = env.run_async(&["notify-test", "nope"]).await;
     assert_eq!(none.status.code(), Some(1));
-    let all = format!("{}{}{}{}", stdout(&ok), stderr(&ok), stdout(&bad), stderr(&bad));
-    assert!(!all.contains("fake-wecom-key"), "the URL's key leaked: {all}");
+    let all = format!(
+        "{}{}{}{}",
+        stdout(&ok),
+        stderr(&ok),
+        stdout(&bad),
+        stderr(&bad)
+    );
+    assert!(
+        !all.contains("fake-wecom-key"),
+        "the URL's key leaked: {all}"
+    );
 }

@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn secrets_stay_strings_and_numbers_parse() {
-        assert_eq!(parse_value("secret", "0123"), Value::from("0123".to_string()));
+        assert_eq!(
+            parse_value("secret", "0123"),
+            Value::from("0123".to_string())
+        );
         assert_eq!(parse_value("monthly_cap", "5").to_u128(), Some(5));
         assert_eq!(parse_value("dry_run", "true").to_bool(), Some(true));
         let tokens = parse_value("tokens", "abc");

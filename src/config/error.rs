@@ -42,7 +42,11 @@ impl std::fmt::Display for ConfigErrors {
 
 impl ConfigErrors {
     pub fn single(message: impl Into<String>) -> Self {
-        Self(vec![ConfigError { key: None, origin: None, message: message.into() }])
+        Self(vec![ConfigError {
+            key: None,
+            origin: None,
+            message: message.into(),
+        }])
     }
 }
 
@@ -74,7 +78,9 @@ impl Locator<'_> {
         let mut table: &dyn toml_edit::TableLike = doc.as_table();
         let mut found = None;
         for part in key.split('.') {
-            let Some((k, item)) = table.get_key_value(part) else { break };
+            let Some((k, item)) = table.get_key_value(part) else {
+                break;
+            };
             if let Some(span) = k.span().or_else(|| item.span()) {
                 found = Some(span.start);
             }
@@ -107,7 +113,10 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
                     }
                     // The found value may be a secret: name only its type.
                     figment::error::Kind::InvalidType(actual, expected) => {
-                        format!("wrong type: found {}, expected {expected}", type_name(actual))
+                        format!(
+                            "wrong type: found {}, expected {expected}",
+                            type_name(actual)
+                        )
                     }
                     figment::error::Kind::InvalidValue(actual, expected) => {
                         format!("invalid {}, expected {expected}", type_name(actual))
@@ -120,7 +129,11 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
                     (None, Some(m)) => Some(m.name.to_string()),
                     (None, None) => None,
                 };
-                ConfigError { key, origin, message }
+                ConfigError {
+                    key,
+                    origin,
+                    message,
+                }
             })
             .collect(),
     )
@@ -130,5 +143,8 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
 /// the value itself.
 fn type_name(actual: &figment::error::Actual) -> String {
     let text = actual.to_string();
-    text.split_whitespace().next().unwrap_or("value").to_string()
+    text.split_whitespace()
+        .next()
+        .unwrap_or("value")
+        .to_string()
 }

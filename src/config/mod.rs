@@ -300,9 +300,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     for var in env::providers() {
         figment = figment.merge(var);
     }
-    let locator = error::Locator { figment: &figment, file: Some((path, &text)) };
-    let raw: raw::RawConfig =
-        figment.extract().map_err(|e| error::from_figment(e, &locator))?;
+    let locator = error::Locator {
+        figment: &figment,
+        file: Some((path, &text)),
+    };
+    let raw: raw::RawConfig = figment
+        .extract()
+        .map_err(|e| error::from_figment(e, &locator))?;
     let resolver = SecretResolver::from_env(Some(path));
     validate::validate(raw, &locator, &resolver)
 }
@@ -317,7 +321,9 @@ mod tests {
     /// key's error lists the expected ones.
     fn accepted(prefix_toml: &str) -> Vec<String> {
         let text = format!("{prefix_toml}\nzzz_not_a_key = 1\n");
-        let err = Figment::from(Toml::string(&text)).extract::<raw::RawConfig>().unwrap_err();
+        let err = Figment::from(Toml::string(&text))
+            .extract::<raw::RawConfig>()
+            .unwrap_err();
         for e in err {
             if let figment::error::Kind::UnknownField(_, expected) = &e.kind {
                 return expected.iter().map(|s| s.to_string()).collect();
@@ -334,12 +340,27 @@ mod tests {
             }
         }
         let account_policy = accepted("[accounts.a.policy]");
-        assert_eq!(account_policy, accepted("[policy]"), "account policy keys are the policy keys");
+        assert_eq!(
+            account_policy,
+            accepted("[policy]"),
+            "account policy keys are the policy keys"
+        );
         for k in accepted("[accounts.a]") {
-            keys.insert(if k == "policy" { "accounts.NAME.policy.*".into() } else { format!("accounts.NAME.{k}") });
+            keys.insert(if k == "policy" {
+                "accounts.NAME.policy.*".into()
+            } else {
+                format!("accounts.NAME.{k}")
+            });
         }
         keys.insert("sources.NAME.type".into());
-        for t in ["alertmanager", "grafana", "generic", "log_file", "prometheus", "wechat_quota"] {
+        for t in [
+            "alertmanager",
+            "grafana",
+            "generic",
+            "log_file",
+            "prometheus",
+            "wechat_quota",
+        ] {
             for k in accepted(&format!("[sources.s]\ntype = \"{t}\"")) {
                 keys.insert(format!("sources.NAME.{k}"));
             }
@@ -351,8 +372,12 @@ mod tests {
     }
 
     fn readme_keys() -> BTreeSet<String> {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        let section = readme.split("## Configuration reference").nth(1).expect("README has a configuration reference");
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let section = readme
+            .split("## Configuration reference")
+            .nth(1)
+            .expect("README has a configuration reference");
         let section = section.split("\n## ").next().unwrap();
         section
             .lines()
@@ -368,16 +393,31 @@ mod tests {
         let readme = readme_keys();
         let missing: Vec<_> = code.difference(&readme).collect();
         let extra: Vec<_> = readme.difference(&code).collect();
-        assert!(missing.is_empty(), "keys in the code but not in README.md: {missing:?}");
-        assert!(extra.is_empty(), "keys in README.md but not in the code: {extra:?}");
-        assert!(code.len() > 40, "the reflection found too few keys: {code:?}");
+        assert!(
+            missing.is_empty(),
+            "keys in the code but not in README.md: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "keys in README.md but not in the code: {extra:?}"
+        );
+        assert!(
+            code.len() > 40,
+            "the reflection found too few keys: {code:?}"
+        );
     }
 
     #[test]
     fn example_config_is_valid_and_safe() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/quotawatch.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/quotawatch.toml"
+        ));
         let config = load(path).unwrap();
         assert!(config.daemon.listen.ip().is_loopback());
-        assert!(config.accounts.values().all(|a| a.policy.dry_run), "the example must be a dry run");
+        assert!(
+            config.accounts.values().all(|a| a.policy.dry_run),
+            "the example must be a dry run"
+        );
     }
 }

@@ -23,7 +23,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err<T>(&mut self, key: &str, message: impl Into<String>) -> Option<T> {
         let origin = Some(self.locator.origin(key));
-        self.errors.push(ConfigError { key: Some(key.to_string()), origin, message: message.into() });
+        self.errors.push(ConfigError {
+            key: Some(key.to_string()),
+            origin,
+            message: message.into(),
+        });
         None
     }
 
@@ -33,7 +37,10 @@ impl Ctx<'_> {
             Some(text) => match humantime::parse_duration(text) {
                 Ok(d) => d,
                 Err(e) => self
-                    .err(key, format!("`{text}` is not a duration like \"90s\" or \"2h30m\": {e}"))
+                    .err(
+                        key,
+                        format!("`{text}` is not a duration like \"90s\" or \"2h30m\": {e}"),
+                    )
                     .unwrap_or(default),
             },
         }
@@ -43,14 +50,23 @@ impl Ctx<'_> {
         match value {
             None => default,
             Some(v) if v >= min as i64 && v <= max as i64 => v as u32,
-            Some(v) => self.err(key, format!("must be between {min} and {max}, got {v}")).unwrap_or(default),
+            Some(v) => self
+                .err(key, format!("must be between {min} and {max}, got {v}"))
+                .unwrap_or(default),
         }
     }
 
     /// The inline value or the `*_file` one; both set is an error.
-    fn secret(&mut self, key: &str, inline: Option<Secret>, file: Option<&PathBuf>) -> Option<Secret> {
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<Secret>,
+        file: Option<&PathBuf>,
+    ) -> Option<Secret> {
         match (inline, file) {
-            (Some(_), Some(_)) => self.err(key, format!("set either `{key}` or `{key}_file`, not both")),
+            (Some(_), Some(_)) => {
+                self.err(key, format!("set either `{key}` or `{key}_file`, not both"))
+            }
             (Some(s), None) if s.is_empty() => self.err(key, "is empty"),
             (Some(s), None) => Some(s),
             (None, Some(path)) => match self.resolver.read(path) {
@@ -69,8 +85,16 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn validate(raw: RawConfig, locator: &Locator<'_>, resolver: &SecretResolver) -> Result<Config, ConfigErrors> {
-    let mut ctx = Ctx { locator, resolver, errors: Vec::new() };
+pub(super) fn validate(
+    raw: RawConfig,
+    locator: &Locator<'_>,
+    resolver: &SecretResolver,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx {
+        locator,
+        resolver,
+        errors: Vec::new(),
+    };
     let daemon = daemon(&mut ctx, raw.daemon);
     let wechat = wechat(&mut ctx, raw.wechat);
     let defaults = policy(&mut ctx, "policy", &raw.policy, &PolicySettings::default());
@@ -94,18 +118,28 @@ pub(super) fn validate(raw: RawConfig, locator: &Locator<'_>, resolver: &SecretR
 fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
     let listen_text = raw.listen.as_deref().unwrap_or("127.0.0.1:9466");
     let listen = listen_text.parse().unwrap_or_else(|_| {
-        ctx.err::<()>("daemon.listen", format!("`{listen_text}` is not an address like 127.0.0.1:9466"));
+        ctx.err::<()>(
+            "daemon.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:9466"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 9466))
     });
     let state = match raw.state.as_deref() {
-        Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => StateLocation::Postgres(Secret::new(s)),
-        Some("") => ctx.err("daemon.state", "is empty").unwrap_or(StateLocation::Sqlite("quotawatch.db".into())),
+        Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+            StateLocation::Postgres(Secret::new(s))
+        }
+        Some("") => ctx
+            .err("daemon.state", "is empty")
+            .unwrap_or(StateLocation::Sqlite("quotawatch.db".into())),
         Some(s) => StateLocation::Sqlite(PathBuf::from(s)),
         None => StateLocation::Sqlite(default_state_path()),
     };
     let tz_name = raw.timezone.as_deref().unwrap_or("Asia/Shanghai");
     let timezone = tz_name.parse::<Tz>().unwrap_or_else(|_| {
-        ctx.err::<()>("daemon.timezone", format!("`{tz_name}` is not an IANA time zone like Asia/Shanghai"));
+        ctx.err::<()>(
+            "daemon.timezone",
+            format!("`{tz_name}` is not an IANA time zone like Asia/Shanghai"),
+        );
         chrono_tz::Asia::Shanghai
     });
     let log_format = match raw.log_format.as_deref().unwrap_or("auto") {
@@ -113,19 +147,41 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
         "json" => LogFormat::Json,
         "pretty" => LogFormat::Pretty,
         "journald" => LogFormat::Journald,
-        other => ctx.err("daemon.log_format", format!("`{other}` is not one of auto, json, pretty, journald")).unwrap_or(LogFormat::Auto),
+        other => ctx
+            .err(
+                "daemon.log_format",
+                format!("`{other}` is not one of auto, json, pretty, journald"),
+            )
+            .unwrap_or(LogFormat::Auto),
     };
     let tokens = daemon_tokens(ctx, raw.tokens, raw.tokens_file.as_ref());
     if tokens.is_empty() && !listen.ip().is_loopback() {
         ctx.err::<()>("daemon.tokens", format!("is required when daemon.listen ({listen}) is not a loopback address: anyone who can reach it could spend the clear budget"));
     }
-    let shutdown_timeout = ctx.duration("daemon.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(30));
+    let shutdown_timeout = ctx.duration(
+        "daemon.shutdown_timeout",
+        raw.shutdown_timeout.as_deref(),
+        Duration::from_secs(30),
+    );
     let queue_capacity = match raw.queue_capacity {
         None => 10_000,
         Some(n) if (1..=10_000_000).contains(&n) => n as usize,
-        Some(n) => ctx.err("daemon.queue_capacity", format!("must be between 1 and 10000000, got {n}")).unwrap_or(10_000),
+        Some(n) => ctx
+            .err(
+                "daemon.queue_capacity",
+                format!("must be between 1 and 10000000, got {n}"),
+            )
+            .unwrap_or(10_000),
     };
-    DaemonSettings { listen, state, timezone, log_format, tokens, shutdown_timeout, queue_capacity }
+    DaemonSettings {
+        listen,
+        state,
+        timezone,
+        log_format,
+        tokens,
+        shutdown_timeout,
+        queue_capacity,
+    }
 }
 
 /// `$STATE_DIRECTORY/quotawatch.db` under systemd, else `./quotawatch.db`.
@@ -133,7 +189,12 @@ fn default_state_path() -> PathBuf {
     match std::env::var_os("STATE_DIRECTORY") {
         // systemd may list several directories separated by colons.
         Some(dirs) if !dirs.is_empty() => {
-            let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+            let first = dirs
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             PathBuf::from(first).join("quotawatch.db")
         }
         _ => PathBuf::from("quotawatch.db"),
@@ -141,7 +202,11 @@ fn default_state_path() -> PathBuf {
 }
 
 /// `tokens` and `tokens_file` (one token a line, `#` comments) together.
-fn daemon_tokens(ctx: &mut Ctx<'_>, inline: Option<Vec<Secret>>, file: Option<&PathBuf>) -> Vec<Secret> {
+fn daemon_tokens(
+    ctx: &mut Ctx<'_>,
+    inline: Option<Vec<Secret>>,
+    file: Option<&PathBuf>,
+) -> Vec<Secret> {
     let mut tokens = inline.unwrap_or_default();
     if tokens.iter().any(Secret::is_empty) {
         ctx.err::<()>("daemon.tokens", "holds an empty token");
@@ -164,36 +229,68 @@ fn daemon_tokens(ctx: &mut Ctx<'_>, inline: Option<Vec<Secret>>, file: Option<&P
 }
 
 fn wechat(ctx: &mut Ctx<'_>, raw: RawWeChat) -> WeChatSettings {
-    let base = raw.api_base.unwrap_or_else(|| "https://api.weixin.qq.com".to_string());
+    let base = raw
+        .api_base
+        .unwrap_or_else(|| "https://api.weixin.qq.com".to_string());
     if !(base.starts_with("https://") || base.starts_with("http://")) {
         ctx.err::<()>("wechat.api_base", format!("`{base}` is not an http(s) URL"));
     }
-    let timeout = ctx.duration("wechat.timeout", raw.timeout.as_deref(), Duration::from_secs(10));
+    let timeout = ctx.duration(
+        "wechat.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(10),
+    );
     if timeout.is_zero() {
         ctx.err::<()>("wechat.timeout", "must be more than zero");
     }
-    WeChatSettings { api_base: base.trim_end_matches('/').to_string(), timeout }
+    WeChatSettings {
+        api_base: base.trim_end_matches('/').to_string(),
+        timeout,
+    }
 }
 
 /// Applies `raw` on top of `base` (the defaults, or `[policy]` for an account).
-fn policy(ctx: &mut Ctx<'_>, prefix: &str, raw: &RawPolicy, base: &PolicySettings) -> PolicySettings {
+fn policy(
+    ctx: &mut Ctx<'_>,
+    prefix: &str,
+    raw: &RawPolicy,
+    base: &PolicySettings,
+) -> PolicySettings {
     let k = |name: &str| format!("{prefix}.{name}");
     let prefer = match raw.prefer.as_deref() {
         None => base.prefer,
         Some("full") => Prefer::Full,
         Some("api") => Prefer::Api,
-        Some(other) => ctx.err(&k("prefer"), format!("`{other}` is not one of full, api")).unwrap_or(base.prefer),
+        Some(other) => ctx
+            .err(&k("prefer"), format!("`{other}` is not one of full, api"))
+            .unwrap_or(base.prefer),
     };
     let settings = PolicySettings {
         monthly_cap: ctx.range(&k("monthly_cap"), raw.monthly_cap, base.monthly_cap, 1, 10),
         cooldown: ctx.duration(&k("cooldown"), raw.cooldown.as_deref(), base.cooldown),
         daily_max: ctx.range(&k("daily_max"), raw.daily_max, base.daily_max, 1, 10),
-        reset_guard: ctx.duration(&k("reset_guard"), raw.reset_guard.as_deref(), base.reset_guard),
-        min_events: ctx.range(&k("min_events"), raw.min_events, base.min_events, 1, 1_000_000),
+        reset_guard: ctx.duration(
+            &k("reset_guard"),
+            raw.reset_guard.as_deref(),
+            base.reset_guard,
+        ),
+        min_events: ctx.range(
+            &k("min_events"),
+            raw.min_events,
+            base.min_events,
+            1,
+            1_000_000,
+        ),
         window: ctx.duration(&k("window"), raw.window.as_deref(), base.window),
         budget_low: ctx.range(&k("budget_low"), raw.budget_low, base.budget_low, 0, 10),
         prefer,
-        api_monthly_cap: ctx.range(&k("api_monthly_cap"), raw.api_monthly_cap, base.api_monthly_cap, 1, 50),
+        api_monthly_cap: ctx.range(
+            &k("api_monthly_cap"),
+            raw.api_monthly_cap,
+            base.api_monthly_cap,
+            1,
+            50,
+        ),
         dry_run: raw.dry_run.unwrap_or(base.dry_run),
     };
     if settings.reset_guard >= Duration::from_secs(24 * 3600) {
@@ -227,7 +324,10 @@ fn accounts(
         }
         if let Some(account) = account(ctx, &p, &name, acc, defaults, notifiers, &out) {
             if let Some(other) = appids.insert(account.appid.clone(), name.clone()) {
-                ctx.err::<()>(&format!("{p}.appid"), format!("is also the appid of account `{other}`"));
+                ctx.err::<()>(
+                    &format!("{p}.appid"),
+                    format!("is also the appid of account `{other}`"),
+                );
             }
             out.insert(name, Arc::new(account));
         }
@@ -236,7 +336,9 @@ fn accounts(
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn account(
@@ -250,30 +352,65 @@ fn account(
 ) -> Option<Account> {
     let appid = ctx.required(&format!("{p}.appid"), raw.appid.clone())?;
     if !is_appid(&appid) {
-        ctx.err::<()>(&format!("{p}.appid"), format!("`{appid}` is not an appid (wx followed by 16 hex digits)"));
+        ctx.err::<()>(
+            &format!("{p}.appid"),
+            format!("`{appid}` is not an appid (wx followed by 16 hex digits)"),
+        );
     }
-    let kind = match raw.kind.as_deref() {
-        Some("official_account") => AccountKind::OfficialAccount,
-        Some("mini_program") => AccountKind::MiniProgram,
-        Some("component") => AccountKind::Component,
-        Some("authorizer") => AccountKind::Authorizer,
-        Some(other) => return ctx.err(&format!("{p}.kind"), format!("`{other}` is not one of official_account, mini_program, component, authorizer")),
-        None => return ctx.err(&format!("{p}.kind"), "is required (official_account, mini_program, component or authorizer)"),
-    };
+    let kind =
+        match raw.kind.as_deref() {
+            Some("official_account") => AccountKind::OfficialAccount,
+            Some("mini_program") => AccountKind::MiniProgram,
+            Some("component") => AccountKind::Component,
+            Some("authorizer") => AccountKind::Authorizer,
+            Some(other) => return ctx.err(
+                &format!("{p}.kind"),
+                format!(
+                    "`{other}` is not one of official_account, mini_program, component, authorizer"
+                ),
+            ),
+            None => {
+                return ctx.err(
+                    &format!("{p}.kind"),
+                    "is required (official_account, mini_program, component or authorizer)",
+                )
+            }
+        };
     for n in raw.notify.iter().flatten() {
         if !notifiers.contains_key(n) {
-            ctx.err::<()>(&format!("{p}.notify"), format!("names notifier `{n}`, which is not in [notifiers]"));
+            ctx.err::<()>(
+                &format!("{p}.notify"),
+                format!("names notifier `{n}`, which is not in [notifiers]"),
+            );
         }
     }
     let policy = policy(ctx, &format!("{p}.policy"), &raw.policy, defaults);
     let credential = credential(ctx, p, kind, &raw, known)?;
     let fingerprint = fingerprint(&appid, kind, &credential);
-    Some(Account { name: name.to_string(), appid, kind, credential, notify: raw.notify.unwrap_or_default(), policy, fingerprint })
+    Some(Account {
+        name: name.to_string(),
+        appid,
+        kind,
+        credential,
+        notify: raw.notify.unwrap_or_default(),
+        policy,
+        fingerprint,
+    })
 }
 
 /// Exactly one credential source per account; `component` only for authorizers.
-fn credential(ctx: &mut Ctx<'_>, p: &str, kind: AccountKind, raw: &RawAccount, known: &BTreeMap<String, Arc<Account>>) -> Option<Credential> {
-    let secret = ctx.secret(&format!("{p}.secret"), raw.secret.clone(), raw.secret_file.as_ref());
+fn credential(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    kind: AccountKind,
+    raw: &RawAccount,
+    known: &BTreeMap<String, Arc<Account>>,
+) -> Option<Credential> {
+    let secret = ctx.secret(
+        &format!("{p}.secret"),
+        raw.secret.clone(),
+        raw.secret_file.as_ref(),
+    );
     let mut sources = Vec::new();
     if raw.secret.is_some() || raw.secret_file.is_some() {
         sources.push("secret");
@@ -286,26 +423,46 @@ fn credential(ctx: &mut Ctx<'_>, p: &str, kind: AccountKind, raw: &RawAccount, k
     }
     if raw.component.is_some() {
         if kind != AccountKind::Authorizer {
-            return ctx.err(&format!("{p}.component"), "only an account of kind = \"authorizer\" has a managing component");
+            return ctx.err(
+                &format!("{p}.component"),
+                "only an account of kind = \"authorizer\" has a managing component",
+            );
         }
         sources.push("component");
     }
     if sources.len() != 1 {
-        let found = if sources.is_empty() { "none".to_string() } else { sources.join(", ") };
+        let found = if sources.is_empty() {
+            "none".to_string()
+        } else {
+            sources.join(", ")
+        };
         return ctx.err(p, format!("needs exactly one credential: secret (or secret_file), token_file, token_command{}; found {found}", if kind == AccountKind::Authorizer { " or component" } else { "" }));
     }
     match sources[0] {
         "secret" => secret.map(Credential::Secret),
-        "token_file" => raw.token_file.clone().map(|f| Credential::TokenFile(ctx.resolver.path(&f))),
+        "token_file" => raw
+            .token_file
+            .clone()
+            .map(|f| Credential::TokenFile(ctx.resolver.path(&f))),
         "token_command" => match raw.token_command.clone() {
-            Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => Some(Credential::TokenCommand(cmd)),
-            _ => ctx.err(&format!("{p}.token_command"), "must name a program: [\"/path/to/program\", \"arg\", ...]"),
+            Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => {
+                Some(Credential::TokenCommand(cmd))
+            }
+            _ => ctx.err(
+                &format!("{p}.token_command"),
+                "must name a program: [\"/path/to/program\", \"arg\", ...]",
+            ),
         },
         _ => component_credential(ctx, p, raw.component.as_deref().unwrap_or_default(), known),
     }
 }
 
-fn component_credential(ctx: &mut Ctx<'_>, p: &str, component: &str, known: &BTreeMap<String, Arc<Account>>) -> Option<Credential> {
+fn component_credential(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    component: &str,
+    known: &BTreeMap<String, Arc<Account>>,
+) -> Option<Credential> {
     let key = format!("{p}.component");
     let Some(platform) = known.get(component) else {
         return ctx.err(&key, format!("names account `{component}`, which is not a configured account of kind = \"component\""));
@@ -329,7 +486,11 @@ fn fingerprint(appid: &str, kind: AccountKind, credential: &Credential) -> Strin
         Credential::Secret(s) => h.update(s.expose().as_bytes()),
         Credential::TokenFile(p) => h.update(p.to_string_lossy().as_bytes()),
         Credential::TokenCommand(c) => h.update(c.join("\0").as_bytes()),
-        Credential::Component { component_appid, secret, .. } => {
+        Credential::Component {
+            component_appid,
+            secret,
+            ..
+        } => {
             h.update(component_appid.as_bytes());
             h.update(secret.expose().as_bytes());
         }
@@ -337,7 +498,10 @@ fn fingerprint(appid: &str, kind: AccountKind, credential: &Credential) -> Strin
     hex::encode(&h.finalize()[..8])
 }
 
-fn notifiers(ctx: &mut Ctx<'_>, raw: BTreeMap<String, RawNotifier>) -> BTreeMap<String, NotifierSpec> {
+fn notifiers(
+    ctx: &mut Ctx<'_>,
+    raw: BTreeMap<String, RawNotifier>,
+) -> BTreeMap<String, NotifierSpec> {
     let mut out = BTreeMap::new();
     for (name, n) in raw {
         if let Some(spec) = notifier(ctx, &format!("notifiers.{name}"), &name, n) {
@@ -355,7 +519,12 @@ fn notifier(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawNotifier) -> Option<
         Some("slack") => NotifierKind::Slack,
         Some("discord") => NotifierKind::Discord,
         Some("webhook") => NotifierKind::Webhook,
-        Some(other) => return ctx.err(&format!("{p}.type"), format!("`{other}` is not one of wecom, dingtalk, feishu, slack, discord, webhook")),
+        Some(other) => {
+            return ctx.err(
+                &format!("{p}.type"),
+                format!("`{other}` is not one of wecom, dingtalk, feishu, slack, discord, webhook"),
+            )
+        }
         None => return ctx.err(&format!("{p}.type"), "is required"),
     };
     let url = ctx.secret(&format!("{p}.url"), raw.url, raw.url_file.as_ref());
@@ -364,8 +533,16 @@ fn notifier(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawNotifier) -> Option<
         ctx.err::<()>(&format!("{p}.url"), "is not an http(s) URL");
     }
     let secret = ctx.secret(&format!("{p}.secret"), raw.secret, raw.secret_file.as_ref());
-    if secret.is_some() && matches!(kind, NotifierKind::Wecom | NotifierKind::Slack | NotifierKind::Discord) {
-        ctx.err::<()>(&format!("{p}.secret"), "this platform does not sign messages; only dingtalk, feishu and webhook take a secret");
+    if secret.is_some()
+        && matches!(
+            kind,
+            NotifierKind::Wecom | NotifierKind::Slack | NotifierKind::Discord
+        )
+    {
+        ctx.err::<()>(
+            &format!("{p}.secret"),
+            "this platform does not sign messages; only dingtalk, feishu and webhook take a secret",
+        );
     }
     let events = match raw.events {
         None => EventKind::ALL.to_vec(),
@@ -377,23 +554,48 @@ fn notifier(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawNotifier) -> Option<
     let language = match raw.language.as_deref().unwrap_or("zh") {
         "zh" => Language::Zh,
         "en" => Language::En,
-        other => ctx.err(&format!("{p}.language"), format!("`{other}` is not one of zh, en")).unwrap_or(Language::Zh),
+        other => ctx
+            .err(
+                &format!("{p}.language"),
+                format!("`{other}` is not one of zh, en"),
+            )
+            .unwrap_or(Language::Zh),
     };
     let feishu_format = match raw.format.as_deref() {
         None | Some("post") => FeishuFormat::Post,
         Some("card") if kind == NotifierKind::Feishu => FeishuFormat::Card,
         Some(other) => ctx.err(&format!("{p}.format"), format!("`{other}` is not valid here: only feishu notifiers take format = \"post\" or \"card\"")).unwrap_or(FeishuFormat::Post),
     };
-    let skipped_interval = ctx.duration(&format!("{p}.skipped_interval"), raw.skipped_interval.as_deref(), Duration::from_secs(3600));
-    Some(NotifierSpec { name: name.to_string(), kind, url, secret, events, language, skipped_interval, feishu_format })
+    let skipped_interval = ctx.duration(
+        &format!("{p}.skipped_interval"),
+        raw.skipped_interval.as_deref(),
+        Duration::from_secs(3600),
+    );
+    Some(NotifierSpec {
+        name: name.to_string(),
+        kind,
+        url,
+        secret,
+        events,
+        language,
+        skipped_interval,
+        feishu_format,
+    })
 }
 
-fn sources(ctx: &mut Ctx<'_>, raw: BTreeMap<String, RawSource>, accounts: &BTreeMap<String, Arc<Account>>) -> BTreeMap<String, SourceSpec> {
+fn sources(
+    ctx: &mut Ctx<'_>,
+    raw: BTreeMap<String, RawSource>,
+    accounts: &BTreeMap<String, Arc<Account>>,
+) -> BTreeMap<String, SourceSpec> {
     let mut out = BTreeMap::new();
     for (name, s) in raw {
         let p = format!("sources.{name}");
         if !is_name(&name) {
-            ctx.err::<()>(&p, "source names use letters, digits, '-' and '_' (they appear in /hooks/NAME)");
+            ctx.err::<()>(
+                &p,
+                "source names use letters, digits, '-' and '_' (they appear in /hooks/NAME)",
+            );
         }
         let spec = match s {
             RawSource::Alertmanager(w) => webhook(ctx, &p, &name, WebhookFormat::Alertmanager, w),
@@ -410,19 +612,40 @@ fn sources(ctx: &mut Ctx<'_>, raw: BTreeMap<String, RawSource>, accounts: &BTree
     out
 }
 
-fn webhook(ctx: &mut Ctx<'_>, p: &str, name: &str, format: WebhookFormat, raw: RawWebhookSource) -> Option<SourceSpec> {
-    let default_label = if format == WebhookFormat::Generic { "account" } else { "appid" };
-    let hmac_secret = ctx.secret(&format!("{p}.hmac_secret"), raw.hmac_secret, raw.hmac_secret_file.as_ref());
+fn webhook(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    name: &str,
+    format: WebhookFormat,
+    raw: RawWebhookSource,
+) -> Option<SourceSpec> {
+    let default_label = if format == WebhookFormat::Generic {
+        "account"
+    } else {
+        "appid"
+    };
+    let hmac_secret = ctx.secret(
+        &format!("{p}.hmac_secret"),
+        raw.hmac_secret,
+        raw.hmac_secret_file.as_ref(),
+    );
     let signature = match raw.signature.as_deref() {
         None => SignatureScheme::Any,
         Some("grafana") => SignatureScheme::Grafana,
         Some("github") => SignatureScheme::Github,
-        Some(other) => ctx.err(&format!("{p}.signature"), format!("`{other}` is not one of grafana, github")).unwrap_or(SignatureScheme::Any),
+        Some(other) => ctx
+            .err(
+                &format!("{p}.signature"),
+                format!("`{other}` is not one of grafana, github"),
+            )
+            .unwrap_or(SignatureScheme::Any),
     };
     Some(SourceSpec::Webhook(WebhookSpec {
         name: name.to_string(),
         format,
-        account_label: raw.account_label.unwrap_or_else(|| default_label.to_string()),
+        account_label: raw
+            .account_label
+            .unwrap_or_else(|| default_label.to_string()),
         hmac_secret,
         signature,
     }))
@@ -438,31 +661,59 @@ fn regex(ctx: &mut Ctx<'_>, key: &str, text: &str) -> Option<regex::Regex> {
 fn schedule(ctx: &mut Ctx<'_>, key: &str, value: Option<String>, default: &str) -> String {
     let text = value.unwrap_or_else(|| default.to_string());
     if let Err(e) = crate::sources::validate_schedule(&text) {
-        ctx.err::<()>(key, format!("`{text}` is not a cron expression with seconds (\"0 */5 * * * *\"): {e}"));
+        ctx.err::<()>(
+            key,
+            format!("`{text}` is not a cron expression with seconds (\"0 */5 * * * *\"): {e}"),
+        );
     }
     text
 }
 
-fn log_file(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawLogFile, accounts: &BTreeMap<String, Arc<Account>>) -> Option<SourceSpec> {
+fn log_file(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    name: &str,
+    raw: RawLogFile,
+    accounts: &BTreeMap<String, Arc<Account>>,
+) -> Option<SourceSpec> {
     let path = ctx.required(&format!("{p}.path"), raw.path);
-    let pattern = ctx.required(&format!("{p}.pattern"), raw.pattern).and_then(|t| regex(ctx, &format!("{p}.pattern"), &t));
+    let pattern = ctx
+        .required(&format!("{p}.pattern"), raw.pattern)
+        .and_then(|t| regex(ctx, &format!("{p}.pattern"), &t));
     let account = match (raw.account_pattern, raw.account) {
         (Some(_), Some(_)) => ctx.err(p, "set either account_pattern or account, not both"),
-        (None, None) => ctx.err(p, "needs account_pattern (a regex whose first group is an appid or name) or account"),
+        (None, None) => ctx.err(
+            p,
+            "needs account_pattern (a regex whose first group is an appid or name) or account",
+        ),
         (Some(t), None) => {
             let key = format!("{p}.account_pattern");
             match regex(ctx, &key, &t) {
-                Some(r) if r.captures_len() < 2 => ctx.err(&key, "needs a capture group around the appid or name"),
+                Some(r) if r.captures_len() < 2 => {
+                    ctx.err(&key, "needs a capture group around the appid or name")
+                }
                 r => r.map(LogAccount::Pattern),
             }
         }
-        (None, Some(a)) => match accounts.get(&a).or_else(|| accounts.values().find(|x| x.appid == a)) {
+        (None, Some(a)) => match accounts
+            .get(&a)
+            .or_else(|| accounts.values().find(|x| x.appid == a))
+        {
             Some(acc) => Some(LogAccount::Fixed(acc.name.clone())),
-            None => ctx.err(&format!("{p}.account"), format!("names `{a}`, which is not a configured account")),
+            None => ctx.err(
+                &format!("{p}.account"),
+                format!("names `{a}`, which is not a configured account"),
+            ),
         },
     };
     let schedule = schedule(ctx, &format!("{p}.schedule"), raw.schedule, "*/5 * * * * *");
-    Some(SourceSpec::LogFile(LogFileSpec { name: name.to_string(), path: path?, pattern: pattern?, account: account?, schedule }))
+    Some(SourceSpec::LogFile(LogFileSpec {
+        name: name.to_string(),
+        path: path?,
+        pattern: pattern?,
+        account: account?,
+        schedule,
+    }))
 }
 
 fn prometheus(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawPrometheus) -> Option<SourceSpec> {
@@ -488,21 +739,40 @@ fn prometheus(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawPrometheus) -> Opt
     }))
 }
 
-fn wechat_quota(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawWeChatQuota, accounts: &BTreeMap<String, Arc<Account>>) -> Option<SourceSpec> {
-    let names = ctx.required(&format!("{p}.accounts"), raw.accounts).unwrap_or_default();
+fn wechat_quota(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    name: &str,
+    raw: RawWeChatQuota,
+    accounts: &BTreeMap<String, Arc<Account>>,
+) -> Option<SourceSpec> {
+    let names = ctx
+        .required(&format!("{p}.accounts"), raw.accounts)
+        .unwrap_or_default();
     let mut resolved = Vec::new();
     for a in names {
-        match accounts.get(&a).or_else(|| accounts.values().find(|x| x.appid == a)) {
+        match accounts
+            .get(&a)
+            .or_else(|| accounts.values().find(|x| x.appid == a))
+        {
             Some(acc) => resolved.push(acc.name.clone()),
             None => {
-                ctx.err::<()>(&format!("{p}.accounts"), format!("names `{a}`, which is not a configured account"));
+                ctx.err::<()>(
+                    &format!("{p}.accounts"),
+                    format!("names `{a}`, which is not a configured account"),
+                );
             }
         }
     }
-    let cgi_paths = ctx.required(&format!("{p}.cgi_paths"), raw.cgi_paths).unwrap_or_default();
+    let cgi_paths = ctx
+        .required(&format!("{p}.cgi_paths"), raw.cgi_paths)
+        .unwrap_or_default();
     for c in &cgi_paths {
         if !c.starts_with('/') {
-            ctx.err::<()>(&format!("{p}.cgi_paths"), format!("`{c}` is not a path like /cgi-bin/message/custom/send"));
+            ctx.err::<()>(
+                &format!("{p}.cgi_paths"),
+                format!("`{c}` is not a path like /cgi-bin/message/custom/send"),
+            );
         }
     }
     let key = format!("{p}.remain_below");
@@ -511,23 +781,47 @@ fn wechat_quota(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawWeChatQuota, acc
         Some(RawThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
         Some(RawThreshold::Text(t)) => match parse_remain(&t) {
             Some(r) => r,
-            None => ctx.err(&key, format!("`{t}` is not a percentage (\"1%\") or a count")).unwrap_or(RemainBelow::Percent(1.0)),
+            None => ctx
+                .err(
+                    &key,
+                    format!("`{t}` is not a percentage (\"1%\") or a count"),
+                )
+                .unwrap_or(RemainBelow::Percent(1.0)),
         },
-        Some(RawThreshold::Count(n)) => ctx.err(&key, format!("must not be negative, got {n}")).unwrap_or(RemainBelow::Percent(1.0)),
+        Some(RawThreshold::Count(n)) => ctx
+            .err(&key, format!("must not be negative, got {n}"))
+            .unwrap_or(RemainBelow::Percent(1.0)),
     };
     let schedule = schedule(ctx, &format!("{p}.schedule"), raw.schedule, "0 */5 * * * *");
     let concurrency = match raw.concurrency {
         None => 8,
         Some(n) if (1..=256).contains(&n) => n as usize,
-        Some(n) => ctx.err(&format!("{p}.concurrency"), format!("must be between 1 and 256, got {n}")).unwrap_or(8),
+        Some(n) => ctx
+            .err(
+                &format!("{p}.concurrency"),
+                format!("must be between 1 and 256, got {n}"),
+            )
+            .unwrap_or(8),
     };
-    Some(SourceSpec::WechatQuota(WeChatQuotaSpec { name: name.to_string(), accounts: resolved, cgi_paths, remain_below, schedule, concurrency }))
+    Some(SourceSpec::WechatQuota(WeChatQuotaSpec {
+        name: name.to_string(),
+        accounts: resolved,
+        cgi_paths,
+        remain_below,
+        schedule,
+        concurrency,
+    }))
 }
 
 fn parse_remain(text: &str) -> Option<RemainBelow> {
     let t = text.trim();
     match t.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().ok().filter(|v| (0.0..=100.0).contains(v)).map(RemainBelow::Percent),
+        Some(pct) => pct
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=100.0).contains(v))
+            .map(RemainBelow::Percent),
         None => t.parse::<u64>().ok().map(RemainBelow::Count),
     }
 }

@@ -79,36 +79,68 @@ pub struct GenericSignal {
     pub key: Option<String>,
 }
 
-pub fn parse(spec: &WebhookSpec, config: &Config, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, PayloadError> {
+pub fn parse(
+    spec: &WebhookSpec,
+    config: &Config,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Parsed, PayloadError> {
     match spec.format {
-        WebhookFormat::Alertmanager | WebhookFormat::Grafana => parse_alerts(spec, config, body, now),
+        WebhookFormat::Alertmanager | WebhookFormat::Grafana => {
+            parse_alerts(spec, config, body, now)
+        }
         WebhookFormat::Generic => parse_generic(&spec.name, &spec.account_label, config, body, now),
     }
 }
 
-fn parse_alerts(spec: &WebhookSpec, config: &Config, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, PayloadError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
-    let group: AlertGroup = serde_json::from_value(value).map_err(|e| PayloadError::Shape(e.to_string()))?;
+fn parse_alerts(
+    spec: &WebhookSpec,
+    config: &Config,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Parsed, PayloadError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let group: AlertGroup =
+        serde_json::from_value(value).map_err(|e| PayloadError::Shape(e.to_string()))?;
     let mut out = Parsed::default();
     for (index, alert) in group.alerts.into_iter().enumerate() {
         if alert.status == "resolved" {
             out.resolved += 1;
             continue;
         }
-        let named = alert.labels.get(&spec.account_label).or_else(|| group.common_labels.get(&spec.account_label));
+        let named = alert
+            .labels
+            .get(&spec.account_label)
+            .or_else(|| group.common_labels.get(&spec.account_label));
         let Some(name) = named else {
-            out.rejected.push(Rejected { index, account: None, reason: format!("no `{}` label", spec.account_label) });
+            out.rejected.push(Rejected {
+                index,
+                account: None,
+                reason: format!("no `{}` label", spec.account_label),
+            });
             continue;
         };
         if config.account(name).is_none() {
-            out.rejected.push(Rejected { index, account: Some(name.clone()), reason: "unknown account".into() });
+            out.rejected.push(Rejected {
+                index,
+                account: Some(name.clone()),
+                reason: "unknown account".into(),
+            });
             continue;
         }
-        let key = alert.fingerprint.as_ref().map(|f| format!("{f}@{}", alert.starts_at.as_deref().unwrap_or("")));
+        let key = alert
+            .fingerprint
+            .as_ref()
+            .map(|f| format!("{f}@{}", alert.starts_at.as_deref().unwrap_or("")));
         out.signals.push(Signal {
             account: name.clone(),
             source: spec.name.clone(),
-            reason: alert.labels.get("alertname").cloned().unwrap_or_else(|| "alert".into()),
+            reason: alert
+                .labels
+                .get("alertname")
+                .cloned()
+                .unwrap_or_else(|| "alert".into()),
             count: 1,
             cgi_path: alert.labels.get("cgi_path").cloned(),
             key,
@@ -119,17 +151,30 @@ fn parse_alerts(spec: &WebhookSpec, config: &Config, body: &[u8], now: DateTime<
 }
 
 /// One object or an array of them; `account_field` names the account field.
-pub fn parse_generic(source: &str, account_field: &str, config: &Config, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, PayloadError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+pub fn parse_generic(
+    source: &str,
+    account_field: &str,
+    config: &Config,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Parsed, PayloadError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         obj @ serde_json::Value::Object(_) => vec![obj],
-        _ => return Err(PayloadError::Shape("expected a JSON object or an array of objects".into())),
+        _ => {
+            return Err(PayloadError::Shape(
+                "expected a JSON object or an array of objects".into(),
+            ))
+        }
     };
     let mut out = Parsed::default();
     for (index, mut item) in items.into_iter().enumerate() {
         let Some(obj) = item.as_object_mut() else {
-            return Err(PayloadError::Shape(format!("item {index} is not an object")));
+            return Err(PayloadError::Shape(format!(
+                "item {index} is not an object"
+            )));
         };
         // The configured account field is read as `account`.
         if account_field != "account" && account_field != "appid" {
@@ -137,17 +182,30 @@ pub fn parse_generic(source: &str, account_field: &str, config: &Config, body: &
                 obj.insert("account".into(), v);
             }
         }
-        let s: GenericSignal = serde_json::from_value(item).map_err(|e| PayloadError::Shape(format!("item {index}: {e}")))?;
+        let s: GenericSignal = serde_json::from_value(item)
+            .map_err(|e| PayloadError::Shape(format!("item {index}: {e}")))?;
         let Some(name) = s.account.or(s.appid) else {
-            out.rejected.push(Rejected { index, account: None, reason: format!("no `{account_field}`, `account` or `appid` field") });
+            out.rejected.push(Rejected {
+                index,
+                account: None,
+                reason: format!("no `{account_field}`, `account` or `appid` field"),
+            });
             continue;
         };
         if config.account(&name).is_none() {
-            out.rejected.push(Rejected { index, account: Some(name), reason: "unknown account".into() });
+            out.rejected.push(Rejected {
+                index,
+                account: Some(name),
+                reason: "unknown account".into(),
+            });
             continue;
         }
         if s.count == Some(0) {
-            out.rejected.push(Rejected { index, account: Some(name), reason: "count is 0".into() });
+            out.rejected.push(Rejected {
+                index,
+                account: Some(name),
+                reason: "count is 0".into(),
+            });
             continue;
         }
         out.signals.push(Signal {
@@ -181,20 +239,34 @@ pub enum SignatureError {
 }
 
 /// Checks the raw body against the source's HMAC secret, before any parsing.
-pub fn verify_signature(scheme: SignatureScheme, secret: &[u8], headers: &SignatureHeaders<'_>, body: &[u8], now: DateTime<Utc>) -> Result<(), SignatureError> {
+pub fn verify_signature(
+    scheme: SignatureScheme,
+    secret: &[u8],
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
     let grafana = matches!(scheme, SignatureScheme::Grafana | SignatureScheme::Any);
     let github = matches!(scheme, SignatureScheme::Github | SignatureScheme::Any);
     if let (true, Some(sig)) = (grafana, headers.grafana_signature) {
         return verify_grafana(secret, sig, headers.grafana_timestamp, body, now);
     }
     if let (true, Some(sig)) = (github, headers.github_signature) {
-        let hex_sig = sig.strip_prefix("sha256=").ok_or(SignatureError::Mismatch)?;
+        let hex_sig = sig
+            .strip_prefix("sha256=")
+            .ok_or(SignatureError::Mismatch)?;
         return compare_hex(&hmac_sha256(secret, &[body]), hex_sig);
     }
     Err(SignatureError::Missing)
 }
 
-fn verify_grafana(secret: &[u8], sig: &str, timestamp: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<(), SignatureError> {
+fn verify_grafana(
+    secret: &[u8],
+    sig: &str,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
     let mac = match timestamp {
         Some(ts) => {
             let secs: i64 = ts.trim().parse().map_err(|_| SignatureError::Stale)?;

@@ -28,7 +28,10 @@ pub enum StoreError {
     #[error("ledger schema version {found} is newer than this quotawatch understands ({known}); upgrade quotawatch")]
     TooNew { found: i64, known: i64 },
     #[error("cannot create the ledger's directory {path}: {source}")]
-    Directory { path: String, source: std::io::Error },
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("attempt {0} does not exist")]
     NoSuchAttempt(AttemptId),
 }
@@ -106,16 +109,30 @@ pub trait Store: Send + Sync {
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError>;
 
     /// Records an attempt's outcome.
-    fn finish(&self, id: AttemptId, outcome: &Outcome, at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn finish(&self, id: AttemptId, outcome: &Outcome, at: DateTime<Utc>)
+        -> Result<(), StoreError>;
 
-    fn snapshot(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError>;
+    fn snapshot(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot, StoreError>;
 
     /// WeChat answered 48006: no clears for this appid until the month ends.
-    fn mark_exhausted(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn mark_exhausted(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// A configuration error: no clears until the account's config changes or
     /// an operator runs `quotawatch enable`.
-    fn mark_disabled(&self, account: &AccountKey<'_>, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn mark_disabled(
+        &self,
+        account: &AccountKey<'_>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Lifts a disable (`quotawatch enable`).
     fn enable(&self, appid: &str) -> Result<bool, StoreError>;
@@ -130,5 +147,10 @@ pub trait Store: Send + Sync {
 
     fn log_position(&self, source: &str, path: &str) -> Result<Option<LogPosition>, StoreError>;
 
-    fn save_log_position(&self, source: &str, path: &str, pos: &LogPosition) -> Result<(), StoreError>;
+    fn save_log_position(
+        &self,
+        source: &str,
+        path: &str,
+        pos: &LogPosition,
+    ) -> Result<(), StoreError>;
 }

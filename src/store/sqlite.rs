@@ -88,7 +88,11 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            owner: format!("{}:{}", gethostname::gethostname().to_string_lossy(), std::process::id()),
+            owner: format!(
+                "{}:{}",
+                gethostname::gethostname().to_string_lossy(),
+                std::process::id()
+            ),
         })
     }
 
@@ -104,7 +108,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::TooNew { found: version, known });
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
     }
     for sql in &MIGRATIONS[version as usize..] {
         tx.execute_batch(sql)?;
@@ -124,7 +131,10 @@ fn owner_alive(owner: &str, me: &str) -> bool {
         // Another machine (a shared store): only the age limit applies.
         return true;
     }
-    let Some(pid) = owner.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()) else {
+    let Some(pid) = owner
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<i32>().ok())
+    else {
         return false;
     };
     // SAFETY: kill with signal 0 only checks that the process exists.
@@ -133,7 +143,8 @@ fn owner_alive(owner: &str, me: &str) -> bool {
 }
 
 fn recover_in(conn: &Connection, me: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, owner, started_at FROM attempts WHERE outcome = 'pending'")?;
+    let mut stmt =
+        conn.prepare("SELECT id, owner, started_at FROM attempts WHERE outcome = 'pending'")?;
     let rows: Vec<(i64, String, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
@@ -152,11 +163,18 @@ fn recover_in(conn: &Connection, me: &str, now: DateTime<Utc>) -> Result<usize, 
     Ok(n)
 }
 
-fn snapshot_in(conn: &Connection, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
+fn snapshot_in(
+    conn: &Connection,
+    account: &AccountKey<'_>,
+    now: DateTime<Utc>,
+) -> Result<Snapshot, StoreError> {
     let month = calendar::month(account.timezone, now);
     let day = calendar::day(account.timezone, now);
     let counted = "outcome IN ('pending', 'ok', 'ambiguous')";
-    let count = |scope: &str, from: DateTime<Utc>, to: DateTime<Utc>| -> Result<u32, rusqlite::Error> {
+    let count = |scope: &str,
+                 from: DateTime<Utc>,
+                 to: DateTime<Utc>|
+     -> Result<u32, rusqlite::Error> {
         conn.query_row(
             &format!("SELECT COUNT(*) FROM attempts WHERE appid = ?1 AND scope = ?2 AND {counted} AND started_at >= ?3 AND started_at < ?4"),
             params![account.appid, scope, ms(from), ms(to)],
@@ -249,7 +267,12 @@ impl Store for SqliteStore {
         Ok((snapshot, decision, id))
     }
 
-    fn finish(&self, id: AttemptId, outcome: &Outcome, at: DateTime<Utc>) -> Result<(), StoreError> {
+    fn finish(
+        &self,
+        id: AttemptId,
+        outcome: &Outcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (label, errcode, errmsg) = match outcome {
             Outcome::Ok => ("ok", None, None),
             Outcome::Failed { errcode, errmsg } => ("failed", *errcode, Some(errmsg.as_str())),
@@ -265,11 +288,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn snapshot(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
+    fn snapshot(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot, StoreError> {
         snapshot_in(&self.conn(), account, now)
     }
 
-    fn mark_exhausted(&self, account: &AccountKey<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn mark_exhausted(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let until = calendar::month(account.timezone, now).end;
         self.conn().execute(
             "INSERT INTO account_flags (appid, exhausted_until) VALUES (?1, ?2)
@@ -279,7 +310,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn mark_disabled(&self, account: &AccountKey<'_>, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn mark_disabled(
+        &self,
+        account: &AccountKey<'_>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO account_flags (appid, disabled_fingerprint, disabled_reason, disabled_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (appid) DO UPDATE SET disabled_fingerprint = excluded.disabled_fingerprint,
@@ -299,7 +335,10 @@ impl Store for SqliteStore {
     }
 
     fn set_verified(&self, id: AttemptId, verified: bool) -> Result<(), StoreError> {
-        self.conn().execute("UPDATE attempts SET verified = ?2 WHERE id = ?1", params![id, verified])?;
+        self.conn().execute(
+            "UPDATE attempts SET verified = ?2 WHERE id = ?1",
+            params![id, verified],
+        )?;
         Ok(())
     }
 
@@ -311,7 +350,12 @@ impl Store for SqliteStore {
              ORDER BY started_at DESC, id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
-            params![filter.appid, filter.since.map(ms), filter.until.map(ms), filter.limit.map(i64::from).unwrap_or(-1)],
+            params![
+                filter.appid,
+                filter.since.map(ms),
+                filter.until.map(ms),
+                filter.limit.map(i64::from).unwrap_or(-1)
+            ],
             record,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -327,12 +371,22 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT file_id, offset FROM log_positions WHERE source = ?1 AND path = ?2",
                 params![source, path],
-                |r| Ok(LogPosition { file_id: r.get(0)?, offset: r.get::<_, i64>(1)? as u64 }),
+                |r| {
+                    Ok(LogPosition {
+                        file_id: r.get(0)?,
+                        offset: r.get::<_, i64>(1)? as u64,
+                    })
+                },
             )
             .optional()?)
     }
 
-    fn save_log_position(&self, source: &str, path: &str, pos: &LogPosition) -> Result<(), StoreError> {
+    fn save_log_position(
+        &self,
+        source: &str,
+        path: &str,
+        pos: &LogPosition,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO log_positions (source, path, file_id, offset) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (source, path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset",
@@ -352,15 +406,28 @@ mod tests {
     }
 
     fn key() -> AccountKey<'static> {
-        AccountKey { appid: "wx448f04719cd48f69", name: "shop", fingerprint: "fp1", timezone: chrono_tz::Asia::Shanghai }
+        AccountKey {
+            appid: "wx448f04719cd48f69",
+            name: "shop",
+            fingerprint: "fp1",
+            timezone: chrono_tz::Asia::Shanghai,
+        }
     }
 
     fn intent() -> Intent {
-        Intent { target: ClearTarget::Full, source: "test".into(), trigger: "t".into(), evidence: 1, forced: false }
+        Intent {
+            target: ClearTarget::Full,
+            source: "test".into(),
+            trigger: "t".into(),
+            evidence: 1,
+            forced: false,
+        }
     }
 
     fn clear_once(store: &SqliteStore, now: DateTime<Utc>) -> AttemptId {
-        let (_, d, id) = store.reserve(&key(), &intent(), now, &mut |_| Decision::Clear).unwrap();
+        let (_, d, id) = store
+            .reserve(&key(), &intent(), now, &mut |_| Decision::Clear)
+            .unwrap();
         assert_eq!(d, Decision::Clear);
         id.unwrap()
     }
@@ -373,9 +440,26 @@ mod tests {
         let a = clear_once(&store, now);
         store.finish(a, &Outcome::Ok, now).unwrap();
         let b = clear_once(&store, now);
-        store.finish(b, &Outcome::Failed { errcode: Some(-1), errmsg: "system error".into() }, now).unwrap();
+        store
+            .finish(
+                b,
+                &Outcome::Failed {
+                    errcode: Some(-1),
+                    errmsg: "system error".into(),
+                },
+                now,
+            )
+            .unwrap();
         let c = clear_once(&store, now);
-        store.finish(c, &Outcome::Ambiguous { detail: "timeout".into() }, now).unwrap();
+        store
+            .finish(
+                c,
+                &Outcome::Ambiguous {
+                    detail: "timeout".into(),
+                },
+                now,
+            )
+            .unwrap();
         let snap = store.snapshot(&key(), now).unwrap();
         assert_eq!(snap.month_used, 2);
         assert_eq!(snap.day_used, 2);
@@ -406,7 +490,16 @@ mod tests {
         assert!(snap.in_flight);
         assert_eq!(snap.month_used, 1);
         // Pretend the row was written by a process that has exited.
-        store.conn().execute("UPDATE attempts SET owner = ?2 WHERE id = ?1", params![id, format!("{}:999999999", gethostname::gethostname().to_string_lossy())]).unwrap();
+        store
+            .conn()
+            .execute(
+                "UPDATE attempts SET owner = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    format!("{}:999999999", gethostname::gethostname().to_string_lossy())
+                ],
+            )
+            .unwrap();
         assert_eq!(store.recover(now).unwrap(), 1);
         let h = store.history(&HistoryFilter::default()).unwrap();
         assert_eq!(h[0].outcome, "ambiguous");
@@ -429,7 +522,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
         let now = utc("2026-11-28T02:00:00Z");
-        let (_, d, id) = store.reserve(&key(), &intent(), now, &mut |_| Decision::Skip(SkipReason::Cooldown)).unwrap();
+        let (_, d, id) = store
+            .reserve(&key(), &intent(), now, &mut |_| {
+                Decision::Skip(SkipReason::Cooldown)
+            })
+            .unwrap();
         assert_eq!(d, Decision::Skip(SkipReason::Cooldown));
         assert!(id.is_none());
         assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
@@ -442,10 +539,23 @@ mod tests {
         let now = utc("2026-11-28T02:00:00Z");
         store.mark_exhausted(&key(), now).unwrap();
         assert!(store.snapshot(&key(), now).unwrap().exhausted);
-        assert!(!store.snapshot(&key(), utc("2026-11-30T16:00:00Z")).unwrap().exhausted);
-        store.mark_disabled(&key(), "40164 invalid ip", now).unwrap();
-        assert_eq!(store.snapshot(&key(), now).unwrap().disabled.as_deref(), Some("40164 invalid ip"));
-        let changed = AccountKey { fingerprint: "fp2", ..key() };
+        assert!(
+            !store
+                .snapshot(&key(), utc("2026-11-30T16:00:00Z"))
+                .unwrap()
+                .exhausted
+        );
+        store
+            .mark_disabled(&key(), "40164 invalid ip", now)
+            .unwrap();
+        assert_eq!(
+            store.snapshot(&key(), now).unwrap().disabled.as_deref(),
+            Some("40164 invalid ip")
+        );
+        let changed = AccountKey {
+            fingerprint: "fp2",
+            ..key()
+        };
         assert!(store.snapshot(&changed, now).unwrap().disabled.is_none());
         assert!(store.enable(key().appid).unwrap());
         assert!(store.snapshot(&key(), now).unwrap().disabled.is_none());
@@ -460,11 +570,23 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             let id = clear_once(&store, now);
             store.finish(id, &Outcome::Ok, now).unwrap();
-            store.save_log_position("app", "/x.log", &LogPosition { file_id: "1:2".into(), offset: 42 }).unwrap();
+            store
+                .save_log_position(
+                    "app",
+                    "/x.log",
+                    &LogPosition {
+                        file_id: "1:2".into(),
+                        offset: 42,
+                    },
+                )
+                .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
-        assert_eq!(store.log_position("app", "/x.log").unwrap().unwrap().offset, 42);
+        assert_eq!(
+            store.log_position("app", "/x.log").unwrap().unwrap().offset,
+            42
+        );
     }
 
     #[test]
@@ -472,7 +594,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
         drop(SqliteStore::open(&path).unwrap());
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-        assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 }

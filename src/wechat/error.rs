@@ -121,7 +121,10 @@ mod tests {
         }
         assert_eq!(WeChatError::Status(502).class(), ErrorClass::Retry);
         assert_eq!(WeChatError::Status(404).class(), ErrorClass::Fatal);
-        assert_eq!(WeChatError::Ambiguous("t".into()).class(), ErrorClass::Ambiguous);
+        assert_eq!(
+            WeChatError::Ambiguous("t".into()).class(),
+            ErrorClass::Ambiguous
+        );
     }
 
     #[test]

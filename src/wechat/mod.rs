@@ -29,7 +29,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { retries: 3, first: Duration::from_millis(250) }
+        Self {
+            retries: 3,
+            first: Duration::from_millis(250),
+        }
     }
 }
 
@@ -46,7 +49,12 @@ pub struct Http {
 }
 
 impl Http {
-    async fn post_json(&self, path: &str, query: &[(&str, &str)], body: &Value) -> Result<Value, WeChatError> {
+    async fn post_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Value, WeChatError> {
         let url = format!("{}{path}", self.base);
         let reply = self
             .client
@@ -65,7 +73,11 @@ impl Http {
         };
         let errcode = value.get("errcode").and_then(Value::as_i64).unwrap_or(0);
         if errcode != 0 {
-            let errmsg = value.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
+            let errmsg = value
+                .get("errmsg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             return Err(WeChatError::Api { errcode, errmsg });
         }
         if !status.is_success() {
@@ -111,7 +123,10 @@ impl WeChat {
             .build()
             .map_err(|e| WeChatError::Unsupported(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
-            http: Http { client, base: settings.api_base.clone() },
+            http: Http {
+                client,
+                base: settings.api_base.clone(),
+            },
             tokens: token::Tokens::default(),
             backoff: Backoff::default(),
         })
@@ -130,7 +145,11 @@ impl WeChat {
                 ClearTarget::Api { cgi_path } => {
                     let token = self.tokens.get(&self.http, account, force).await?;
                     self.http
-                        .post_json("/cgi-bin/openapi/quota/clear", &[("access_token", token.expose())], &json!({ "cgi_path": cgi_path }))
+                        .post_json(
+                            "/cgi-bin/openapi/quota/clear",
+                            &[("access_token", token.expose())],
+                            &json!({ "cgi_path": cgi_path }),
+                        )
                         .await
                         .map(drop)
                 }
@@ -145,7 +164,11 @@ impl WeChat {
             .with_retries(account, |force| async move {
                 let token = self.tokens.get(&self.http, account, force).await?;
                 self.http
-                    .post_json("/cgi-bin/openapi/quota/get", &[("access_token", token.expose())], &json!({ "cgi_path": cgi_path }))
+                    .post_json(
+                        "/cgi-bin/openapi/quota/get",
+                        &[("access_token", token.expose())],
+                        &json!({ "cgi_path": cgi_path }),
+                    )
                     .await
             })
             .await?;
@@ -161,23 +184,47 @@ impl WeChat {
     async fn clear_full(&self, account: &Account, force_token: bool) -> Result<(), WeChatError> {
         match (&account.credential, account.kind) {
             (Credential::Secret(secret), AccountKind::Component) => {
-                let body = json!({ "component_appid": account.appid, "appsecret": secret.expose() });
-                self.http.post_json("/cgi-bin/component/clear_quota/v2", &[], &body).await.map(drop)
+                let body =
+                    json!({ "component_appid": account.appid, "appsecret": secret.expose() });
+                self.http
+                    .post_json("/cgi-bin/component/clear_quota/v2", &[], &body)
+                    .await
+                    .map(drop)
             }
             (Credential::Secret(secret), _) => {
                 // Official pages disagree on query string or body: send both.
-                let query = [("appid", account.appid.as_str()), ("appsecret", secret.expose())];
+                let query = [
+                    ("appid", account.appid.as_str()),
+                    ("appsecret", secret.expose()),
+                ];
                 let body = json!({ "appid": account.appid, "appsecret": secret.expose() });
-                self.http.post_json("/cgi-bin/clear_quota/v2", &query, &body).await.map(drop)
+                self.http
+                    .post_json("/cgi-bin/clear_quota/v2", &query, &body)
+                    .await
+                    .map(drop)
             }
-            (Credential::Component { component_appid, secret, .. }, _) => {
+            (
+                Credential::Component {
+                    component_appid,
+                    secret,
+                    ..
+                },
+                _,
+            ) => {
                 let body = json!({ "component_appid": component_appid, "appsecret": secret.expose(), "appid": account.appid });
-                self.http.post_json("/cgi-bin/component/clear_quota/v2", &[], &body).await.map(drop)
+                self.http
+                    .post_json("/cgi-bin/component/clear_quota/v2", &[], &body)
+                    .await
+                    .map(drop)
             }
             (Credential::TokenFile(_) | Credential::TokenCommand(_), _) => {
                 let token = self.tokens.get(&self.http, account, force_token).await?;
                 self.http
-                    .post_json("/cgi-bin/clear_quota", &[("access_token", token.expose())], &json!({ "appid": account.appid }))
+                    .post_json(
+                        "/cgi-bin/clear_quota",
+                        &[("access_token", token.expose())],
+                        &json!({ "appid": account.appid }),
+                    )
                     .await
                     .map(drop)
             }
@@ -216,7 +263,10 @@ impl WeChat {
 }
 
 fn uses_token(account: &Account) -> bool {
-    matches!(account.credential, Credential::TokenFile(_) | Credential::TokenCommand(_) | Credential::Secret(_))
+    matches!(
+        account.credential,
+        Credential::TokenFile(_) | Credential::TokenCommand(_) | Credential::Secret(_)
+    )
 }
 
 #[cfg(test)]

@@ -46,7 +46,12 @@ impl Tokens {
     /// A token for `account`. `force` after a token error on a token quotawatch
     /// obtained itself: then stable_token is asked with `force_refresh`, which
     /// WeChat limits to 20 a day.
-    pub async fn get(&self, http: &Http, account: &Account, force: bool) -> Result<Secret, WeChatError> {
+    pub async fn get(
+        &self,
+        http: &Http,
+        account: &Account,
+        force: bool,
+    ) -> Result<Secret, WeChatError> {
         let entry = {
             let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(account.appid.clone()).or_default().clone()
@@ -81,7 +86,12 @@ impl Tokens {
     }
 }
 
-async fn stable_token(http: &Http, appid: &str, secret: &Secret, force: bool) -> Result<(Secret, Duration), WeChatError> {
+async fn stable_token(
+    http: &Http,
+    appid: &str,
+    secret: &Secret,
+    force: bool,
+) -> Result<(Secret, Duration), WeChatError> {
     let body = serde_json::json!({
         "grant_type": "client_credential",
         "appid": appid,
@@ -93,11 +103,17 @@ async fn stable_token(http: &Http, appid: &str, secret: &Secret, force: bool) ->
         .map_err(|e| WeChatError::Token(format!("unexpected stable_token answer: {e}")))?;
     match (reply.errcode, reply.access_token) {
         (0, Some(token)) => {
-            let ttl = Duration::from_secs(reply.expires_in.unwrap_or(7200)).saturating_sub(REFRESH_MARGIN);
+            let ttl = Duration::from_secs(reply.expires_in.unwrap_or(7200))
+                .saturating_sub(REFRESH_MARGIN);
             Ok((Secret::new(token), ttl))
         }
-        (0, None) => Err(WeChatError::Token("stable_token answered without a token".into())),
-        (errcode, _) => Err(WeChatError::Api { errcode, errmsg: reply.errmsg }),
+        (0, None) => Err(WeChatError::Token(
+            "stable_token answered without a token".into(),
+        )),
+        (errcode, _) => Err(WeChatError::Api {
+            errcode,
+            errmsg: reply.errmsg,
+        }),
     }
 }
 
@@ -114,14 +130,24 @@ fn read_file(path: &PathBuf) -> Result<Secret, WeChatError> {
 
 async fn run_command(argv: &[String]) -> Result<Secret, WeChatError> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd.args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
         .await
-        .map_err(|_| WeChatError::Token(format!("{} did not finish within {COMMAND_TIMEOUT:?}", argv[0])))?
+        .map_err(|_| {
+            WeChatError::Token(format!(
+                "{} did not finish within {COMMAND_TIMEOUT:?}",
+                argv[0]
+            ))
+        })?
         .map_err(|e| WeChatError::Token(format!("cannot run {}: {e}", argv[0])))?;
     if !out.status.success() {
         // stderr may echo the token or a secret; report only the status.
-        return Err(WeChatError::Token(format!("{} exited with {}", argv[0], out.status)));
+        return Err(WeChatError::Token(format!(
+            "{} exited with {}",
+            argv[0], out.status
+        )));
     }
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if token.is_empty() {
