@@ -49,7 +49,10 @@ struct AccountState {
 
 impl AccountState {
     fn prune(&mut self, now: DateTime<Utc>, window: Duration) {
-        let start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let start = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         while self.events.front().is_some_and(|(t, ..)| *t < start) {
             self.events.pop_front();
         }

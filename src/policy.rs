@@ -221,9 +221,10 @@ fn timing_rule(input: &Input<'_>) -> Option<SkipReason> {
 
 /// When the cooldown after the latest counted clear ends, if one applies.
 pub fn cooldown_end(settings: &PolicySettings, snapshot: &Snapshot) -> Option<DateTime<Utc>> {
-    snapshot
-        .last_clear_at
-        .map(|last| last + chrono_duration(settings.cooldown))
+    snapshot.last_clear_at.map(|last| {
+        last.checked_add_signed(chrono_duration(settings.cooldown))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    })
 }
 
 /// Whether the dispatcher should wait instead of asking: the earliest instant a
@@ -596,6 +597,22 @@ mod tests {
         };
         assert_eq!(decide(&input(&full, before)), Decision::Skip(MonthlyCap));
         assert_eq!(decide(&input(&Snapshot::default(), after)), Decision::Clear);
+    }
+
+    #[test]
+    fn absurd_durations_do_not_overflow() {
+        let settings = PolicySettings {
+            cooldown: Duration::from_secs(u64::MAX),
+            ..PolicySettings::default()
+        };
+        let snapshot = Snapshot {
+            last_clear_at: Some(utc(NOON)),
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            cooldown_end(&settings, &snapshot),
+            Some(DateTime::<Utc>::MAX_UTC)
+        );
     }
 
     #[test]

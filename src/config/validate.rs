@@ -296,6 +296,11 @@ fn policy(
     if settings.reset_guard >= Duration::from_secs(24 * 3600) {
         ctx.err::<()>(&k("reset_guard"), "must be shorter than a day");
     }
+    for (key, d) in [("cooldown", settings.cooldown), ("window", settings.window)] {
+        if d > Duration::from_secs(366 * 24 * 3600) {
+            ctx.err::<()>(&k(key), "must be at most a year");
+        }
+    }
     if settings.window.is_zero() {
         ctx.err::<()>(&k("window"), "must be more than zero");
     }
@@ -357,25 +362,26 @@ fn account(
             format!("`{appid}` is not an appid (wx followed by 16 hex digits)"),
         );
     }
-    let kind =
-        match raw.kind.as_deref() {
-            Some("official_account") => AccountKind::OfficialAccount,
-            Some("mini_program") => AccountKind::MiniProgram,
-            Some("component") => AccountKind::Component,
-            Some("authorizer") => AccountKind::Authorizer,
-            Some(other) => return ctx.err(
+    let kind = match raw.kind.as_deref() {
+        Some("official_account") => AccountKind::OfficialAccount,
+        Some("mini_program") => AccountKind::MiniProgram,
+        Some("component") => AccountKind::Component,
+        Some("authorizer") => AccountKind::Authorizer,
+        Some(other) => {
+            return ctx.err(
                 &format!("{p}.kind"),
                 format!(
                     "`{other}` is not one of official_account, mini_program, component, authorizer"
                 ),
-            ),
-            None => {
-                return ctx.err(
-                    &format!("{p}.kind"),
-                    "is required (official_account, mini_program, component or authorizer)",
-                )
-            }
-        };
+            )
+        }
+        None => {
+            return ctx.err(
+                &format!("{p}.kind"),
+                "is required (official_account, mini_program, component or authorizer)",
+            )
+        }
+    };
     for n in raw.notify.iter().flatten() {
         if !notifiers.contains_key(n) {
             ctx.err::<()>(
