@@ -392,9 +392,8 @@ impl LogFileSource {
                 key: None,
                 received_at: Utc::now(),
             };
-            tokio::select! {
-                _ = self.ctx.shutdown.cancelled() => return,
-                r = self.ctx.signals.push(signal) => if r.is_err() { return },
+            if !self.ctx.send(signal).await {
+                return;
             }
         }
     }

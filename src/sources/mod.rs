@@ -31,6 +31,17 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
 }
 
+impl SourceContext {
+    /// Queues a poller's signal, waiting for room; false once the source
+    /// should stop (shutdown, or the queue closed).
+    pub async fn send(&self, signal: crate::signal::Signal) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            r = self.signals.push(signal) => r.is_ok(),
+        }
+    }
+}
+
 /// The last error of each source (None when its last run worked), for
 /// `/readyz` details. Cheap to clone.
 #[derive(Clone, Default)]

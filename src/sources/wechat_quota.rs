@@ -217,10 +217,7 @@ impl WeChatQuotaSource {
             key: Some(format!("quota:{}:{}:{date}", account.name, paths.join(","))),
             received_at: now,
         };
-        tokio::select! {
-            _ = self.ctx.shutdown.cancelled() => {}
-            _ = self.ctx.signals.push(signal) => {}
-        }
+        self.ctx.send(signal).await;
     }
 }
 
