@@ -1,0 +1,376 @@
+//! Whole-daemon figures for BENCHMARKS.md, measured on the release binary
+//! (`cargo bench` builds it with the bench profile):
+//!
+//! - `reaction [SAMPLES] [HISTORY_ROWS]`: from the moment a client sends a signal to
+//!   `POST /api/v1/signals` to the moment the clear request reaches a fake
+//!   WeChat on loopback; one fresh account per sample (`secret` accounts use
+//!   `clear_quota/v2`, which needs no token), so neither the cooldown nor the
+//!   monthly cap interferes. The ledger is on disk (`synchronous = FULL`), so
+//!   every sample includes the intent row's fsync.
+//! - `startup [ACCOUNTS] [RUNS]`: from exec to systemd `READY=1` on a
+//!   `NOTIFY_SOCKET` the bench listens on.
+//! - `footprint [IDLE_SECS]`: resident memory once idle, and CPU time over
+//!   IDLE_SECS of idling (from `/proc/PID/stat`) scaled to an hour, with 10
+//!   accounts and with 10,000 accounts plus their scheduled sources.
+//!
+//! Without a subcommand (as under `cargo bench`) it runs all three with their
+//! defaults. Scratch files go under `target/bench-daemon/` (disk, not tmpfs).
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_quotawatch");
+const TOKEN: &str = "bench-bearer-token";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match args.first().map(String::as_str) {
+        Some("reaction") => runtime.block_on(reaction(num(1, 1000), num(2, 0))),
+        Some("startup") => startup(num(1, 1000), num(2, 20)),
+        Some("footprint") => runtime.block_on(footprint(num(1, 60) as u64)),
+        _ => {
+            runtime.block_on(reaction(1000, 0));
+            runtime.block_on(reaction(1000, 96_000));
+            startup(1000, 20);
+            runtime.block_on(footprint(60));
+        }
+    }
+}
+
+// ---- scratch directories, configs, the daemon process --------------------------------
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-daemon")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn appid(i: usize) -> String {
+    format!("wx{:016x}", 0xbe00_0000_0000_0000u64 + i as u64)
+}
+
+/// `[daemon]` on a free loopback port, the ledger in `dir`, then `body`.
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("quotawatch.toml");
+    let text = format!(
+        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\ntokens = [\"{TOKEN}\"]\n{body}",
+        dir.join("ledger.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn accounts(n: usize, extra: &str) -> String {
+    let mut s = String::with_capacity(n * 120);
+    for i in 0..n {
+        s.push_str(&format!(
+            "[accounts.a{i}]\nappid = \"{}\"\nkind = \"mini_program\"\nsecret = \"secret-{i}\"\n{extra}",
+            appid(i)
+        ));
+    }
+    s
+}
+
+struct Running {
+    child: Child,
+    log: PathBuf,
+    /// Exec to READY=1.
+    ready_after: Duration,
+}
+
+impl Running {
+    /// The `listen` address from the "quotawatch is ready" log line.
+    fn addr(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "quotawatch is ready")
+            .and_then(|v| v["listen"].as_str().map(str::to_string))
+            .expect("a ready line with the listen address")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Execs `quotawatch run` and waits for `READY=1` on a notify socket.
+fn start(dir: &Path, config: &Path) -> Running {
+    let sock_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let log = dir.join(format!("daemon-{}.log", fastrand::u32(..)));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(config).arg("run");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("QUOTAWATCH_") || k == "CREDENTIALS_DIRECTORY" || k == "STATE_DIRECTORY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn quotawatch");
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no READY=1 ({e}); log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+    let ready_after = started.elapsed();
+    Running {
+        child,
+        log,
+        ready_after,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---- reaction time --------------------------------------------------------------------
+
+type Arrivals = mpsc::UnboundedSender<(String, Instant)>;
+
+/// A fake WeChat that reports when each clear arrives and answers ok.
+async fn fake_wechat() -> (String, mpsc::UnboundedReceiver<(String, Instant)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route(
+            "/cgi-bin/clear_quota/v2",
+            post(|State(tx): State<Arrivals>, body: Bytes| async move {
+                let at = Instant::now();
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let _ = tx.send((v["appid"].as_str().unwrap_or_default().to_string(), at));
+                Json(json!({"errcode": 0, "errmsg": "ok"}))
+            }),
+        )
+        .fallback(|| async { Json(json!({"errcode": 0, "errmsg": "ok"})) })
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, rx)
+}
+
+/// Past months of `ok` attempts spread over the accounts, as a ledger holds
+/// after a year of use (they do not count against this month's budget).
+fn add_history(db: &Path, accounts: usize, rows: usize) {
+    drop(quotawatch::store::SqliteStore::open(db).expect("create the ledger"));
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(400);
+    for r in 0..rows {
+        let at = long_ago + chrono::Duration::minutes(r as i64);
+        tx.execute(
+            "INSERT INTO attempts (appid, account, scope, started_at, finished_at, outcome, source, trigger, evidence, forced, owner)
+             VALUES (?1, ?2, 'full', ?3, ?3, 'ok', 'bench', '45009', 1, 0, 'bench:1')",
+            rusqlite::params![appid(r % accounts), format!("a{}", r % accounts), at.timestamp_millis()],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+async fn reaction(samples: usize, history: usize) {
+    const WARMUP: usize = 20;
+    let n = samples + WARMUP;
+    let (base, mut arrivals) = fake_wechat().await;
+    let dir = scratch("reaction");
+    let body = format!(
+        "[wechat]\napi_base = \"{base}\"\n[policy]\nreset_guard = \"0s\"\n{}",
+        accounts(n, "")
+    );
+    let config = write_config(&dir, &body);
+    if history > 0 {
+        add_history(&dir.join("ledger.db"), n, history);
+    }
+    let daemon = start(&dir, &config);
+    let url = format!("http://{}/api/v1/signals", daemon.addr());
+    let client = reqwest::Client::new();
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let appid = appid(i);
+        let sent = Instant::now();
+        let post = client
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&json!({"appid": appid, "reason": "45009"}))
+            .send();
+        let post = tokio::spawn(post);
+        let arrived = loop {
+            let (who, at) = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+                .await
+                .expect("the clear reached the fake within 10 s")
+                .unwrap();
+            if who == appid {
+                break at;
+            }
+        };
+        assert_eq!(post.await.unwrap().unwrap().status(), 202);
+        if i >= WARMUP {
+            took.push(arrived.duration_since(sent));
+        }
+    }
+    took.sort();
+    let mean = took.iter().sum::<Duration>() / took.len() as u32;
+    println!(
+        "reaction: {} samples (after {WARMUP} warm-up), {history} past attempts in the ledger, \
+         signal sent -> clear at WeChat: p50 {} p90 {} p99 {} max {} mean {}",
+        took.len(),
+        ms(percentile(&took, 0.50)),
+        ms(percentile(&took, 0.90)),
+        ms(percentile(&took, 0.99)),
+        ms(*took.last().unwrap()),
+        ms(mean)
+    );
+    drop(daemon);
+}
+
+// ---- start-up -------------------------------------------------------------------------
+
+fn startup(accounts_n: usize, runs: usize) {
+    let dir = scratch("startup");
+    let body = format!(
+        "[wechat]\napi_base = \"http://127.0.0.1:9\"\n{}",
+        accounts(accounts_n, "")
+    );
+    let config = write_config(&dir, &body);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let daemon = start(&dir, &config);
+        times.push(daemon.ready_after);
+    }
+    let first = times[0];
+    let mut warm = times[1..].to_vec();
+    warm.sort();
+    println!(
+        "startup: {accounts_n} accounts, exec -> READY=1: first start (new ledger) {}; \
+         {} restarts: min {} p50 {} max {}",
+        ms(first),
+        warm.len(),
+        ms(warm[0]),
+        ms(percentile(&warm, 0.5)),
+        ms(*warm.last().unwrap())
+    );
+}
+
+// ---- footprint ------------------------------------------------------------------------
+
+fn proc_status(pid: u32) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// utime + stime of the whole process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name is in parentheses and may contain spaces.
+    let after = &text[text.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+async fn idle(label: &str, dir: &Path, config: &Path, idle_secs: u64) {
+    let daemon = start(dir, config);
+    let pid = daemon.pid();
+    // Let start-up work (budget gauges, first scheduled runs) settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cpu_seconds(pid);
+    let status = proc_status(pid);
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let cpu = cpu_seconds(pid) - before;
+    let after = proc_status(pid);
+    println!(
+        "footprint {label}: ready after {}; RSS idle {} (peak {}, threads {}); \
+         RSS after {idle_secs} s idle {}; CPU {cpu:.2} s in {idle_secs} s = {:.1} s per idle hour",
+        ms(daemon.ready_after),
+        status["VmRSS"],
+        after["VmHWM"],
+        status["Threads"],
+        after["VmRSS"],
+        cpu / idle_secs as f64 * 3600.0
+    );
+}
+
+async fn footprint(idle_secs: u64) {
+    let (base, _arrivals) = fake_wechat().await;
+    let dir = scratch("footprint-10");
+    let body = format!("[wechat]\napi_base = \"{base}\"\n{}", accounts(10, ""));
+    let config = write_config(&dir, &body);
+    idle("10 accounts", &dir, &config, idle_secs).await;
+
+    // 10,000 accounts and their schedules: every account polled by a
+    // wechat_quota source (daily, so it stays idle here), a log_file source
+    // on the default 5 s schedule, a prometheus source every minute.
+    let dir = scratch("footprint-10000");
+    let n = 10_000;
+    let log = dir.join("app.log");
+    std::fs::write(&log, "started\n").unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("\"a{i}\"")).collect();
+    let body = format!(
+        "[wechat]\napi_base = \"{base}\"\n\
+         [sources.quota]\ntype = \"wechat_quota\"\naccounts = [{}]\n\
+         cgi_paths = [\"/cgi-bin/message/custom/send\"]\nschedule = \"0 0 3 * * *\"\n\
+         [sources.app_log]\ntype = \"log_file\"\npath = \"{}\"\n\
+         pattern = 'errcode\"?\\s*[:=]\\s*45009'\naccount_pattern = '(wx[0-9a-f]{{16}})'\n\
+         [sources.prom]\ntype = \"prometheus\"\nurl = \"{base}\"\n\
+         query = 'sum by (appid) (increase(wechat_api_errors_total{{errcode=\"45009\"}}[5m]))'\n{}",
+        names.join(", "),
+        log.display(),
+        accounts(n, "")
+    );
+    let config = write_config(&dir, &body);
+    idle("10,000 accounts + schedules", &dir, &config, idle_secs).await;
+}
