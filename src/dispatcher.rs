@@ -59,6 +59,18 @@ impl AccountState {
         self.keys.retain(|_, t| *t >= start);
     }
 
+    /// Adds evidence; signals for the same API within a second share one
+    /// entry, so a flood without keys costs memory per second, not per signal.
+    fn push(&mut self, now: DateTime<Utc>, count: u32, cgi_path: Option<String>) {
+        if let Some((t, n, p)) = self.events.back_mut() {
+            if *p == cgi_path && now - *t < chrono::Duration::seconds(1) {
+                *n = n.saturating_add(count);
+                return;
+            }
+        }
+        self.events.push_back((now, count, cgi_path));
+    }
+
     fn evidence(&self) -> u32 {
         self.events
             .iter()
@@ -148,9 +160,7 @@ impl Dispatcher {
             }
             state.keys.insert(key.clone(), now);
         }
-        state
-            .events
-            .push_back((now, signal.count, signal.cgi_path.clone()));
+        state.push(now, signal.count, signal.cgi_path.clone());
         if state.in_flight {
             return;
         }

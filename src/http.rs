@@ -122,7 +122,9 @@ fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
     let given = Sha256::digest(given.trim().as_bytes());
     let mut ok = subtle::Choice::from(0);
@@ -338,7 +340,7 @@ mod tests {
             &path,
             format!(
                 "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\ntokens = [\"good-token\"]\n\
-                 [wechat]\napi_base = \"http://127.0.0.1:9\"\n\
+                 [wechat]\napi_base = \"http://127.0.0.1:9\"\n[policy]\nreset_guard = \"0s\"\n\
                  [accounts.shop]\nappid = \"wx448f04719cd48f69\"\nkind = \"mini_program\"\nsecret = \"s3cret\"\n\
                  [sources.alerts]\ntype = \"alertmanager\"\n\
                  [sources.signed]\ntype = \"grafana\"\nhmac_secret = \"hmac-key\"\n{extra}",

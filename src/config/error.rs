@@ -121,7 +121,7 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
                     figment::error::Kind::InvalidValue(actual, expected) => {
                         format!("invalid {}, expected {expected}", type_name(actual))
                     }
-                    kind => kind.to_string(),
+                    kind => without_source_lines(&kind.to_string()),
                 };
                 let key = (!path.is_empty()).then(|| path.join("."));
                 let origin = match (&key, &e.metadata) {
@@ -137,6 +137,23 @@ pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors 
             })
             .collect(),
     )
+}
+
+/// TOML syntax errors quote the offending line, which may hold a secret:
+/// keep the position and the complaint, drop the quoted source.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l
+                    .split_once(" |")
+                    .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// "string", "integer", ...: the first word of serde's description, without

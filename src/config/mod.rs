@@ -25,7 +25,7 @@ use figment::Figment;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use secret::{Secret, SecretResolver};
+pub use secret::{read_small, Secret, SecretResolver};
 
 use crate::event::EventKind;
 use crate::policy::PolicySettings;

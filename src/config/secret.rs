@@ -101,8 +101,7 @@ impl SecretResolver {
     /// Reads a secret file; one trailing newline is not part of the secret.
     pub fn read(&self, file: &Path) -> Result<Secret, String> {
         let path = self.path(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = read_small(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let value = text.strip_suffix('\n').unwrap_or(&text);
         let value = value.strip_suffix('\r').unwrap_or(value);
         if value.trim().is_empty() {
@@ -110,6 +109,25 @@ impl SecretResolver {
         }
         Ok(Secret(value.to_string()))
     }
+}
+
+/// Secrets, tokens and URLs are short: a larger file is a mistake (or
+/// `/dev/zero`), not something to read to the end.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a file of at most [`MAX_SECRET_FILE`] bytes as UTF-8.
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -138,5 +156,8 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         assert!(r.read(&empty).unwrap_err().contains("empty"));
         assert!(r.read(Path::new("missing")).is_err());
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_FILE as usize + 1]).unwrap();
+        assert!(r.read(&big).unwrap_err().contains("larger than"));
     }
 }

@@ -270,7 +270,7 @@ fn verify_grafana(
     let mac = match timestamp {
         Some(ts) => {
             let secs: i64 = ts.trim().parse().map_err(|_| SignatureError::Stale)?;
-            if (now.timestamp() - secs).abs() > SIGNATURE_WINDOW_SECS {
+            if now.timestamp().abs_diff(secs) > SIGNATURE_WINDOW_SECS as u64 {
                 return Err(SignatureError::Stale);
             }
             hmac_sha256(secret, &[ts.trim().as_bytes(), b":", body])

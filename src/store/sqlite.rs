@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
         offset INTEGER NOT NULL,
         PRIMARY KEY (source, path)
     );",
+    // 2: every decision looks for pending rows; without this it scans the table.
+    "CREATE INDEX attempts_pending ON attempts (appid) WHERE outcome = 'pending';",
 ];
 
 /// Pending rows older than this are ambiguous whoever owns them: no request

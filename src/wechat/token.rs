@@ -119,7 +119,7 @@ async fn stable_token(
 
 /// Re-read on every use: the file's owner may rotate it at any time.
 fn read_file(path: &PathBuf) -> Result<Secret, WeChatError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_small(path)
         .map_err(|e| WeChatError::Token(format!("cannot read {}: {e}", path.display())))?;
     let token = text.trim();
     if token.is_empty() {
