@@ -5,7 +5,7 @@
 //! One cache entry per appid behind an async mutex: many callers, one refresh.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,7 @@ async fn stable_token(
 }
 
 /// Re-read on every use: the file's owner may rotate it at any time.
-fn read_file(path: &PathBuf) -> Result<Secret, WeChatError> {
+fn read_file(path: &Path) -> Result<Secret, WeChatError> {
     let text = crate::config::read_small(path)
         .map_err(|e| WeChatError::Token(format!("cannot read {}: {e}", path.display())))?;
     let token = text.trim();
