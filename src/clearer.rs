@@ -250,7 +250,7 @@ impl Clearer {
             errcode = err.and_then(WeChatError::errcode), error = err.map(|e| e.to_string()),
             budget_left = report.budget.left, attempt = id, "Clear attempt finished"
         );
-        self.attempt_events(account, req, before, &result, &outcome, done, report);
+        self.attempt_events(account, req, before, &result, done, report);
         Ok(())
     }
 
@@ -282,14 +282,14 @@ impl Clearer {
         .map_err(ClearError::from)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The attempt's own event (`report.outcome` is already set), and
+    /// `budget_low` when this attempt crossed the threshold.
     fn attempt_events(
         &self,
         account: &Account,
         req: &ClearRequest,
         before: &Snapshot,
         result: &Result<(), WeChatError>,
-        outcome: &Outcome,
         now: DateTime<Utc>,
         report: &mut Report,
     ) {
@@ -300,7 +300,7 @@ impl Clearer {
             Some(_) => EventKind::Failed,
         };
         let mut event = self.event(kind, account, req, report, now);
-        event.outcome = Some(outcome.clone());
+        event.outcome = report.outcome.clone();
         if let Err(e) = result {
             event.errcode = e.errcode();
             event.errmsg = Some(match e {

@@ -14,8 +14,9 @@
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
 //! - [`event`]: what happened, for logs, metrics and notifications.
-//! - [`signal`]: signals from sources and the dispatcher that turns them into
-//!   clear requests (evidence windows, duplicates).
+//! - [`signal`]: the signal type and the bounded queue from sources.
+//! - [`dispatcher`]: from the queue to the clearer: evidence windows,
+//!   duplicates, one clear in flight per account.
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
 //! - [`notify`]: chat notifiers and their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
