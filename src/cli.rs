@@ -19,7 +19,7 @@ use crate::clearer::{self, ClearRequest, Clearer, EventSink};
 use crate::config::{self, Account, Config, StateLocation};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision};
-use crate::store::{HistoryFilter, SqliteStore, Store};
+use crate::store::{HistoryFilter, PostgresStore, SqliteStore, Store};
 use crate::wechat::WeChat;
 
 #[derive(Debug, Parser)]
@@ -117,9 +117,10 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 format!("cannot open the ledger {}", path.display())
             })?))
         }
-        StateLocation::Postgres(_) => anyhow::bail!(
-            "daemon.state: PostgreSQL is not supported by this build yet; use a SQLite path"
-        ),
+        // The URL may hold a password: the context names no part of it.
+        StateLocation::Postgres(url) => Ok(Arc::new(
+            PostgresStore::open(url).context("cannot open the PostgreSQL ledger (daemon.state)")?,
+        )),
     }
 }
 

@@ -148,9 +148,8 @@ fn without_source_lines(message: &str) -> String {
         .filter(|l| {
             !l.is_empty()
                 && !l.starts_with('|')
-                && !l
-                    .split_once(" |")
-                    .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+                && l.split_once(" |")
+                    .is_none_or(|(n, _)| n.trim().parse::<u32>().is_err())
         })
         .collect::<Vec<_>>()
         .join(": ")

@@ -2,12 +2,16 @@
 //! process and completed with its outcome after, so that no crash, restart or
 //! second process can spend more than the monthly cap.
 //!
-//! [`Store`] is the interface; [`sqlite::SqliteStore`] the embedded default. A
+//! [`Store`] is the interface; [`sqlite::SqliteStore`] the embedded default and
+//! [`postgres::PostgresStore`] the store several replicas share. A
 //! store does not decide: [`Store::reserve`] runs the caller's decision inside
 //! its exclusive transaction, which is what makes the decision and the intent
 //! row one atomic step across processes.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -16,6 +20,7 @@ use serde::Serialize;
 use crate::event::{ClearTarget, Outcome};
 use crate::policy::{Decision, Snapshot};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The row id of an attempt.
@@ -25,6 +30,8 @@ pub type AttemptId = i64;
 pub enum StoreError {
     #[error("ledger database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL ledger: {0}")]
+    Postgres(#[from] postgres::PgError),
     #[error("ledger schema version {found} is newer than this quotawatch understands ({known}); upgrade quotawatch")]
     TooNew { found: i64, known: i64 },
     #[error("cannot create the ledger's directory {path}: {source}")]
@@ -34,6 +41,40 @@ pub enum StoreError {
     },
     #[error("attempt {0} does not exist")]
     NoSuchAttempt(AttemptId),
+}
+
+/// Pending rows older than this are ambiguous whoever owns them: no request
+/// waits this long.
+pub(crate) const PENDING_LIMIT: Duration = Duration::from_secs(3600);
+
+/// `host:pid`, written into intent rows to tell a live owner from a dead one.
+pub(crate) fn owner_id() -> String {
+    format!(
+        "{}:{}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id()
+    )
+}
+
+/// Whether the process that wrote `owner` still runs on this host.
+pub(crate) fn owner_alive(owner: &str, me: &str) -> bool {
+    let host = |o: &str| o.rsplit_once(':').map(|(h, _)| h.to_string());
+    if owner == me {
+        return true;
+    }
+    if host(owner) != host(me) {
+        // Another machine (a shared store): only the age limit applies.
+        return true;
+    }
+    let Some(pid) = owner
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Which account a ledger query is about, and the calendar to count in.

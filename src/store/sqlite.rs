@@ -56,10 +56,6 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX attempts_pending ON attempts (appid) WHERE outcome = 'pending';",
 ];
 
-/// Pending rows older than this are ambiguous whoever owns them: no request
-/// waits this long.
-const PENDING_LIMIT: Duration = Duration::from_secs(3600);
-
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// `host:pid` written into intent rows, to tell a live owner from a dead one.
@@ -90,11 +86,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            owner: format!(
-                "{}:{}",
-                gethostname::gethostname().to_string_lossy(),
-                std::process::id()
-            ),
+            owner: owner_id(),
         })
     }
 
@@ -121,27 +113,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.pragma_update(None, "user_version", known)?;
     tx.commit()?;
     Ok(())
-}
-
-/// Whether the process that wrote `owner` still runs on this host.
-fn owner_alive(owner: &str, me: &str) -> bool {
-    let host = |o: &str| o.rsplit_once(':').map(|(h, _)| h.to_string());
-    if owner == me {
-        return true;
-    }
-    if host(owner) != host(me) {
-        // Another machine (a shared store): only the age limit applies.
-        return true;
-    }
-    let Some(pid) = owner
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<i32>().ok())
-    else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn recover_in(conn: &Connection, me: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -1,0 +1,657 @@
+//! The PostgreSQL ledger (`daemon.state = "postgres://…"`): one database shared
+//! by several replicas, with the same rows and the same counting rules as the
+//! SQLite ledger. It does not choose replicas or elect a leader: every replica
+//! acts, and the database makes their decisions take turns.
+//!
+//! Single-flight across replicas: [`PostgresStore::reserve`] takes
+//! `pg_advisory_xact_lock` on a hash of the appid before it reads the
+//! snapshot, so for one account at most one decision (and its intent row) is
+//! in progress anywhere; the lock ends with the transaction.
+//!
+//! Threading: [`Store`] is synchronous and is called on tokio worker threads,
+//! where the `postgres` crate's blocking client panics (it runs a runtime of
+//! its own). So the connection lives on a dedicated thread that runs jobs sent
+//! over a std channel, and callers wait on a std channel: safe in any context.
+//! The connection is reopened on the next call after it breaks.
+//!
+//! TLS is not supported yet: `sslmode=disable` or the default `prefer` connect
+//! in plain text, `sslmode=require` is refused at open with a clear error.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ::postgres::config::SslMode;
+use ::postgres::{Client, Config, GenericClient, NoTls, Row};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::calendar;
+use crate::config::Secret;
+
+/// Errors of the PostgreSQL ledger. None of them holds the connection URL: it
+/// may carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{0}")]
+    Db(#[from] ::postgres::Error),
+    /// The parser's own error is dropped: its details can quote the URL.
+    #[error("daemon.state is not a valid PostgreSQL URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable")]
+    Url,
+    #[error("sslmode=require needs TLS, which this build does not support yet; use sslmode=disable on a trusted network")]
+    TlsUnsupported,
+    #[error("the ledger's connection thread has stopped")]
+    Stopped,
+    #[error("cannot start the ledger's connection thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(PgError::Db(e))
+    }
+}
+
+fn stopped<T>(_: T) -> StoreError {
+    StoreError::Postgres(PgError::Stopped)
+}
+
+/// Schema migrations, applied in order; `quotawatch_schema.version` is the
+/// count applied. Times are `timestamptz`, so people can read the tables.
+const MIGRATIONS: &[&str] = &[
+    // 1: attempts, per-account flags, log positions, as in the SQLite ledger.
+    "CREATE TABLE attempts (
+        id BIGSERIAL PRIMARY KEY,
+        appid TEXT NOT NULL,
+        account TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('full', 'api')),
+        cgi_path TEXT,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'ok', 'failed', 'ambiguous')),
+        errcode BIGINT,
+        errmsg TEXT,
+        source TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        evidence BIGINT NOT NULL,
+        forced BOOLEAN NOT NULL,
+        owner TEXT NOT NULL,
+        verified BOOLEAN
+    );
+    CREATE INDEX attempts_by_appid ON attempts (appid, started_at);
+    CREATE INDEX attempts_pending ON attempts (appid) WHERE outcome = 'pending';
+    CREATE TABLE account_flags (
+        appid TEXT PRIMARY KEY,
+        exhausted_until TIMESTAMPTZ,
+        disabled_fingerprint TEXT,
+        disabled_reason TEXT,
+        disabled_at TIMESTAMPTZ
+    );
+    CREATE TABLE log_positions (
+        source TEXT NOT NULL,
+        path TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        byte_offset BIGINT NOT NULL,
+        PRIMARY KEY (source, path)
+    );",
+];
+
+/// An advisory-lock key: the first 8 bytes of SHA-256 of `name`, stable
+/// across processes and PostgreSQL versions (unlike `hashtext`).
+fn lock_key(name: &str) -> i64 {
+    let digest = Sha256::digest(name.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The connection thread's state.
+struct Connection {
+    config: Config,
+    /// `None` until the first connect, and replaced once it breaks.
+    client: Option<Client>,
+}
+
+impl Connection {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        let broken = match &self.client {
+            Some(c) => c.is_closed(),
+            None => true,
+        };
+        if broken {
+            self.client = Some(self.config.connect(NoTls)?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+}
+
+pub struct PostgresStore {
+    /// Jobs for the thread that owns the connection (see the module docs).
+    jobs: mpsc::Sender<Job>,
+    /// `host:pid` written into intent rows, to tell a live owner from a dead one.
+    owner: String,
+}
+
+/// Parses the URL and refuses what this build cannot honour.
+fn connection_config(url: &Secret) -> Result<Config, StoreError> {
+    let mut config: Config = url
+        .expose()
+        .parse()
+        .map_err(|_| StoreError::Postgres(PgError::Url))?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(StoreError::Postgres(PgError::TlsUnsupported));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("quotawatch");
+    }
+    Ok(config)
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations and starts the connection thread.
+    pub fn open(url: &Secret) -> Result<Self, StoreError> {
+        let config = connection_config(url)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("quotawatch-ledger".into())
+            .spawn(move || {
+                let mut conn = Connection {
+                    config,
+                    client: None,
+                };
+                let opened = conn.client().and_then(migrate);
+                let ok = opened.is_ok();
+                let _ = ready_tx.send(opened);
+                if ok {
+                    // Ends when the store, and so the sender, is dropped.
+                    for job in queue {
+                        job(&mut conn);
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Postgres(PgError::Thread(e)))?;
+        ready_rx.recv().map_err(stopped)??;
+        Ok(Self {
+            jobs,
+            owner: owner_id(),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).map_err(stopped)
+    }
+
+    /// Runs `f` on the connection thread and waits for its answer.
+    fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Box::new(move |conn| {
+            let _ = reply.send(conn.client().and_then(f));
+        }))?;
+        answer.recv().map_err(stopped)?
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    // Replicas starting together take turns; the second finds the work done.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("quotawatch:schema")],
+    )?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS quotawatch_schema (version INTEGER NOT NULL)")?;
+    let version: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM quotawatch_schema",
+            &[],
+        )?
+        .try_get(0)?;
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version.into(),
+            known: known.into(),
+        });
+    }
+    for sql in &MIGRATIONS[version as usize..] {
+        tx.batch_execute(sql)?;
+    }
+    tx.execute("DELETE FROM quotawatch_schema", &[])?;
+    tx.execute(
+        "INSERT INTO quotawatch_schema (version) VALUES ($1)",
+        &[&known],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Marks pending rows ambiguous when their owner on this host has exited or
+/// they are older than [`PENDING_LIMIT`]; only `appid`'s rows when given.
+fn recover_in(
+    c: &mut impl GenericClient,
+    me: &str,
+    now: DateTime<Utc>,
+    appid: Option<&str>,
+) -> Result<usize, StoreError> {
+    let rows = c.query(
+        "SELECT id, owner, started_at FROM attempts
+         WHERE outcome = 'pending' AND ($1::text IS NULL OR appid = $1)",
+        &[&appid],
+    )?;
+    let limit = now - chrono::Duration::from_std(PENDING_LIMIT).expect("an hour fits");
+    let mut n = 0;
+    for row in rows {
+        let (id, owner, started): (i64, String, DateTime<Utc>) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if started < limit || !owner_alive(&owner, me) {
+            n += c.execute(
+                "UPDATE attempts SET outcome = 'ambiguous', finished_at = $2,
+                     errmsg = 'the process sending this clear stopped before its outcome was recorded'
+                 WHERE id = $1 AND outcome = 'pending'",
+                &[&id, &now],
+            )? as usize;
+        }
+    }
+    Ok(n)
+}
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn snapshot_in(
+    c: &mut impl GenericClient,
+    account: &AccountKey<'_>,
+    now: DateTime<Utc>,
+) -> Result<Snapshot, StoreError> {
+    let month = calendar::month(account.timezone, now);
+    let day = calendar::day(account.timezone, now);
+    let row = c.query_one(
+        "SELECT
+            COUNT(*) FILTER (WHERE scope = 'full' AND started_at >= $2 AND started_at < $3),
+            COUNT(*) FILTER (WHERE scope = 'full' AND started_at >= $4 AND started_at < $5),
+            COUNT(*) FILTER (WHERE scope = 'api' AND started_at >= $2 AND started_at < $3),
+            MAX(started_at) FILTER (WHERE scope = 'full'),
+            COALESCE(BOOL_OR(outcome = 'pending'), false)
+         FROM attempts
+         WHERE appid = $1 AND outcome IN ('pending', 'ok', 'ambiguous')",
+        &[
+            &account.appid,
+            &month.start,
+            &month.end,
+            &day.start,
+            &day.end,
+        ],
+    )?;
+    let flags = c.query_opt(
+        "SELECT exhausted_until, disabled_fingerprint, disabled_reason
+         FROM account_flags WHERE appid = $1",
+        &[&account.appid],
+    )?;
+    let (exhausted_until, disabled_fp, disabled_reason): (
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<String>,
+    ) = match flags {
+        Some(f) => (f.try_get(0)?, f.try_get(1)?, f.try_get(2)?),
+        None => (None, None, None),
+    };
+    Ok(Snapshot {
+        month_used: count(row.try_get(0)?),
+        day_used: count(row.try_get(1)?),
+        api_month_used: count(row.try_get(2)?),
+        last_clear_at: row.try_get(3)?,
+        in_flight: row.try_get(4)?,
+        exhausted: exhausted_until.is_some_and(|until| now < until),
+        disabled: match disabled_fp {
+            Some(fp) if fp == account.fingerprint => Some(disabled_reason.unwrap_or_default()),
+            _ => None,
+        },
+    })
+}
+
+fn record(r: &Row) -> Result<AttemptRecord, StoreError> {
+    let scope: String = r.try_get("scope")?;
+    let cgi_path: Option<String> = r.try_get("cgi_path")?;
+    Ok(AttemptRecord {
+        id: r.try_get("id")?,
+        account: r.try_get("account")?,
+        appid: r.try_get("appid")?,
+        target: match (scope.as_str(), cgi_path) {
+            ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
+            _ => ClearTarget::Full,
+        },
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        outcome: r.try_get("outcome")?,
+        errcode: r.try_get("errcode")?,
+        errmsg: r.try_get("errmsg")?,
+        source: r.try_get("source")?,
+        trigger: r.try_get("trigger")?,
+        evidence: count(r.try_get("evidence")?),
+        forced: r.try_get("forced")?,
+        verified: r.try_get("verified")?,
+    })
+}
+
+/// [`AccountKey`] with owned strings, to send to the connection thread.
+struct OwnedKey {
+    appid: String,
+    name: String,
+    fingerprint: String,
+    timezone: chrono_tz::Tz,
+}
+
+impl OwnedKey {
+    fn new(k: &AccountKey<'_>) -> Self {
+        Self {
+            appid: k.appid.to_string(),
+            name: k.name.to_string(),
+            fingerprint: k.fingerprint.to_string(),
+            timezone: k.timezone,
+        }
+    }
+
+    fn key(&self) -> AccountKey<'_> {
+        AccountKey {
+            appid: &self.appid,
+            name: &self.name,
+            fingerprint: &self.fingerprint,
+            timezone: self.timezone,
+        }
+    }
+}
+
+/// What the connection thread tells a waiting [`PostgresStore::reserve`]:
+/// the snapshot to decide on (the lock held meanwhile), then the result.
+enum Step {
+    Snapshot(Snapshot),
+    Done(Result<Option<AttemptId>, StoreError>),
+}
+
+/// The connection thread's half of `reserve`. The caller's `decide` runs on
+/// the caller's thread while this transaction holds the appid's lock; if the
+/// caller goes away instead of answering, the transaction rolls back.
+fn reserve_in(
+    client: &mut Client,
+    account: &OwnedKey,
+    intent: &Intent,
+    owner: &str,
+    now: DateTime<Utc>,
+    steps: &mpsc::SyncSender<Step>,
+    decisions: &mpsc::Receiver<Decision>,
+) -> Result<Option<AttemptId>, StoreError> {
+    let mut tx = client.transaction()?;
+    let lock = lock_key(&format!("quotawatch:reserve:{}", account.appid));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+    recover_in(&mut tx, owner, now, Some(&account.appid))?;
+    let snapshot = snapshot_in(&mut tx, &account.key(), now)?;
+    steps.send(Step::Snapshot(snapshot)).map_err(stopped)?;
+    let decision = decisions.recv().map_err(stopped)?;
+    if decision != Decision::Clear {
+        // Commit all the same: the recovery above is worth keeping.
+        tx.commit()?;
+        return Ok(None);
+    }
+    let (scope, cgi_path) = match &intent.target {
+        ClearTarget::Full => ("full", None),
+        ClearTarget::Api { cgi_path } => ("api", Some(cgi_path.as_str())),
+    };
+    let row = tx.query_one(
+        "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10) RETURNING id",
+        &[
+            &account.appid,
+            &account.name,
+            &scope,
+            &cgi_path,
+            &now,
+            &intent.source,
+            &intent.trigger,
+            &i64::from(intent.evidence),
+            &intent.forced,
+            &owner,
+        ],
+    )?;
+    let id: AttemptId = row.try_get(0)?;
+    tx.commit()?;
+    Ok(Some(id))
+}
+
+impl Store for PostgresStore {
+    fn reserve(
+        &self,
+        account: &AccountKey<'_>,
+        intent: &Intent,
+        now: DateTime<Utc>,
+        decide: &mut dyn FnMut(&Snapshot) -> Decision,
+    ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
+        let key = OwnedKey::new(account);
+        let intent = intent.clone();
+        let owner = self.owner.clone();
+        let (steps_tx, steps) = mpsc::sync_channel(1);
+        let (decisions, decisions_rx) = mpsc::sync_channel(1);
+        self.send(Box::new(move |conn| {
+            let done = conn.client().and_then(|client| {
+                reserve_in(client, &key, &intent, &owner, now, &steps_tx, &decisions_rx)
+            });
+            let _ = steps_tx.send(Step::Done(done));
+        }))?;
+        let snapshot = match steps.recv().map_err(stopped)? {
+            Step::Snapshot(s) => s,
+            Step::Done(Err(e)) => return Err(e),
+            Step::Done(Ok(_)) => return Err(stopped(())),
+        };
+        let decision = decide(&snapshot);
+        decisions.send(decision).map_err(stopped)?;
+        match steps.recv().map_err(stopped)? {
+            Step::Done(id) => Ok((snapshot, decision, id?)),
+            Step::Snapshot(_) => Err(stopped(())),
+        }
+    }
+
+    fn finish(
+        &self,
+        id: AttemptId,
+        outcome: &Outcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (label, errcode, errmsg) = match outcome.clone() {
+            Outcome::Ok => ("ok", None, None),
+            Outcome::Failed { errcode, errmsg } => ("failed", errcode, Some(errmsg)),
+            Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail)),
+        };
+        let n = self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5 WHERE id = $1",
+                &[&id, &label, &errcode, &errmsg, &at],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAttempt(id));
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot, StoreError> {
+        let key = OwnedKey::new(account);
+        self.call(move |c| snapshot_in(c, &key.key(), now))
+    }
+
+    fn mark_exhausted(
+        &self,
+        account: &AccountKey<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let until = calendar::month(account.timezone, now).end;
+        let appid = account.appid.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO account_flags (appid, exhausted_until) VALUES ($1, $2)
+                 ON CONFLICT (appid) DO UPDATE SET exhausted_until = excluded.exhausted_until",
+                &[&appid, &until],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn mark_disabled(
+        &self,
+        account: &AccountKey<'_>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (appid, fingerprint) = (account.appid.to_string(), account.fingerprint.to_string());
+        let reason = reason.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO account_flags (appid, disabled_fingerprint, disabled_reason, disabled_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (appid) DO UPDATE SET disabled_fingerprint = excluded.disabled_fingerprint,
+                     disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at",
+                &[&appid, &fingerprint, &reason, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn enable(&self, appid: &str) -> Result<bool, StoreError> {
+        let appid = appid.to_string();
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE account_flags SET disabled_fingerprint = NULL, disabled_reason = NULL, disabled_at = NULL
+                 WHERE appid = $1 AND disabled_fingerprint IS NOT NULL",
+                &[&appid],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn set_verified(&self, id: AttemptId, verified: bool) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE attempts SET verified = $2 WHERE id = $1",
+                &[&id, &verified],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn history(&self, filter: &HistoryFilter) -> Result<Vec<AttemptRecord>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |c| {
+            let rows = c.query(
+                "SELECT * FROM attempts
+                 WHERE ($1::text IS NULL OR appid = $1)
+                   AND ($2::timestamptz IS NULL OR started_at >= $2)
+                   AND ($3::timestamptz IS NULL OR started_at < $3)
+                 ORDER BY started_at DESC, id DESC LIMIT $4",
+                &[
+                    &filter.appid,
+                    &filter.since,
+                    &filter.until,
+                    &filter.limit.map(i64::from),
+                ],
+            )?;
+            rows.iter().map(record).collect()
+        })
+    }
+
+    fn recover(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let owner = self.owner.clone();
+        self.call(move |c| recover_in(c, &owner, now, None))
+    }
+
+    fn log_position(&self, source: &str, path: &str) -> Result<Option<LogPosition>, StoreError> {
+        let (source, path) = (source.to_string(), path.to_string());
+        self.call(move |c| {
+            let row = c.query_opt(
+                "SELECT file_id, byte_offset FROM log_positions WHERE source = $1 AND path = $2",
+                &[&source, &path],
+            )?;
+            Ok(match row {
+                Some(r) => Some(LogPosition {
+                    file_id: r.try_get(0)?,
+                    offset: r.try_get::<_, i64>(1)?.max(0) as u64,
+                }),
+                None => None,
+            })
+        })
+    }
+
+    fn save_log_position(
+        &self,
+        source: &str,
+        path: &str,
+        pos: &LogPosition,
+    ) -> Result<(), StoreError> {
+        let (source, path, pos) = (source.to_string(), path.to_string(), pos.clone());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO log_positions (source, path, file_id, byte_offset) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (source, path) DO UPDATE SET file_id = excluded.file_id, byte_offset = excluded.byte_offset",
+                &[&source, &path, &pos.file_id, &(pos.offset as i64)],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_are_stable_and_distinct() {
+        assert_eq!(lock_key("a"), lock_key("a"));
+        assert_ne!(
+            lock_key("quotawatch:reserve:a"),
+            lock_key("quotawatch:reserve:b")
+        );
+    }
+
+    #[test]
+    fn sslmode_require_is_refused_and_errors_hide_the_password() {
+        let err = connection_config(&Secret::new(
+            "postgres://qw:hunter2@127.0.0.1:5432/qw?sslmode=require",
+        ))
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("sslmode=require"), "{err}");
+        for bad in [
+            "postgres://qw:hunter2@127.0.0.1:notaport/qw",
+            "postgres://qw:hunter2@127.0.0.1/qw?sslmode=hunter2x",
+            "postgres://qw:hunter2@127.0.0.1/qw?hunter2=1",
+        ] {
+            let err = connection_config(&Secret::new(bad)).err().unwrap();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_is_an_error_not_a_panic_inside_a_runtime() {
+        // Port 1 on loopback refuses at once. Opening from a runtime thread is
+        // what `status` and the daemon do.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let err = rt
+            .block_on(async {
+                PostgresStore::open(&Secret::new(
+                    "postgres://qw:hunter2@127.0.0.1:1/qw?sslmode=disable",
+                ))
+            })
+            .err()
+            .unwrap();
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,559 @@
+//! The PostgreSQL ledger against a real server (SPEC 7): the same contract the
+//! SQLite ledger's unit tests check, the single-flight across processes that
+//! share the database, and two real daemons that must clear once between them.
+//!
+//! Every test is ignored unless PostgreSQL is at hand: `ci/postgres.sh` starts
+//! a throwaway server and runs them with `QW_POSTGRES_URL` set to a role that
+//! may create databases. Each test works in a database of its own.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use quotawatch::config::Secret;
+use quotawatch::event::{ClearTarget, Outcome};
+use quotawatch::policy::{Decision, SkipReason, Snapshot};
+use quotawatch::store::{
+    AccountKey, AttemptId, HistoryFilter, Intent, LogPosition, PostgresStore, Store, StoreError,
+};
+use serde_json::{json, Value};
+use support::daemon::*;
+use support::fake_wechat::*;
+
+const APPID: &str = "wx448f04719cd48f69";
+
+/// A database made for one test and dropped after it.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("QW_POSTGRES_URL").expect("QW_POSTGRES_URL (see ci/postgres.sh)")
+}
+
+fn admin() -> postgres::Client {
+    postgres::Client::connect(&admin_url(), postgres::NoTls).expect("connect to QW_POSTGRES_URL")
+}
+
+impl TestDb {
+    fn new(test: &str) -> TestDb {
+        let name = format!("qw_{test}_{:08x}", fastrand::u32(..));
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let url = admin_url();
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+        let slash = base.rfind('/').filter(|&i| i > "postgres://".len());
+        let base = slash.map_or(base, |i| &base[..i]);
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let url = format!("{base}/{name}{query}");
+        TestDb { name, url }
+    }
+
+    fn open(&self) -> PostgresStore {
+        PostgresStore::open(&Secret::new(&self.url)).unwrap()
+    }
+
+    /// A direct connection, to do what the store never does.
+    fn raw(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn key() -> AccountKey<'static> {
+    AccountKey {
+        appid: APPID,
+        name: "shop",
+        fingerprint: "fp1",
+        timezone: chrono_tz::Asia::Shanghai,
+    }
+}
+
+fn intent() -> Intent {
+    Intent {
+        target: ClearTarget::Full,
+        source: "test".into(),
+        trigger: "t".into(),
+        evidence: 1,
+        forced: false,
+    }
+}
+
+fn clear_once(store: &dyn Store, account: &AccountKey<'_>, now: DateTime<Utc>) -> AttemptId {
+    let (_, d, id) = store
+        .reserve(account, &intent(), now, &mut |_| Decision::Clear)
+        .unwrap();
+    assert_eq!(d, Decision::Clear);
+    id.unwrap()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn counts_ok_and_ambiguous_not_failed() {
+    let db = TestDb::new("counts");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let a = clear_once(&store, &key(), now);
+    store.finish(a, &Outcome::Ok, now).unwrap();
+    let b = clear_once(&store, &key(), now);
+    let failed = Outcome::Failed {
+        errcode: Some(-1),
+        errmsg: "system error".into(),
+    };
+    store.finish(b, &failed, now).unwrap();
+    let c = clear_once(&store, &key(), now);
+    let ambiguous = Outcome::Ambiguous {
+        detail: "timeout".into(),
+    };
+    store.finish(c, &ambiguous, now).unwrap();
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!(snap.month_used, 2);
+    assert_eq!(snap.day_used, 2);
+    assert_eq!(snap.api_month_used, 0);
+    assert!(!snap.in_flight);
+    assert_eq!(snap.last_clear_at, Some(now));
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[1].errcode, Some(-1));
+    assert_eq!(h[1].outcome, "failed");
+    assert!(matches!(
+        store.finish(9999, &Outcome::Ok, now),
+        Err(StoreError::NoSuchAttempt(9999))
+    ));
+    store.set_verified(a, true).unwrap();
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h.iter().find(|r| r.id == a).unwrap().verified, Some(true));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn api_clears_have_their_own_count() {
+    let db = TestDb::new("api");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let api = Intent {
+        target: ClearTarget::Api {
+            cgi_path: "/cgi-bin/message/custom/send".into(),
+        },
+        ..intent()
+    };
+    let (_, _, id) = store
+        .reserve(&key(), &api, now, &mut |_| Decision::Clear)
+        .unwrap();
+    store.finish(id.unwrap(), &Outcome::Ok, now).unwrap();
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!((snap.month_used, snap.api_month_used), (0, 1));
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h[0].target, api.target);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn months_follow_beijing_time() {
+    let db = TestDb::new("months");
+    let store = db.open();
+    let nov = utc("2026-11-30T15:59:00Z"); // 23:59 CST 30 Nov
+    let dec = utc("2026-11-30T16:01:00Z"); // 00:01 CST 1 Dec
+    let id = clear_once(&store, &key(), nov);
+    store.finish(id, &Outcome::Ok, nov).unwrap();
+    assert_eq!(store.snapshot(&key(), nov).unwrap().month_used, 1);
+    assert_eq!(store.snapshot(&key(), dec).unwrap().month_used, 0);
+    assert_eq!(store.snapshot(&key(), dec).unwrap().day_used, 0);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn pending_counts_and_dead_owner_becomes_ambiguous() {
+    let db = TestDb::new("pending");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(&store, &key(), now);
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert!(snap.in_flight);
+    assert_eq!(snap.month_used, 1);
+    assert_eq!(store.recover(now).unwrap(), 0, "its owner is alive");
+    // Pretend the row was written by a process on this host that has exited.
+    let dead = format!("{}:999999999", gethostname::gethostname().to_string_lossy());
+    db.raw()
+        .execute(
+            "UPDATE attempts SET owner = $2 WHERE id = $1",
+            &[&id, &dead],
+        )
+        .unwrap();
+    assert_eq!(store.recover(now).unwrap(), 1);
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h[0].outcome, "ambiguous");
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!(snap.month_used, 1);
+    assert!(!snap.in_flight);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn another_hosts_pending_row_expires_by_age_and_reserve_recovers() {
+    let db = TestDb::new("age");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(&store, &key(), now);
+    db.raw()
+        .execute(
+            "UPDATE attempts SET owner = 'other-host:1' WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let soon = now + chrono::Duration::minutes(30);
+    assert_eq!(
+        store.recover(soon).unwrap(),
+        0,
+        "another host may still run it"
+    );
+    // A reserve an hour later recovers it before it decides.
+    let later = now + chrono::Duration::hours(2);
+    let (snap, _, _) = store
+        .reserve(&key(), &intent(), later, &mut |_| {
+            Decision::Skip(SkipReason::Cooldown)
+        })
+        .unwrap();
+    assert!(!snap.in_flight);
+    assert_eq!(snap.month_used, 1);
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h[0].outcome, "ambiguous");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn skip_inserts_nothing() {
+    let db = TestDb::new("skip");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let (_, d, id) = store
+        .reserve(&key(), &intent(), now, &mut |_| {
+            Decision::Skip(SkipReason::Cooldown)
+        })
+        .unwrap();
+    assert_eq!(d, Decision::Skip(SkipReason::Cooldown));
+    assert!(id.is_none());
+    assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn a_panicking_decision_rolls_back_and_releases_the_lock() {
+    let db = TestDb::new("panic");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.reserve(&key(), &intent(), now, &mut |_| panic!("decide failed"))
+    }));
+    assert!(panicked.is_err());
+    // The same store, and another one, can still reserve the account.
+    clear_once(&store, &key(), now);
+    let (snap, _, _) = db
+        .open()
+        .reserve(&key(), &intent(), now, &mut |_| {
+            Decision::Skip(SkipReason::Duplicate)
+        })
+        .unwrap();
+    assert_eq!(snap.month_used, 1);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn exhausted_until_month_end_and_disabled_until_config_changes() {
+    let db = TestDb::new("flags");
+    let store = db.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    store.mark_exhausted(&key(), now).unwrap();
+    assert!(store.snapshot(&key(), now).unwrap().exhausted);
+    let next_month = utc("2026-11-30T16:00:00Z");
+    assert!(!store.snapshot(&key(), next_month).unwrap().exhausted);
+    store
+        .mark_disabled(&key(), "40164 invalid ip", now)
+        .unwrap();
+    assert_eq!(
+        store.snapshot(&key(), now).unwrap().disabled.as_deref(),
+        Some("40164 invalid ip")
+    );
+    assert!(store.snapshot(&key(), now).unwrap().exhausted, "both flags");
+    let changed = AccountKey {
+        fingerprint: "fp2",
+        ..key()
+    };
+    assert!(store.snapshot(&changed, now).unwrap().disabled.is_none());
+    assert!(store.enable(key().appid).unwrap());
+    assert!(
+        !store.enable(key().appid).unwrap(),
+        "nothing left to enable"
+    );
+    assert!(store.snapshot(&key(), now).unwrap().disabled.is_none());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn reopening_keeps_rows_log_positions_and_schema() {
+    let db = TestDb::new("reopen");
+    let now = utc("2026-11-28T02:00:00Z");
+    {
+        let store = db.open();
+        let id = clear_once(&store, &key(), now);
+        store.finish(id, &Outcome::Ok, now).unwrap();
+        let pos = LogPosition {
+            file_id: "1:2".into(),
+            offset: 42,
+        };
+        store.save_log_position("app", "/x.log", &pos).unwrap();
+        let moved = LogPosition {
+            file_id: "1:3".into(),
+            offset: 7,
+        };
+        store.save_log_position("app", "/y.log", &moved).unwrap();
+        store.save_log_position("app", "/y.log", &moved).unwrap();
+    }
+    let store = db.open();
+    assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+    let pos = store.log_position("app", "/x.log").unwrap().unwrap();
+    assert_eq!((pos.file_id.as_str(), pos.offset), ("1:2", 42));
+    assert_eq!(
+        store.log_position("app", "/y.log").unwrap().unwrap().offset,
+        7
+    );
+    assert!(store.log_position("other", "/x.log").unwrap().is_none());
+    let version: i32 = db
+        .raw()
+        .query_one("SELECT version FROM quotawatch_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn newer_schema_is_refused() {
+    let db = TestDb::new("newer");
+    drop(db.open());
+    db.raw()
+        .execute("UPDATE quotawatch_schema SET version = 99", &[])
+        .unwrap();
+    assert!(matches!(
+        PostgresStore::open(&Secret::new(&db.url)),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn history_filters_by_account_time_and_limit() {
+    let db = TestDb::new("history");
+    let store = db.open();
+    let other = AccountKey {
+        appid: "wx0000000000000002",
+        name: "blog",
+        ..key()
+    };
+    let t1 = utc("2026-10-15T02:00:00Z");
+    let t2 = utc("2026-11-15T02:00:00Z");
+    let t3 = utc("2026-11-20T02:00:00Z");
+    for t in [t1, t2, t3] {
+        clear_once(&store, &key(), t);
+    }
+    clear_once(&store, &other, t2);
+    let all = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].started_at >= w[1].started_at));
+    let shop = HistoryFilter {
+        appid: Some(APPID.into()),
+        ..Default::default()
+    };
+    assert_eq!(store.history(&shop).unwrap().len(), 3);
+    let november = HistoryFilter {
+        since: Some(utc("2026-10-31T16:00:00Z")),
+        until: Some(utc("2026-11-30T16:00:00Z")),
+        ..shop.clone()
+    };
+    let rows = store.history(&november).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.started_at).collect::<Vec<_>>(),
+        vec![t3, t2]
+    );
+    let latest = HistoryFilter {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let rows = store.history(&latest).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].started_at, t3);
+    assert_eq!(rows[0].account, "shop");
+    assert_eq!(rows[0].outcome, "pending");
+}
+
+/// 16 threads, each with its own store (its own connection, as replicas
+/// have), opening at once (so migrations race too) and reserving one appid.
+fn race(db: &TestDb, decide: fn(&Snapshot) -> Decision) -> usize {
+    let now = utc("2026-11-28T02:00:00Z");
+    let start = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, start) = (db.url.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let store = PostgresStore::open(&Secret::new(url)).unwrap();
+                let mut ids = 0;
+                for _ in 0..4 {
+                    let (_, _, id) = store
+                        .reserve(&key(), &intent(), now, &mut |s| decide(s))
+                        .unwrap();
+                    ids += usize::from(id.is_some());
+                }
+                ids
+            })
+        })
+        .collect();
+    let reserved: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let rows = db.open().history(&HistoryFilter::default()).unwrap();
+    assert_eq!(rows.len(), reserved);
+    reserved
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn concurrent_reserves_never_overspend() {
+    let db = TestDb::new("race_cap");
+    let reserved = race(&db, |s| {
+        if s.month_used < 3 {
+            Decision::Clear
+        } else {
+            Decision::Skip(SkipReason::MonthlyCap)
+        }
+    });
+    assert_eq!(reserved, 3);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn concurrent_reserves_are_single_flight() {
+    let db = TestDb::new("race_flight");
+    let reserved = race(&db, |s| {
+        if s.month_used < 3 && !s.in_flight {
+            Decision::Clear
+        } else {
+            Decision::Skip(SkipReason::Duplicate)
+        }
+    });
+    assert_eq!(reserved, 1);
+}
+
+const SECRET: &str = "pg-e2e-app-secret";
+const TOKEN: &str = "pg-e2e-bearer-token";
+
+/// Two real daemons on one PostgreSQL ledger, both told about the same
+/// exhausted account at the same moments: one clear between them.
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn two_daemons_share_the_ledger_and_clear_once() {
+    let db = TestDb::new("daemons");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(two_daemons(&db));
+}
+
+async fn two_daemons(db: &TestDb) {
+    let fake = FakeWeChat::start().await;
+    fake.add_account(APPID, SECRET);
+    // The clear takes effect, then answers late: both daemons' signals land
+    // while it is in flight.
+    fake.set_default_delay_after_effect(Some(Duration::from_millis(300)));
+    let env = Env::new("");
+    let config = format!(
+        r#"[daemon]
+listen = "127.0.0.1:0"
+state = "{}"
+tokens = ["{TOKEN}"]
+[wechat]
+api_base = "{}"
+timeout = "10s"
+[policy]
+cooldown = "1h"
+reset_guard = "0s"
+[accounts.shop]
+appid = "{APPID}"
+kind = "mini_program"
+secret = "{SECRET}"
+"#,
+        db.url,
+        fake.base_url()
+    );
+    std::fs::write(&env.config, config).unwrap();
+    let a = Daemon::start(&env).await;
+    let b = Daemon::start(&env).await;
+    let client = reqwest::Client::new();
+    let mut posts = Vec::new();
+    for i in 0..10 {
+        for (d, tag) in [(&a, "a"), (&b, "b")] {
+            let body =
+                json!({"appid": APPID, "reason": "45009", "count": 1, "key": format!("{tag}{i}")});
+            let post = client
+                .post(d.url("/api/v1/signals"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send();
+            posts.push(tokio::spawn(post));
+        }
+    }
+    for post in posts {
+        assert!(post.await.unwrap().unwrap().status().is_success());
+    }
+    eventually(Duration::from_secs(10), "a clear at the fake", || {
+        fake.clears_effective(APPID) >= 1
+    })
+    .await;
+    // Let both daemons finish whatever they would still do.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.clears_effective(APPID), 1);
+    assert_eq!(
+        fake.count_exact(CLEAR_QUOTA_V2) + fake.count_exact(CLEAR_QUOTA),
+        1
+    );
+    let out = env.run_async(&["history", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "history: {}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "ok");
+    let password = db
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(auth, _)| auth.split_once(':'))
+        .map(|(_, pw)| pw.to_string());
+    for d in [&a, &b] {
+        let logs = d.logs();
+        if let Some(pw) = &password {
+            assert!(
+                !logs.contains(pw.as_str()),
+                "the ledger's password reached the logs"
+            );
+        }
+    }
+}
