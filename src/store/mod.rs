@@ -195,3 +195,28 @@ pub trait Store: Send + Sync {
         pos: &LogPosition,
     ) -> Result<(), StoreError>;
 }
+
+/// The `scope` and `cgi_path` columns that store a target.
+pub(crate) fn target_columns(target: &ClearTarget) -> (&'static str, Option<&str>) {
+    match target {
+        ClearTarget::Full => ("full", None),
+        ClearTarget::Api { cgi_path } => ("api", Some(cgi_path.as_str())),
+    }
+}
+
+/// The target the `scope` and `cgi_path` columns store.
+pub(crate) fn target_from_columns(scope: &str, cgi_path: Option<String>) -> ClearTarget {
+    match (scope, cgi_path) {
+        ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
+        _ => ClearTarget::Full,
+    }
+}
+
+/// The `outcome`, `errcode` and `errmsg` columns of a finished attempt.
+pub(crate) fn outcome_columns(outcome: &Outcome) -> (&'static str, Option<i64>, Option<&str>) {
+    match outcome {
+        Outcome::Ok => ("ok", None, None),
+        Outcome::Failed { errcode, errmsg } => ("failed", *errcode, Some(errmsg.as_str())),
+        Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail.as_str())),
+    }
+}

@@ -324,10 +324,7 @@ fn record(r: &Row) -> Result<AttemptRecord, StoreError> {
         id: r.try_get("id")?,
         account: r.try_get("account")?,
         appid: r.try_get("appid")?,
-        target: match (scope.as_str(), cgi_path) {
-            ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
-            _ => ClearTarget::Full,
-        },
+        target: target_from_columns(&scope, cgi_path),
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         outcome: r.try_get("outcome")?,
@@ -400,10 +397,7 @@ fn reserve_in(
         tx.commit()?;
         return Ok(None);
     }
-    let (scope, cgi_path) = match &intent.target {
-        ClearTarget::Full => ("full", None),
-        ClearTarget::Api { cgi_path } => ("api", Some(cgi_path.as_str())),
-    };
+    let (scope, cgi_path) = target_columns(&intent.target);
     let row = tx.query_one(
         "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10) RETURNING id",
@@ -463,11 +457,9 @@ impl Store for PostgresStore {
         outcome: &Outcome,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (label, errcode, errmsg) = match outcome.clone() {
-            Outcome::Ok => ("ok", None, None),
-            Outcome::Failed { errcode, errmsg } => ("failed", errcode, Some(errmsg)),
-            Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail)),
-        };
+        let (label, errcode, errmsg) = outcome_columns(outcome);
+        // The connection thread needs owned values.
+        let errmsg = errmsg.map(str::to_string);
         let n = self.call(move |c| {
             Ok(c.execute(
                 "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5 WHERE id = $1",

@@ -193,10 +193,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
         id: r.get("id")?,
         account: r.get("account")?,
         appid: r.get("appid")?,
-        target: match (scope.as_str(), cgi_path) {
-            ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
-            _ => ClearTarget::Full,
-        },
+        target: target_from_columns(&scope, cgi_path),
         started_at: from_ms(r.get("started_at")?),
         finished_at: r.get::<_, Option<i64>>("finished_at")?.map(from_ms),
         outcome: r.get("outcome")?,
@@ -225,10 +222,7 @@ impl Store for SqliteStore {
         let decision = decide(&snapshot);
         let mut id = None;
         if decision == Decision::Clear {
-            let (scope, cgi_path) = match &intent.target {
-                ClearTarget::Full => ("full", None),
-                ClearTarget::Api { cgi_path } => ("api", Some(cgi_path.as_str())),
-            };
+            let (scope, cgi_path) = target_columns(&intent.target);
             tx.execute(
                 "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
@@ -246,11 +240,7 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (label, errcode, errmsg) = match outcome {
-            Outcome::Ok => ("ok", None, None),
-            Outcome::Failed { errcode, errmsg } => ("failed", *errcode, Some(errmsg.as_str())),
-            Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail.as_str())),
-        };
+        let (label, errcode, errmsg) = outcome_columns(outcome);
         let n = self.conn().execute(
             "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
             params![id, label, errcode, errmsg, ms(at)],
