@@ -43,6 +43,9 @@ pub struct Config {
     /// The `[policy]` defaults; each account carries its merged copy.
     pub policy: PolicySettings,
     pub accounts: BTreeMap<String, Arc<Account>>,
+    /// appid to account name: signals name accounts either way, on the hot path.
+    #[serde(skip)]
+    pub by_appid: std::collections::HashMap<String, String>,
     pub sources: BTreeMap<String, SourceSpec>,
     pub notifiers: BTreeMap<String, NotifierSpec>,
 }
@@ -50,9 +53,11 @@ pub struct Config {
 impl Config {
     /// An account by config name or by appid.
     pub fn account(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
-        self.accounts
-            .get(name_or_appid)
-            .or_else(|| self.accounts.values().find(|a| a.appid == name_or_appid))
+        self.accounts.get(name_or_appid).or_else(|| {
+            self.by_appid
+                .get(name_or_appid)
+                .and_then(|name| self.accounts.get(name))
+        })
     }
 }
 

@@ -104,12 +104,17 @@ pub(super) fn validate(
     if !ctx.errors.is_empty() {
         return Err(ConfigErrors(ctx.errors));
     }
+    let by_appid = accounts
+        .values()
+        .map(|a| (a.appid.clone(), a.name.clone()))
+        .collect();
     Ok(Config {
         path: locator.path().unwrap_or_default(),
         daemon,
         wechat,
         policy: defaults,
         accounts,
+        by_appid,
         sources,
         notifiers,
     })
@@ -338,6 +343,17 @@ fn accounts(
         }
     }
     out
+}
+
+/// A source's reference to an account, by name or appid, before the
+/// [`Config`] (and its appid index) exists.
+fn find_account<'a>(
+    accounts: &'a BTreeMap<String, Arc<Account>>,
+    name_or_appid: &str,
+) -> Option<&'a Arc<Account>> {
+    accounts
+        .get(name_or_appid)
+        .or_else(|| accounts.values().find(|x| x.appid == name_or_appid))
 }
 
 fn is_name(s: &str) -> bool {
@@ -701,10 +717,7 @@ fn log_file(
                 r => r.map(LogAccount::Pattern),
             }
         }
-        (None, Some(a)) => match accounts
-            .get(&a)
-            .or_else(|| accounts.values().find(|x| x.appid == a))
-        {
+        (None, Some(a)) => match find_account(accounts, &a) {
             Some(acc) => Some(LogAccount::Fixed(acc.name.clone())),
             None => ctx.err(
                 &format!("{p}.account"),
@@ -757,10 +770,7 @@ fn wechat_quota(
         .unwrap_or_default();
     let mut resolved = Vec::new();
     for a in names {
-        match accounts
-            .get(&a)
-            .or_else(|| accounts.values().find(|x| x.appid == a))
-        {
+        match find_account(accounts, &a) {
             Some(acc) => resolved.push(acc.name.clone()),
             None => {
                 ctx.err::<()>(
