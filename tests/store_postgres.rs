@@ -4,7 +4,10 @@
 //!
 //! Every test is ignored unless PostgreSQL is at hand: `ci/postgres.sh` starts
 //! a throwaway server and runs them with `QW_POSTGRES_URL` set to a role that
-//! may create databases. Each test works in a database of its own.
+//! may create databases. Each test works in a database of its own. The
+//! server also speaks TLS: `QW_POSTGRES_TLS_URL` reaches it by name
+//! (`localhost`) with `sslmode=require` and `sslrootcert` = the CA that signed
+//! its certificate, and `QW_POSTGRES_OTHER_CA` is a CA file that did not.
 
 mod support;
 
@@ -44,16 +47,7 @@ impl TestDb {
         admin()
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
-        let url = admin_url();
-        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
-        let slash = base.rfind('/').filter(|&i| i > "postgres://".len());
-        let base = slash.map_or(base, |i| &base[..i]);
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
-        let url = format!("{base}/{name}{query}");
+        let url = with_database(&admin_url(), &name);
         TestDb { name, url }
     }
 
@@ -74,6 +68,19 @@ impl Drop for TestDb {
             self.name
         ));
     }
+}
+
+/// `url` with its database replaced by `name`, and its query kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let slash = base.rfind('/').filter(|&i| i > "postgres://".len());
+    let base = slash.map_or(base, |i| &base[..i]);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{base}/{name}{query}")
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -555,5 +562,142 @@ secret = "{SECRET}"
                 "the ledger's password reached the logs"
             );
         }
+    }
+}
+
+// TLS (rustls). `QW_POSTGRES_TLS_URL` is
+// postgres://qw:PASSWORD@localhost:PORT/qw?sslmode=require&sslrootcert=CA.
+
+fn tls_url() -> String {
+    std::env::var("QW_POSTGRES_TLS_URL").expect("QW_POSTGRES_TLS_URL (see ci/postgres.sh)")
+}
+
+/// The TLS URL's `user:password@host:port`, and the path of its CA file.
+fn tls_parts() -> (String, String) {
+    let url = tls_url();
+    let rest = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (authority, _) = rest.split_once('/').expect("a database");
+    let ca = rest
+        .split_once('?')
+        .expect("a query")
+        .1
+        .split('&')
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("sslrootcert in QW_POSTGRES_TLS_URL")
+        .to_string();
+    (authority.to_string(), ca)
+}
+
+fn password() -> String {
+    let (authority, _) = tls_parts();
+    let (creds, _) = authority.rsplit_once('@').unwrap();
+    creds.split_once(':').unwrap().1.to_string()
+}
+
+impl TestDb {
+    /// This database through the TLS server with `query` for parameters.
+    fn tls_url(&self, query: &str) -> String {
+        let (authority, _) = tls_parts();
+        format!("postgres://{authority}/{}?{query}", self.name)
+    }
+}
+
+/// Opening must fail: the error, and nothing in it quotes the password.
+fn open_fails(url: &str) -> String {
+    let err = PostgresStore::open(&Secret::new(url)).err().unwrap();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains(&password()),
+        "the password is in the error: {text}"
+    );
+    err.to_string()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn tls_round_trip_and_the_connection_is_encrypted() {
+    let db = TestDb::new("tls");
+    let (_, ca) = tls_parts();
+    let store = PostgresStore::open(&Secret::new(with_database(&tls_url(), &db.name))).unwrap();
+    assert!(store.connection_encrypted().unwrap(), "sslmode=require");
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(&store, &key(), now);
+    store.finish(id, &Outcome::Ok, now).unwrap();
+    assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+    let rows = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "ok");
+
+    // verify-full (and verify-ca) are require, with the host name checked;
+    // the IP address is in the certificate too.
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        format!("sslmode=verify-ca&sslrootcert={ca}"),
+        // The default, prefer, tries TLS first.
+        format!("sslrootcert={ca}"),
+        // The SCRAM login is bound to the TLS channel (SCRAM-SHA-256-PLUS).
+        format!("sslmode=require&channel_binding=require&sslrootcert={ca}"),
+    ] {
+        let store = PostgresStore::open(&Secret::new(db.tls_url(&query))).unwrap();
+        assert!(store.connection_encrypted().unwrap(), "{query}");
+        assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+    }
+    let by_ip = db
+        .tls_url(&format!("sslmode=require&sslrootcert={ca}"))
+        .replace("@localhost:", "@127.0.0.1:");
+    let store = PostgresStore::open(&Secret::new(by_ip)).unwrap();
+    assert!(store.connection_encrypted().unwrap(), "by IP address");
+
+    // The hook tells the difference: the plain URL stays plain.
+    assert!(
+        !db.open().connection_encrypted().unwrap(),
+        "sslmode=disable"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn sslmode_require_refuses_an_untrusted_or_misnamed_certificate() {
+    let db = TestDb::new("tls_refused");
+    let (_, ca) = tls_parts();
+    let other = std::env::var("QW_POSTGRES_OTHER_CA").expect("QW_POSTGRES_OTHER_CA");
+    // The built-in Mozilla roots, then a CA that did not sign the certificate.
+    for query in [
+        "sslmode=require".to_string(),
+        "sslmode=require&sslrootcert=system".to_string(),
+        format!("sslmode=require&sslrootcert={other}"),
+        format!("sslmode=verify-full&sslrootcert={other}"),
+    ] {
+        let err = open_fails(&db.tls_url(&query));
+        assert!(err.contains("TLS handshake"), "{query}: {err}");
+        assert!(err.contains("UnknownIssuer"), "{query}: {err}");
+    }
+    // The right CA, but a host name the certificate does not name.
+    let (authority, _) = tls_parts();
+    let port = authority.rsplit_once(':').unwrap().1;
+    let (creds, _) = authority.rsplit_once('@').unwrap();
+    let url = format!(
+        "postgres://{creds}@db.invalid:{port}/{}?hostaddr=127.0.0.1&sslmode=require&sslrootcert={ca}",
+        db.name
+    );
+    let err = open_fails(&url);
+    assert!(err.contains("TLS handshake"), "{err}");
+    assert!(err.contains("not valid for name \"db.invalid\""), "{err}");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn sslmode_prefer_falls_back_to_plain_text_when_tls_fails() {
+    let db = TestDb::new("tls_prefer");
+    let other = std::env::var("QW_POSTGRES_OTHER_CA").expect("QW_POSTGRES_OTHER_CA");
+    for query in [
+        format!("sslmode=prefer&sslrootcert={other}"),
+        // The default is prefer.
+        format!("sslrootcert={other}"),
+    ] {
+        let store = PostgresStore::open(&Secret::new(db.tls_url(&query))).unwrap();
+        assert!(!store.connection_encrypted().unwrap(), "{query}");
+        let now = utc("2026-11-28T02:00:00Z");
+        assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 0);
     }
 }

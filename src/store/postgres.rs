@@ -14,16 +14,25 @@
 //! over a std channel, and callers wait on a std channel: safe in any context.
 //! The connection is reopened on the next call after it breaks.
 //!
-//! TLS is not supported yet: `sslmode=disable` or the default `prefer` connect
-//! in plain text, `sslmode=require` is refused at open with a clear error.
+//! TLS (rustls, see `tls_connector`): `sslmode=require` connects only over
+//! TLS, the default `prefer` tries TLS first and falls back to plain text when
+//! the server has no TLS or the handshake fails, `sslmode=disable` stays
+//! plain. The server's certificate must chain to the CA file named by the
+//! standard `sslrootcert=FILE` parameter (which `postgres::Config` does not
+//! know, so `split_url` takes it out of the URL), else to the Mozilla roots
+//! built in (webpki-roots), and must name the host of the URL.
 
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use ::postgres::config::SslMode;
 use ::postgres::{Client, Config, GenericClient, NoTls, Row};
 use chrono::{DateTime, Utc};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::*;
 use crate::calendar;
@@ -36,10 +45,16 @@ pub enum PgError {
     #[error("{0}")]
     Db(#[from] ::postgres::Error),
     /// The parser's own error is dropped: its details can quote the URL.
-    #[error("daemon.state is not a valid PostgreSQL URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable")]
+    #[error("daemon.state is not a valid PostgreSQL URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=require&sslrootcert=/path/to/ca.pem (sslmode is disable, prefer, require, verify-ca or verify-full)")]
     Url,
-    #[error("sslmode=require needs TLS, which this build does not support yet; use sslmode=disable on a trusted network")]
-    TlsUnsupported,
+    /// TLS failed where it is required: an untrusted or misnamed certificate,
+    /// most often, or a server without TLS. The driver's error with its causes
+    /// (which name the host at most, never the password).
+    #[error("{0}")]
+    Tls(String),
+    /// The `sslrootcert` file: its path is not secret, the password is elsewhere.
+    #[error("sslrootcert {}: {reason}", path.display())]
+    RootCert { path: PathBuf, reason: String },
     #[error("the ledger's connection thread has stopped")]
     Stopped,
     #[error("cannot start the ledger's connection thread: {0}")]
@@ -105,9 +120,145 @@ fn lock_key(name: &str) -> i64 {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Where the CA certificates that a server's certificate must chain to come
+/// from (`sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RootCerts {
+    /// No `sslrootcert`, or libpq's `sslrootcert=system`: webpki-roots.
+    Builtin,
+    /// A PEM file of one or more CA certificates.
+    File(PathBuf),
+}
+
+/// What to connect to and how: the parsed URL and, unless
+/// `sslmode=disable`, the TLS connector.
+struct Target {
+    config: Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Target {
+    fn new(config: Config, roots: &RootCerts) -> Result<Self, StoreError> {
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => Some(tls_connector(roots)?),
+        };
+        Ok(Self { config, tls })
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        let Some(tls) = &self.tls else {
+            return Ok(self.config.connect(NoTls)?);
+        };
+        match self.config.connect(tls.clone()) {
+            Ok(client) => Ok(client),
+            // libpq's `prefer`: a failed TLS attempt is retried in plain text
+            // (`NoTls` with `prefer` sends no SSLRequest at all).
+            Err(e) if handshake_failed(&e) && self.config.get_ssl_mode() == SslMode::Prefer => {
+                tracing::warn!(
+                    error = %error_chain(&e),
+                    "PostgreSQL ledger: TLS failed with sslmode=prefer, connecting without TLS; set sslmode=require (and sslrootcert) to refuse plain text"
+                );
+                Ok(self.config.connect(NoTls)?)
+            }
+            Err(e) if handshake_failed(&e) => Err(StoreError::Postgres(PgError::Tls(format!(
+                "{} (the server's certificate must chain to the sslrootcert file, or to the built-in Mozilla roots without one, and name the host of the URL)",
+                error_chain(&e)
+            )))),
+            // "server does not support TLS" under sslmode=require: the
+            // driver's Display alone says only "error performing TLS handshake".
+            Err(e) if e.to_string() == TLS_ERROR => {
+                Err(StoreError::Postgres(PgError::Tls(error_chain(&e))))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How tokio-postgres shows every TLS error, whose cause it leaves out.
+const TLS_ERROR: &str = "error performing TLS handshake";
+
+/// `e` and its causes, `: `-separated. An `io::Error` that wraps another
+/// error shows it, but its `source()` skips it, so no cause is said twice.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(err) = next {
+        let more = err.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = err.source();
+    }
+    text
+}
+
+/// Whether `e` is a failed TLS handshake (rustls refused the server or its
+/// certificate), as opposed to a refused connection or a failed login.
+fn handshake_failed(e: &::postgres::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        // tokio-rustls wraps rustls' error in an io::Error, whose `source()`
+        // skips the wrapped error itself.
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// A rustls client (the ring provider, as reqwest uses) that trusts `roots`.
+/// rustls always checks that the certificate names the host it connects to,
+/// so every TLS mode here is libpq's `verify-full`.
+fn tls_connector(roots: &RootCerts) -> Result<MakeRustlsConnect, StoreError> {
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        RootCerts::Builtin => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        RootCerts::File(path) => load_root_certs(&mut store, path)?,
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn load_root_certs(store: &mut rustls::RootCertStore, path: &Path) -> Result<(), StoreError> {
+    let fail = |reason: String| {
+        StoreError::Postgres(PgError::RootCert {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| fail(format!("not a PEM file ({e})")))?;
+        store
+            .add(cert)
+            .map_err(|e| fail(format!("a certificate is not usable as a CA ({e})")))?;
+    }
+    if store.is_empty() {
+        return Err(fail("holds no PEM certificate".into()));
+    }
+    Ok(())
+}
+
 /// The connection thread's state.
 struct Connection {
-    config: Config,
+    target: Target,
     /// `None` until the first connect, and replaced once it breaks.
     client: Option<Client>,
 }
@@ -119,7 +270,7 @@ impl Connection {
             None => true,
         };
         if broken {
-            self.client = Some(self.config.connect(NoTls)?);
+            self.client = Some(self.target.connect()?);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -132,35 +283,72 @@ pub struct PostgresStore {
     owner: String,
 }
 
-/// Parses the URL and refuses what this build cannot honour.
-fn connection_config(url: &Secret) -> Result<Config, StoreError> {
+/// Takes out of the URL what `postgres::Config` does not parse: the
+/// `sslrootcert` parameter, and `sslmode=verify-ca` / `verify-full`, which
+/// become `require` (that already verifies the chain and the host name).
+/// Errors never quote the URL.
+fn split_url(url: &str) -> Result<(String, RootCerts), StoreError> {
+    let bad = || StoreError::Postgres(PgError::Url);
+    // As tokio-postgres reads it: the credentials end at the first `@`, and
+    // the query starts at the first `?` after them.
+    let after_creds = url.find('@').map_or(0, |i| i + 1);
+    let Some(q) = url[after_creds..].find('?').map(|i| after_creds + i) else {
+        return Ok((url.to_string(), RootCerts::Builtin));
+    };
+    let mut roots = RootCerts::Builtin;
+    let mut kept = Vec::new();
+    for param in url[q + 1..].split('&') {
+        let Some((key, value)) = param.split_once('=') else {
+            // Left for the parser to refuse.
+            kept.push(param.to_string());
+            continue;
+        };
+        let key = urlencoding::decode(key).map_err(|_| bad())?;
+        let value = urlencoding::decode(value).map_err(|_| bad())?;
+        match (&*key, &*value) {
+            ("sslrootcert", "system") => roots = RootCerts::Builtin,
+            ("sslrootcert", "") => return Err(bad()),
+            ("sslrootcert", path) => roots = RootCerts::File(PathBuf::from(path)),
+            ("sslmode", "verify-ca" | "verify-full") => kept.push("sslmode=require".into()),
+            _ => kept.push(param.to_string()),
+        }
+    }
+    let mut rest = url[..q].to_string();
+    if !kept.is_empty() {
+        rest.push('?');
+        rest.push_str(&kept.join("&"));
+    }
+    Ok((rest, roots))
+}
+
+/// Parses the URL (see [`split_url`]) and fills in quotawatch's defaults.
+fn connection_config(url: &Secret) -> Result<(Config, RootCerts), StoreError> {
+    let (url, roots) = split_url(url.expose())?;
     let mut config: Config = url
-        .expose()
         .parse()
         .map_err(|_| StoreError::Postgres(PgError::Url))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(StoreError::Postgres(PgError::TlsUnsupported));
-    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     if config.get_application_name().is_none() {
         config.application_name("quotawatch");
     }
-    Ok(config)
+    Ok((config, roots))
 }
 
 impl PostgresStore {
     /// Connects, applies migrations and starts the connection thread.
     pub fn open(url: &Secret) -> Result<Self, StoreError> {
-        let config = connection_config(url)?;
+        let (config, roots) = connection_config(url)?;
+        // Reads the sslrootcert file now, so a bad one fails the start.
+        let target = Target::new(config, &roots)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("quotawatch-ledger".into())
             .spawn(move || {
                 let mut conn = Connection {
-                    config,
+                    target,
                     client: None,
                 };
                 let opened = conn.client().and_then(migrate);
@@ -178,6 +366,19 @@ impl PostgresStore {
         Ok(Self {
             jobs,
             owner: owner_id(),
+        })
+    }
+
+    /// Whether the store's connection is encrypted, as the server sees it
+    /// (`pg_stat_ssl`). For tests.
+    #[doc(hidden)]
+    pub fn connection_encrypted(&self) -> Result<bool, StoreError> {
+        self.call(|c| {
+            let row = c.query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )?;
+            Ok(row.try_get(0)?)
         })
     }
 
@@ -613,22 +814,111 @@ mod tests {
     }
 
     #[test]
-    fn sslmode_require_is_refused_and_errors_hide_the_password() {
-        let err = connection_config(&Secret::new(
-            "postgres://qw:hunter2@127.0.0.1:5432/qw?sslmode=require",
-        ))
-        .err()
+    fn sslrootcert_and_verify_modes_are_taken_out_of_the_url() {
+        let (rest, roots) = split_url(
+            "postgres://qw:pa%3Fss@db.example:5432/qw?sslmode=verify-full&sslrootcert=%2Fetc%2Fqw%20ca.pem&application_name=x",
+        )
         .unwrap();
-        assert!(err.to_string().contains("sslmode=require"), "{err}");
+        assert_eq!(
+            rest,
+            "postgres://qw:pa%3Fss@db.example:5432/qw?sslmode=require&application_name=x"
+        );
+        assert_eq!(roots, RootCerts::File("/etc/qw ca.pem".into()));
+        // A `?` in an unencoded password is not the query.
+        let (rest, roots) = split_url("postgres://qw:a?b@h/qw?sslrootcert=system").unwrap();
+        assert_eq!(rest, "postgres://qw:a?b@h/qw");
+        assert_eq!(roots, RootCerts::Builtin);
+        let (rest, _) = split_url("postgres://qw@h/qw").unwrap();
+        assert_eq!(rest, "postgres://qw@h/qw");
+
+        let mode = |url: &str| {
+            connection_config(&Secret::new(url))
+                .unwrap()
+                .0
+                .get_ssl_mode()
+        };
+        assert_eq!(mode("postgres://qw@h/qw"), SslMode::Prefer);
+        assert_eq!(mode("postgres://qw@h/qw?sslmode=disable"), SslMode::Disable);
+        assert_eq!(mode("postgres://qw@h/qw?sslmode=require"), SslMode::Require);
+        assert_eq!(
+            mode("postgres://qw@h/qw?sslmode=verify-ca"),
+            SslMode::Require
+        );
+    }
+
+    #[test]
+    fn errors_hide_the_password() {
         for bad in [
             "postgres://qw:hunter2@127.0.0.1:notaport/qw",
             "postgres://qw:hunter2@127.0.0.1/qw?sslmode=hunter2x",
             "postgres://qw:hunter2@127.0.0.1/qw?hunter2=1",
+            "postgres://qw:hunter2@127.0.0.1/qw?sslrootcert=",
+            "postgres://qw:hunter2@127.0.0.1/qw?sslrootcert=%FF",
+            "postgres://qw:hunter2@127.0.0.1/qw?sslmode=allow",
         ] {
-            let err = connection_config(&Secret::new(bad)).err().unwrap();
+            let err = PostgresStore::open(&Secret::new(bad)).err().unwrap();
             let text = format!("{err} {err:?}");
             assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
         }
+    }
+
+    #[test]
+    fn a_bad_sslrootcert_fails_the_open_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hunter2 is not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, why) in [(&missing, "No such file"), (&not_pem, "no PEM certificate")] {
+            // Port 1 refuses: the error must come from the file, not the socket.
+            let url = format!(
+                "postgres://qw:hunter2@127.0.0.1:1/qw?sslmode=require&sslrootcert={}",
+                path.display()
+            );
+            let err = PostgresStore::open(&Secret::new(&url)).err().unwrap();
+            let text = format!("{err}");
+            assert!(text.contains("sslrootcert /"), "{text}");
+            assert!(text.contains(why), "{text}");
+            assert!(!format!("{text} {err:?}").contains("hunter2:"), "{text}");
+        }
+        // sslmode=disable reads no file, as libpq.
+        let url = format!(
+            "postgres://qw:hunter2@127.0.0.1:1/qw?sslmode=disable&sslrootcert={}",
+            missing.display()
+        );
+        let err = PostgresStore::open(&Secret::new(&url)).err().unwrap();
+        assert!(!err.to_string().contains("sslrootcert"), "{err}");
+    }
+
+    /// A server that answers PostgreSQL's SSLRequest with `N` (no TLS) and
+    /// then hangs up.
+    fn server_without_tls() -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut request = [0u8; 8];
+                if s.read_exact(&mut request).is_ok() {
+                    // Length 8, code 80877103: SSLRequest.
+                    assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+                    let _ = s.write_all(b"N");
+                }
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn sslmode_require_refuses_a_server_without_tls() {
+        let port = server_without_tls();
+        let url = format!("postgres://qw:hunter2@127.0.0.1:{port}/qw?sslmode=require");
+        let err = PostgresStore::open(&Secret::new(&url)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "PostgreSQL ledger: error performing TLS handshake: server does not support TLS"
+        );
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
     }
 
     #[test]
