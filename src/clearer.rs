@@ -153,10 +153,21 @@ impl Clearer {
         account: &Arc<Account>,
         now: DateTime<Utc>,
     ) -> Result<Snapshot, ClearError> {
+        self.with_store(account, move |store, key| store.snapshot(key, now))
+            .await
+    }
+
+    /// Runs ledger work for `account` on the blocking pool: SQLite waits on
+    /// its lock and fsync, which must not stall the runtime's workers.
+    async fn with_store<T, F>(&self, account: &Arc<Account>, work: F) -> Result<T, ClearError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let store = self.store.clone();
         let account = account.clone();
         let tz = self.timezone;
-        tokio::task::spawn_blocking(move || store.snapshot(&key(&account, tz), now))
+        tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, tz)))
             .await
             .map_err(|e| ClearError::Join(e.to_string()))?
             .map_err(ClearError::from)
@@ -169,8 +180,7 @@ impl Clearer {
         target: &ClearTarget,
         now: DateTime<Utc>,
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), ClearError> {
-        let store = self.store.clone();
-        let account = account.clone();
+        let settings = account.clone();
         let tz = self.timezone;
         let req = req.clone();
         let intent = Intent {
@@ -180,10 +190,10 @@ impl Clearer {
             evidence: req.evidence,
             forced: req.force,
         };
-        tokio::task::spawn_blocking(move || {
-            store.reserve(&key(&account, tz), &intent, now, &mut |snapshot| {
+        self.with_store(account, move |store, key| {
+            store.reserve(key, &intent, now, &mut |snapshot| {
                 policy::decide(&policy_input(
-                    &account,
+                    &settings,
                     &req,
                     &intent.target,
                     snapshot,
@@ -193,8 +203,6 @@ impl Clearer {
             })
         })
         .await
-        .map_err(|e| ClearError::Join(e.to_string()))?
-        .map_err(ClearError::from)
     }
 
     fn skipped(
@@ -263,23 +271,17 @@ impl Clearer {
         result: &Result<(), WeChatError>,
         at: DateTime<Utc>,
     ) -> Result<(), ClearError> {
-        let store = self.store.clone();
-        let account = account.clone();
-        let tz = self.timezone;
         let outcome = outcome.clone();
         let class = result.as_ref().err().map(|e| (e.class(), e.to_string()));
-        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        self.with_store(account, move |store, key| {
             store.finish(id, &outcome, at)?;
-            let key = key(&account, tz);
             match class {
-                Some((ErrorClass::Exhausted, _)) => store.mark_exhausted(&key, at),
-                Some((ErrorClass::Config, why)) => store.mark_disabled(&key, &why, at),
+                Some((ErrorClass::Exhausted, _)) => store.mark_exhausted(key, at),
+                Some((ErrorClass::Config, why)) => store.mark_disabled(key, &why, at),
                 _ => Ok(()),
             }
         })
         .await
-        .map_err(|e| ClearError::Join(e.to_string()))?
-        .map_err(ClearError::from)
     }
 
     /// The attempt's own event (`report.outcome` is already set), and
