@@ -142,7 +142,7 @@ impl Clearer {
             return Ok(ClearTarget::Full);
         }
         let snapshot = self.snapshot(account, now).await?;
-        if snapshot.api_month_used >= account.policy.api_monthly_cap {
+        if snapshot.api_exhausted || snapshot.api_month_used >= account.policy.api_monthly_cap {
             return Ok(ClearTarget::Full);
         }
         Ok(ClearTarget::Api { cgi_path })
@@ -246,7 +246,8 @@ impl Clearer {
         let result = self.wechat.clear(account, &report.target).await;
         let outcome = outcome_of(&result);
         let done = Utc::now();
-        self.finish(account, id, &outcome, &result, done).await?;
+        self.finish(account, id, &report.target, &outcome, &result, done)
+            .await?;
         self.metrics.clear(&account.name, outcome.label());
         let after = self.snapshot(account, done).await?;
         report.budget = self.budget(account, &after, done);
@@ -267,12 +268,16 @@ impl Clearer {
         &self,
         account: &Arc<Account>,
         id: AttemptId,
+        target: &ClearTarget,
         outcome: &Outcome,
         result: &Result<(), WeChatError>,
         at: DateTime<Utc>,
     ) -> Result<(), ClearError> {
         let outcome = outcome.clone();
-        let class = result.as_ref().err().map(|e| (e.class(), e.to_string()));
+        let class = result
+            .as_ref()
+            .err()
+            .map(|e| (class_for(target, e), e.to_string()));
         self.with_store(account, move |store, key| {
             store.finish(id, &outcome, at)?;
             match class {
@@ -295,7 +300,7 @@ impl Clearer {
         now: DateTime<Utc>,
         report: &mut Report,
     ) {
-        let kind = match result.as_ref().err().map(WeChatError::class) {
+        let kind = match result.as_ref().err().map(|e| class_for(&report.target, e)) {
             None => EventKind::Cleared,
             Some(ErrorClass::Exhausted) => EventKind::Exhausted,
             Some(ErrorClass::Config) => EventKind::ConfigError,
@@ -385,6 +390,18 @@ fn policy_input<'a>(
         api: matches!(target, ClearTarget::Api { .. }),
         timezone: tz,
         now,
+    }
+}
+
+/// How an answer is handled for this target. A 48006 from `openapi/quota/clear`
+/// means only its own budget (50 a month) is spent (SPEC section 1): the
+/// single-API attempt failed, the month is not exhausted, and a full clear may
+/// follow. The ledger keeps the errcode, which is what stops later single-API
+/// clears ([`Snapshot::api_exhausted`]).
+fn class_for(target: &ClearTarget, e: &WeChatError) -> ErrorClass {
+    match (target, e.class()) {
+        (ClearTarget::Api { .. }, ErrorClass::Exhausted) => ErrorClass::Fatal,
+        (_, class) => class,
     }
 }
 

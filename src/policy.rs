@@ -88,6 +88,9 @@ pub struct Snapshot {
     pub day_used: u32,
     /// Single-API clears this month that count.
     pub api_month_used: u32,
+    /// `openapi/quota/clear` answered 48006 this month: its own budget (50) is
+    /// spent upstream. Only single-API clears stop; full clears go on.
+    pub api_exhausted: bool,
     /// Start of the latest attempt that counts, for the cooldown.
     pub last_clear_at: Option<DateTime<Utc>>,
     /// An attempt has an intent row but no outcome yet.
@@ -180,7 +183,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         true => (snap.api_month_used, s.api_monthly_cap),
         false => (snap.month_used, s.monthly_cap),
     };
-    if used >= cap {
+    if used >= cap || (input.api && snap.api_exhausted) {
         return Decision::Skip(MonthlyCap);
     }
     if snap.in_flight {

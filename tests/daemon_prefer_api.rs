@@ -69,3 +69,47 @@ async fn one_low_api_gets_a_single_api_clear_two_get_a_full_clear() {
     d.wait_log("API quota low", Duration::from_secs(1)).await;
     assert!(fake.violations().is_empty());
 }
+
+/// Issue 10, item 4: a 48006 from `openapi/quota/clear` spends only the
+/// single-API budget (SPEC section 1); the full clear follows, the month is
+/// not exhausted and the message does not say all 10 clears are used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_api_48006_falls_back_to_a_full_clear() {
+    use support::fake_chat::*;
+    let fake = FakeWeChat::start().await;
+    fake.add_account(APPID, SECRET);
+    fake.push_fault(Some("/cgi-bin/openapi/quota/clear"), Fault::errcode(48006));
+    let chat = FakeChat::start(Flavor::Webhook).await;
+    let env = Env::new(&format!(
+        "[wechat]\napi_base = \"{}\"\n[policy]\nreset_guard = \"0s\"\nprefer = \"api\"\n\
+         [accounts.shop]\nappid = \"{APPID}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n\
+         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\nlanguage = \"en\"\n",
+        fake.base_url(),
+        chat.url()
+    ));
+    let d = Daemon::start(&env).await;
+    let resp = reqwest::Client::new()
+        .post(d.url("/api/v1/signals"))
+        .json(&serde_json::json!({"account": "shop", "cgi_path": SEND}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    eventually(
+        Duration::from_secs(10),
+        "the full clear after 48006",
+        || fake.clears_effective(APPID) == 1,
+    )
+    .await;
+    assert_eq!(fake.count_exact("/cgi-bin/openapi/quota/clear"), 1);
+    let got = chat.wait_for(2, Duration::from_secs(10)).await;
+    let kinds: Vec<_> = got.iter().map(|r| r.body["kind"].clone()).collect();
+    assert_eq!(kinds, ["failed", "cleared"], "{got:?}");
+    let text = got[0].body.to_string();
+    assert!(!text.contains("all 10 clears"), "{text}");
+    let status: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
+    let shop = &status.as_array().unwrap()[0];
+    assert_eq!(shop["exhausted"], false, "{shop}");
+    assert_eq!(shop["used"], 1, "{shop}");
+    drop(d);
+}

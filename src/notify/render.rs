@@ -309,12 +309,18 @@ impl Renderer {
             }
             _ => {}
         }
-        lines.extend(code.and_then(|c| self.fix(c, &ev.account, msg)));
+        lines.extend(code.and_then(|c| self.fix(c, ev, msg)));
         lines
     }
 
-    fn fix(&self, code: i64, account: &str, errmsg: &str) -> Option<String> {
+    fn fix(&self, code: i64, ev: &Event, errmsg: &str) -> Option<String> {
+        let account = &ev.account;
         let fix = match code {
+            // openapi/quota/clear's own budget, not the account's 10 (SPEC section 1).
+            48006 if matches!(ev.target, ClearTarget::Api { .. }) => self.t(
+                "Fix: the 50 single-API clears of this month are used. Nothing to change: quotawatch falls back to a full clear.".to_string(),
+                "处理：本月 50 次单接口清零已用完。无需修改配置：quotawatch 会改用全量清零。".to_string(),
+            ),
             40013 => self.t(
                 format!("Fix: the appid is not valid. Check accounts.{account}.appid and that the secret or token belongs to that appid."),
                 format!("处理：appid 无效。请检查 accounts.{account}.appid，并确认密钥或令牌属于该 appid。"),

@@ -491,6 +491,13 @@ fn snapshot_in(
             &day.end,
         ],
     )?;
+    let api_exhausted: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE appid = $1 AND scope = 'api'
+               AND errcode = 48006 AND started_at >= $2 AND started_at < $3)",
+            &[&account.appid, &month.start, &month.end],
+        )?
+        .try_get(0)?;
     let flags = c.query_opt(
         "SELECT exhausted_until, disabled_fingerprint, disabled_reason
          FROM account_flags WHERE appid = $1",
@@ -508,6 +515,7 @@ fn snapshot_in(
         month_used: count(row.try_get(0)?),
         day_used: count(row.try_get(1)?),
         api_month_used: count(row.try_get(2)?),
+        api_exhausted,
         last_clear_at: row.try_get(3)?,
         in_flight: row.try_get(4)?,
         exhausted: exhausted_until.is_some_and(|until| now < until),

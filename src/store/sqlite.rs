@@ -164,6 +164,11 @@ fn snapshot_in(
         params![account.appid],
         |r| r.get(0),
     )?;
+    let api_exhausted: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM attempts WHERE appid = ?1 AND scope = 'api' AND errcode = 48006 AND started_at >= ?2 AND started_at < ?3)",
+        params![account.appid, ms(month.start), ms(month.end)],
+        |r| r.get(0),
+    )?;
     let flags: Option<(Option<i64>, Option<String>, Option<String>)> = conn
         .query_row(
             "SELECT exhausted_until, disabled_fingerprint, disabled_reason FROM account_flags WHERE appid = ?1",
@@ -176,6 +181,7 @@ fn snapshot_in(
         month_used: count("full", month.start, month.end)?,
         day_used: count("full", day.start, day.end)?,
         api_month_used: count("api", month.start, month.end)?,
+        api_exhausted,
         last_clear_at: last.map(from_ms),
         in_flight,
         exhausted: exhausted_until.is_some_and(|until| ms(now) < until),
