@@ -117,6 +117,19 @@ async fn old_content_is_not_evidence_at_first_start() {
     assert_eq!(counts(&h.drain()), pairs(&[("shop", 1)]));
 }
 
+/// Issue 10, item 6: the starting position is taken when the daemon starts,
+/// so a line appended between start-up and the first scheduled run counts.
+#[tokio::test]
+async fn lines_written_between_start_and_the_first_run_count() {
+    let mut h = harness();
+    let log = h.path("app.log");
+    append(&log, &hit(SHOP).repeat(5));
+    let src = source(&h);
+    append(&log, &hit(SHOP));
+    src.run_once().await;
+    assert_eq!(counts(&h.drain()), pairs(&[("shop", 1)]));
+}
+
 #[tokio::test]
 async fn follows_rename_and_create_rotation_finishing_the_old_file() {
     let mut h = harness();

@@ -319,15 +319,23 @@ pub struct LogFileSource {
 }
 
 impl LogFileSource {
+    /// Builds the source and takes its starting position now, when the
+    /// daemon starts (or reloads), so that lines appended before the first
+    /// scheduled run are evidence too.
     pub fn new(spec: LogFileSpec, ctx: SourceContext) -> Self {
         let matcher = LineMatcher::new(&spec.pattern, &spec.account)
             .map(Arc::new)
             .map_err(|e| format!("the pattern does not compile for byte matching: {e}"));
+        let mut tail = Tail::default();
+        if let Err(e) = start_position(&mut tail, &spec, ctx.store.as_ref()) {
+            // The first run tries again and reports it in source health.
+            tracing::warn!(source = %spec.name, error = %e, "Cannot take the log file's starting position yet");
+        }
         Self {
             spec,
             matcher,
             ctx,
-            tail: Arc::default(),
+            tail: Arc::new(tokio::sync::Mutex::new(tail)),
         }
     }
 
@@ -437,13 +445,9 @@ fn follow(
     cancel: &CancellationToken,
     counts: &mut LineCounts,
 ) -> Result<(), String> {
-    let path_key = spec.path.to_string_lossy();
     let first_run = !tail.loaded;
     if first_run {
-        tail.saved = store
-            .log_position(&spec.name, &path_key)
-            .map_err(|e| e.to_string())?;
-        tail.loaded = true;
+        start_position(tail, spec, store)?;
     }
     if tail.buf.len() < BUFFER {
         tail.buf = vec![0; BUFFER];
@@ -489,6 +493,19 @@ fn follow(
     }
 
     save(tail, spec, store)
+}
+
+/// Where reading starts: the ledger's saved position, or else the end of the
+/// file as it is now. Cheap (one ledger read, one open): nothing is read.
+fn start_position(tail: &mut Tail, spec: &LogFileSpec, store: &dyn Store) -> Result<(), String> {
+    tail.saved = store
+        .log_position(&spec.name, &spec.path.to_string_lossy())
+        .map_err(|e| e.to_string())?;
+    tail.loaded = true;
+    if tail.saved.is_none() {
+        tail.open = open_current(&spec.path, None, true)?;
+    }
+    Ok(())
 }
 
 fn stat(path: &Path) -> Result<Option<std::fs::Metadata>, String> {
