@@ -13,6 +13,11 @@
 //!   IDLE_SECS of idling (from `/proc/PID/stat`) scaled to an hour, with 10
 //!   accounts and with 10,000 accounts plus their scheduled sources.
 //!
+//! - `large-bodies [BODIES]`: resident memory before and after BODIES (100)
+//!   authenticated Alertmanager bodies of 15,000 firing alerts each (about
+//!   870 KB, under the 1 MiB limit), more than the queue's 10,000 free
+//!   places: each is refused with 503 while it is parsed.
+//!
 //! Without a subcommand (as under `cargo bench`) it runs all three with their
 //! defaults. Scratch files go under `target/bench-daemon/` (disk, not tmpfs).
 
@@ -44,11 +49,13 @@ fn main() {
         Some("reaction") => runtime.block_on(reaction(num(1, 1000), num(2, 0))),
         Some("startup") => startup(num(1, 1000), num(2, 20)),
         Some("footprint") => runtime.block_on(footprint(num(1, 60) as u64)),
+        Some("large-bodies") => runtime.block_on(large_bodies(num(1, 100))),
         _ => {
             runtime.block_on(reaction(1000, 0));
             runtime.block_on(reaction(1000, 96_000));
             startup(1000, 20);
             runtime.block_on(footprint(60));
+            runtime.block_on(large_bodies(100));
         }
     }
 }
@@ -373,4 +380,55 @@ async fn footprint(idle_secs: u64) {
     );
     let config = write_config(&dir, &body);
     idle("10,000 accounts + schedules", &dir, &config, idle_secs).await;
+}
+
+// ---- large bodies ---------------------------------------------------------------------
+
+async fn large_bodies(bodies: usize) {
+    let (base, _arrivals) = fake_wechat().await;
+    let dir = scratch("large-bodies");
+    let body = format!(
+        "[wechat]\napi_base = \"{base}\"\n[policy]\ndry_run = true\n\
+         [sources.alerts]\ntype = \"alertmanager\"\n{}",
+        accounts(10, "")
+    );
+    let config = write_config(&dir, &body);
+    let daemon = start(&dir, &config);
+    let pid = daemon.pid();
+    let alert = format!(
+        r#"{{"status":"firing","labels":{{"appid":"{}"}}}}"#,
+        appid(0)
+    );
+    let payload = format!(
+        r#"{{"version":"4","status":"firing","alerts":[{}]}}"#,
+        vec![alert.as_str(); 15_000].join(",")
+    );
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/hooks/alerts", daemon.addr());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = proc_status(pid);
+    let mut statuses = HashMap::new();
+    for _ in 0..bodies {
+        let status = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = proc_status(pid);
+    println!(
+        "large bodies: {bodies} bodies of 15,000 alerts ({} bytes each), answers {statuses:?}; \
+         RSS before {}, after {} (peak {})",
+        payload.len(),
+        before["VmRSS"],
+        after["VmRSS"],
+        after["VmHWM"]
+    );
 }

@@ -31,7 +31,7 @@ use crate::dispatcher::Runtime;
 use crate::metrics::Metrics;
 use crate::policy::Decision;
 use crate::signal::{QueueError, SignalQueue};
-use crate::sources::webhook::{self, Parsed, SignatureHeaders};
+use crate::sources::webhook::{self, Parsed, PayloadError, SignatureHeaders};
 use crate::sources::SourceHealth;
 
 /// Bodies over this get 413.
@@ -78,6 +78,15 @@ impl IntoResponse for ApiError {
             tracing::error!(status = status.as_u16(), error = %self, "Request failed");
         }
         (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<PayloadError> for ApiError {
+    fn from(e: PayloadError) -> Self {
+        match e {
+            PayloadError::TooMany { .. } => Self::QueueFull,
+            other => Self::BadRequest(other.to_string()),
+        }
     }
 }
 
@@ -179,8 +188,7 @@ async fn hook(
         _ => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
     };
     authenticate_hook(&rt, spec, &headers, &body)?;
-    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now(), state.queue.room())?;
     enqueue(&state, &name, parsed)
 }
 
@@ -190,11 +198,18 @@ fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, 
         signals,
         resolved,
         rejected,
+        truncated,
     } = parsed;
     let queued = signals.len();
     for r in &rejected {
         state.metrics.decision("skip", "unknown_account");
         tracing::warn!(source, index = r.index, account = r.account.as_deref().unwrap_or(""), reason = %r.reason, decision = "skip", "Alert names no known account");
+    }
+    if let Some(t) = &truncated {
+        tracing::warn!(
+            source, group = %t.group, truncated = t.alerts, account = t.account.as_deref().unwrap_or(""),
+            "Alertmanager truncated the group (the receiver's max_alerts); set max_alerts: 0 for quotawatch"
+        );
     }
     state.queue.try_push_all(signals)?;
     tracing::info!(
@@ -204,7 +219,10 @@ fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, 
         rejected = rejected.len(),
         "Signals received"
     );
-    let body = json!({ "queued": queued, "resolved_ignored": resolved, "rejected": rejected });
+    let mut body = json!({ "queued": queued, "resolved_ignored": resolved, "rejected": rejected });
+    if let Some(t) = truncated {
+        body["truncated"] = json!(t);
+    }
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
@@ -215,8 +233,14 @@ async fn api_signals(
 ) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
-    let parsed = webhook::parse_generic("api", "account", &rt.config, &body, Utc::now())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let parsed = webhook::parse_generic(
+        "api",
+        "account",
+        &rt.config,
+        &body,
+        Utc::now(),
+        state.queue.room(),
+    )?;
     enqueue(&state, "api", parsed)
 }
 
@@ -590,6 +614,37 @@ mod tests {
         assert_eq!(json["queued"], 2, "{json}");
         assert_eq!(json["resolved_ignored"], 1);
         assert_eq!(json["rejected"][0]["account"], "wx0000000000000001");
+    }
+
+    /// Issue 10, item 3: a group cut by `max_alerts` is reported, and its
+    /// truncated alerts count as evidence for the account commonLabels name.
+    #[tokio::test]
+    async fn truncated_alertmanager_groups_are_reported_and_counted() {
+        let mut f = fixture("", 10);
+        let body = r#"{"version":"4","groupKey":"{}:{alertname=\"Quota\"}","truncatedAlerts":7,
+            "commonLabels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},
+            "alerts":[{"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},"fingerprint":"f1"}]}"#;
+        let (status, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+        assert_eq!(json["queued"], 2, "{json}");
+        assert_eq!(json["truncated"]["alerts"], 7, "{json}");
+        assert_eq!(
+            json["truncated"]["group"], "{}:{alertname=\"Quota\"}",
+            "{json}"
+        );
+        assert_eq!(json["truncated"]["account"], "wx448f04719cd48f69", "{json}");
+        let counts: Vec<u32> = std::iter::from_fn(|| f._rx.try_recv().ok())
+            .map(|s| s.count)
+            .collect();
+        assert_eq!(counts, [1, 7]);
+
+        // Without an account in commonLabels: still reported, nothing counted.
+        let body = r#"{"version":"4","groupKey":"g2","truncatedAlerts":3,"commonLabels":{},
+            "alerts":[{"status":"firing","labels":{"appid":"wx448f04719cd48f69"},"fingerprint":"f2"}]}"#;
+        let (_, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
+        assert_eq!(json["queued"], 1, "{json}");
+        assert_eq!(json["truncated"]["alerts"], 3, "{json}");
+        assert!(json["truncated"]["account"].is_null(), "{json}");
     }
 
     #[tokio::test]

@@ -50,6 +50,12 @@ impl SignalQueue {
         (Self { tx, metrics }, rx)
     }
 
+    /// How many signals fit right now: a webhook batch larger than this is
+    /// refused before its signals are built.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
     /// For webhooks: never waits, so a full queue becomes a 503 at once.
     pub fn try_push(&self, signal: Signal) -> Result<(), QueueError> {
         let source = signal.source.clone();

@@ -208,7 +208,7 @@ fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
 
 fn check_parse(name: &str, body: &[u8]) {
     let spec = webhook_spec(name);
-    match webhook::parse(spec, fixture(), body, now()) {
+    match webhook::parse(spec, fixture(), body, now(), usize::MAX) {
         Ok(parsed) => {
             for s in &parsed.signals {
                 assert!(fixture().account(&s.account).is_some(), "{s:?}");
@@ -227,7 +227,7 @@ proptest! {
         for name in ["alerts", "graf", "gen"] {
             check_parse(name, &body);
         }
-        let generic = webhook::parse_generic("api", "account", fixture(), &body, now());
+        let generic = webhook::parse_generic("api", "account", fixture(), &body, now(), usize::MAX);
         if let Err(e) = generic {
             assert_clean_error(&e.to_string());
         }
@@ -240,7 +240,7 @@ proptest! {
             check_parse(name, &body);
         }
         for field in ["account", "appid", "app", "count"] {
-            if let Err(e) = webhook::parse_generic("api", field, fixture(), &body, now()) {
+            if let Err(e) = webhook::parse_generic("api", field, fixture(), &body, now(), usize::MAX) {
                 assert_clean_error(&e.to_string());
             }
         }
@@ -251,7 +251,7 @@ proptest! {
     fn every_alert_is_queued_resolved_or_rejected((doc, n) in alert_payload()) {
         let body = serde_json::to_vec(&doc).unwrap();
         for name in ["alerts", "graf"] {
-            let parsed = webhook::parse(webhook_spec(name), fixture(), &body, now()).unwrap();
+            let parsed = webhook::parse(webhook_spec(name), fixture(), &body, now(), usize::MAX).unwrap();
             prop_assert_eq!(parsed.signals.len() + parsed.resolved + parsed.rejected.len(), n);
             let firing = doc["alerts"].as_array().unwrap().iter().filter(|a| a["status"] == "firing").count();
             prop_assert_eq!(parsed.signals.len() + parsed.rejected.len(), firing);

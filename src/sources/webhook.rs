@@ -6,10 +6,11 @@
 //! alerts become signals; resolved ones are ignored; alerts that name no known
 //! account are reported back, never silently dropped.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -26,6 +27,10 @@ pub enum PayloadError {
     Json(String),
     #[error("the payload does not have the expected shape: {0}")]
     Shape(String),
+    /// More signals than the queue has room for: refused before they are
+    /// built, so a huge batch costs no more memory than its body.
+    #[error("the batch holds more than the {room} signals the queue has room for")]
+    TooMany { room: usize },
 }
 
 /// An alert or item that produced no signal, and why.
@@ -41,26 +46,229 @@ pub struct Parsed {
     pub signals: Vec<Signal>,
     pub resolved: usize,
     pub rejected: Vec<Rejected>,
+    /// Alerts Alertmanager truncated from the group (`truncatedAlerts`).
+    pub truncated: Option<Truncated>,
 }
 
-/// Alertmanager's webhook (version 4) and Grafana's, which extends it.
-#[derive(Debug, Deserialize)]
+/// A group Alertmanager sent only in part (the receiver's `max_alerts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Truncated {
+    /// `groupKey`, naming the group in the log.
+    pub group: String,
+    pub alerts: u64,
+    /// The account the group's `commonLabels` name, when they name a known
+    /// one: the truncated alerts counted as evidence for it.
+    pub account: Option<String>,
+}
+
+/// Pushes onto `out`, refusing past `room` before building the next signal.
+fn push_signal(
+    out: &mut Parsed,
+    room: usize,
+    signal: impl FnOnce() -> Signal,
+) -> Result<(), PayloadError> {
+    if out.signals.len() >= room {
+        return Err(PayloadError::TooMany { room });
+    }
+    out.signals.push(signal());
+    Ok(())
+}
+
+/// Alertmanager's webhook (version 4) and Grafana's, which extends it, as
+/// far as quotawatch reads it. Parsed straight from the body by [`GroupSeed`]:
+/// no `serde_json::Value` in between, and of each alert only the three labels
+/// that matter (the account label, `alertname`, `cgi_path`) are kept, so a
+/// 15,000-alert body costs a few small strings per alert, not a map of every
+/// label.
+#[derive(Debug, Default)]
 struct AlertGroup {
-    #[serde(default, rename = "commonLabels")]
-    common_labels: BTreeMap<String, String>,
+    group_key: Option<String>,
+    common_labels: Labels,
+    /// Alerts Alertmanager left out because of the receiver's `max_alerts`.
+    truncated_alerts: u64,
     alerts: Vec<Alert>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct Alert {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default, rename = "startsAt")]
+    status: Option<String>,
+    labels: Labels,
     starts_at: Option<String>,
-    #[serde(default)]
     fingerprint: Option<String>,
+}
+
+/// The labels quotawatch reads; every other label is skipped unread.
+#[derive(Debug, Default)]
+struct Labels {
+    account: Option<String>,
+    alertname: Option<String>,
+    cgi_path: Option<String>,
+}
+
+/// Reads an object's key as its index in `names` (None: not wanted), with
+/// no allocation.
+struct Field(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Field {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Field {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == key))
+    }
+}
+
+/// A label map, keeping the account label (named by the source's config)
+/// and the two others quotawatch reads.
+struct LabelsSeed<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for LabelsSeed<'_> {
+    type Value = Labels;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Labels, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LabelsSeed<'_> {
+    type Value = Labels;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of label names to strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+        struct Key<'s>(&'s str);
+        impl<'de> DeserializeSeed<'de> for Key<'_> {
+            type Value = [bool; 3];
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<[bool; 3], D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl Visitor<'_> for Key<'_> {
+            type Value = [bool; 3];
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a label name")
+            }
+            fn visit_str<E: de::Error>(self, k: &str) -> Result<[bool; 3], E> {
+                Ok([k == self.0, k == "alertname", k == "cgi_path"])
+            }
+        }
+        let mut labels = Labels::default();
+        while let Some(wanted) = map.next_key_seed(Key(self.0))? {
+            if wanted == [false; 3] {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: String = map.next_value()?;
+            let slots = [
+                &mut labels.account,
+                &mut labels.alertname,
+                &mut labels.cgi_path,
+            ];
+            for (slot, want) in slots.into_iter().zip(wanted) {
+                if want {
+                    *slot = Some(value.clone());
+                }
+            }
+        }
+        Ok(labels)
+    }
+}
+
+/// One alert group; `.0` is the source's `account_label`.
+struct GroupSeed<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for GroupSeed<'_> {
+    type Value = AlertGroup;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AlertGroup, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupSeed<'_> {
+    type Value = AlertGroup;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an Alertmanager or Grafana alert group")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AlertGroup, A::Error> {
+        const FIELDS: &[&str] = &["groupKey", "commonLabels", "truncatedAlerts", "alerts"];
+        let mut group = AlertGroup::default();
+        let mut alerts = None;
+        while let Some(field) = map.next_key_seed(Field(FIELDS))? {
+            match field {
+                Some(0) => group.group_key = map.next_value()?,
+                Some(1) => group.common_labels = map.next_value_seed(LabelsSeed(self.0))?,
+                Some(2) => group.truncated_alerts = map.next_value::<Option<u64>>()?.unwrap_or(0),
+                Some(_) => alerts = Some(map.next_value_seed(AlertsSeed(self.0))?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        group.alerts = alerts.ok_or_else(|| de::Error::missing_field("alerts"))?;
+        Ok(group)
+    }
+}
+
+struct AlertsSeed<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for AlertsSeed<'_> {
+    type Value = Vec<Alert>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Alert>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AlertsSeed<'_> {
+    type Value = Vec<Alert>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of alerts")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Alert>, A::Error> {
+        let mut alerts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(alert) = seq.next_element_seed(AlertSeed(self.0))? {
+            alerts.push(alert);
+        }
+        Ok(alerts)
+    }
+}
+
+struct AlertSeed<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for AlertSeed<'_> {
+    type Value = Alert;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Alert, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AlertSeed<'_> {
+    type Value = Alert;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an alert")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Alert, A::Error> {
+        const FIELDS: &[&str] = &["status", "labels", "startsAt", "fingerprint"];
+        let mut alert = Alert::default();
+        while let Some(field) = map.next_key_seed(Field(FIELDS))? {
+            match field {
+                Some(0) => alert.status = map.next_value()?,
+                Some(1) => alert.labels = map.next_value_seed(LabelsSeed(self.0))?,
+                Some(2) => alert.starts_at = map.next_value()?,
+                Some(_) => alert.fingerprint = map.next_value()?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(alert)
+    }
 }
 
 /// The generic shape, also `POST /api/v1/signals`.
@@ -79,17 +287,22 @@ pub struct GenericSignal {
     pub key: Option<String>,
 }
 
+/// Parses a hook's body into at most `room` signals (the queue's free
+/// capacity); a batch that needs more is refused whole.
 pub fn parse(
     spec: &WebhookSpec,
     config: &Config,
     body: &[u8],
     now: DateTime<Utc>,
+    room: usize,
 ) -> Result<Parsed, PayloadError> {
     match spec.format {
         WebhookFormat::Alertmanager | WebhookFormat::Grafana => {
-            parse_alerts(spec, config, body, now)
+            parse_alerts(spec, config, body, now, room)
         }
-        WebhookFormat::Generic => parse_generic(&spec.name, &spec.account_label, config, body, now),
+        WebhookFormat::Generic => {
+            parse_generic(&spec.name, &spec.account_label, config, body, now, room)
+        }
     }
 }
 
@@ -98,22 +311,17 @@ fn parse_alerts(
     config: &Config,
     body: &[u8],
     now: DateTime<Utc>,
+    room: usize,
 ) -> Result<Parsed, PayloadError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
-    let group: AlertGroup =
-        serde_json::from_value(value).map_err(|e| PayloadError::Shape(e.to_string()))?;
+    let group = parse_group(body, &spec.account_label)?;
     let mut out = Parsed::default();
+    let common = group.common_labels.account.as_ref();
     for (index, alert) in group.alerts.into_iter().enumerate() {
-        if alert.status == "resolved" {
+        if alert.status.as_deref() == Some("resolved") {
             out.resolved += 1;
             continue;
         }
-        let named = alert
-            .labels
-            .get(&spec.account_label)
-            .or_else(|| group.common_labels.get(&spec.account_label));
-        let Some(name) = named else {
+        let Some(name) = alert.labels.account.as_ref().or(common) else {
             out.rejected.push(Rejected {
                 index,
                 account: None,
@@ -129,25 +337,55 @@ fn parse_alerts(
             });
             continue;
         }
-        let key = alert
-            .fingerprint
-            .as_ref()
-            .map(|f| format!("{f}@{}", alert.starts_at.as_deref().unwrap_or("")));
-        out.signals.push(Signal {
+        push_signal(&mut out, room, || Signal {
             account: name.clone(),
             source: spec.name.clone(),
-            reason: alert
-                .labels
-                .get("alertname")
-                .cloned()
-                .unwrap_or_else(|| "alert".into()),
+            reason: alert.labels.alertname.unwrap_or_else(|| "alert".into()),
             count: 1,
-            cgi_path: alert.labels.get("cgi_path").cloned(),
-            key,
+            cgi_path: alert.labels.cgi_path,
+            key: alert
+                .fingerprint
+                .map(|f| format!("{f}@{}", alert.starts_at.as_deref().unwrap_or(""))),
             received_at: now,
+        })?;
+    }
+    if group.truncated_alerts > 0 {
+        let account = common
+            .filter(|name| config.account(name).is_some())
+            .cloned();
+        if let Some(name) = &account {
+            push_signal(&mut out, room, || Signal {
+                account: name.clone(),
+                source: spec.name.clone(),
+                reason: format!(
+                    "{} (truncated alerts)",
+                    group.common_labels.alertname.as_deref().unwrap_or("alert")
+                ),
+                count: u32::try_from(group.truncated_alerts).unwrap_or(u32::MAX),
+                cgi_path: group.common_labels.cgi_path.clone(),
+                // A re-delivery of the same group within the window is a duplicate.
+                key: group.group_key.as_ref().map(|g| format!("{g}#truncated")),
+                received_at: now,
+            })?;
+        }
+        out.truncated = Some(Truncated {
+            group: group.group_key.unwrap_or_default(),
+            alerts: group.truncated_alerts,
+            account,
         });
     }
     Ok(out)
+}
+
+fn parse_group(body: &[u8], account_label: &str) -> Result<AlertGroup, PayloadError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    GroupSeed(account_label)
+        .deserialize(&mut de)
+        .and_then(|group| de.end().map(|()| group))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => PayloadError::Shape(e.to_string()),
+            _ => PayloadError::Json(e.to_string()),
+        })
 }
 
 /// One object or an array of them; `account_field` names the account field.
@@ -157,6 +395,7 @@ pub fn parse_generic(
     config: &Config,
     body: &[u8],
     now: DateTime<Utc>,
+    room: usize,
 ) -> Result<Parsed, PayloadError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
@@ -208,7 +447,7 @@ pub fn parse_generic(
             });
             continue;
         }
-        out.signals.push(Signal {
+        push_signal(&mut out, room, || Signal {
             account: name,
             source: source.to_string(),
             reason: s.reason.unwrap_or_else(|| "reported".into()),
@@ -216,7 +455,7 @@ pub fn parse_generic(
             cgi_path: s.cgi_path,
             key: s.key,
             received_at: now,
-        });
+        })?;
     }
     Ok(out)
 }
@@ -295,5 +534,61 @@ fn compare_hex(expected: &[u8], given: &str) -> Result<(), SignatureError> {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceSpec;
+
+    fn config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[daemon]\nstate = \"{}\"\n[accounts.shop]\nappid = \"wx448f04719cd48f69\"\n\
+                 kind = \"mini_program\"\nsecret = \"s\"\n[sources.alerts]\ntype = \"alertmanager\"\n",
+                dir.path().join("l.db").display()
+            ),
+        )
+        .unwrap();
+        crate::config::load(&path).unwrap()
+    }
+
+    fn alerts(n: usize) -> String {
+        let alert = r#"{"status":"firing","labels":{"appid":"wx448f04719cd48f69","alertname":"Q\u0041"},"fingerprint":"f","startsAt":"t"}"#;
+        format!(
+            r#"{{"version":"4","alerts":[{}]}}"#,
+            vec![alert; n].join(",")
+        )
+    }
+
+    /// Issue 10, item 2: a batch over the queue's room is refused before its
+    /// signals are built; one that fits parses straight into signals.
+    #[test]
+    fn batches_over_the_queue_room_are_refused_while_parsing() {
+        let config = config();
+        let Some(SourceSpec::Webhook(spec)) = config.sources.get("alerts") else {
+            panic!("no webhook source")
+        };
+        let now = Utc::now();
+        let cases = [
+            (3, 3, Ok(3)),
+            (3, 2, Err(PayloadError::TooMany { room: 2 })),
+            (0, 0, Ok(0)),
+        ];
+        for (n, room, want) in cases {
+            let got =
+                parse(spec, &config, alerts(n).as_bytes(), now, room).map(|p| p.signals.len());
+            assert_eq!(got, want, "{n} alerts, room {room}");
+        }
+        let parsed = parse(spec, &config, alerts(1).as_bytes(), now, 1).unwrap();
+        assert_eq!(
+            parsed.signals[0].reason, "QA",
+            "escaped strings are unescaped"
+        );
+        assert_eq!(parsed.signals[0].key.as_deref(), Some("f@t"));
     }
 }
