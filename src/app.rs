@@ -23,6 +23,7 @@ use crate::dispatcher::{Dispatcher, Runtime};
 use crate::event::Event;
 use crate::http::{self, HttpState};
 use crate::lifecycle;
+use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifiers, NotifyContext};
 use crate::signal::SignalQueue;
@@ -114,6 +115,8 @@ pub struct Daemon {
     health: SourceHealth,
     queue: SignalQueue,
     signal_rx: Option<mpsc::Receiver<crate::signal::Signal>>,
+    /// The soft file limit, raised to the hard one at start.
+    nofile: u64,
 }
 
 impl Daemon {
@@ -136,6 +139,7 @@ impl Daemon {
             health: SourceHealth::default(),
             queue,
             signal_rx: Some(signal_rx),
+            nofile: listener::raise_nofile_limit(),
         })
     }
 
@@ -229,14 +233,13 @@ impl Daemon {
         });
         let http_stop = CancellationToken::new();
         let addr = listener.local_addr()?;
-        let server = tokio::spawn({
-            let stop = http_stop.clone();
-            async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }
-        });
+        let limits = Limits::fitted(self.config.daemon.max_connections, self.nofile);
+        tracing::info!(
+            max_connections = limits.max_connections,
+            file_limit = self.nofile,
+            "Connection bounds set"
+        );
+        let server = tokio::spawn(listener::serve(listener, app, limits, http_stop.clone()));
         ready.store(true, Ordering::SeqCst);
         let summary = Self::summary(&self.config);
         tracing::info!(listen = %addr, state = ?self.config.daemon.state, summary = %summary, "quotawatch is ready");
@@ -288,10 +291,11 @@ impl Daemon {
             tracing::error!(timeout = ?timeout, "In-flight clears did not finish in time; the ledger keeps them pending and the next start counts them as ambiguous");
         }
         gen.notifiers.shutdown(timeout).await;
-        match tokio::time::timeout(Duration::from_secs(5), server).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-            Err(_) => tracing::warn!("HTTP connections did not close in time"),
-            _ => {}
+        if tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections did not close in time");
         }
         tracing::info!("quotawatch stopped");
         Ok(())

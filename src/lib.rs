@@ -20,6 +20,7 @@
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
 //! - [`notify`]: chat notifiers and their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
+//! - [`listener`]: serves it under timeouts and a connection bound.
 //! - [`metrics`]: the Prometheus registry shared by all components.
 //! - [`app`]: wires components from a [`config::Config`]; owns shutdown and reload.
 //! - [`lifecycle`]: OS signals and systemd notify.
@@ -35,6 +36,7 @@ pub mod dispatcher;
 pub mod event;
 pub mod http;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

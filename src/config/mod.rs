@@ -75,6 +75,8 @@ pub struct DaemonSettings {
     pub shutdown_timeout: Duration,
     /// Signals the queue holds before hooks answer 503.
     pub queue_capacity: usize,
+    /// HTTP connections open at once; lowered at start to fit the file limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

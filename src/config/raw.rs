@@ -30,6 +30,7 @@ pub struct RawDaemon {
     pub tokens_file: Option<PathBuf>,
     pub shutdown_timeout: Option<String>,
     pub queue_capacity: Option<i64>,
+    pub max_connections: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -178,6 +178,16 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
             )
             .unwrap_or(10_000),
     };
+    let max_connections = match raw.max_connections {
+        None => 1024,
+        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+        Some(n) => ctx
+            .err(
+                "daemon.max_connections",
+                format!("must be between 1 and 1000000, got {n}"),
+            )
+            .unwrap_or(1024),
+    };
     DaemonSettings {
         listen,
         state,
@@ -186,6 +196,7 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
         tokens,
         shutdown_timeout,
         queue_capacity,
+        max_connections,
     }
 }
 

@@ -95,13 +95,19 @@ impl Daemon {
     }
 
     pub async fn start_with(env: &Env, vars: &[(&str, &str)]) -> Daemon {
+        let mut cmd = env.command(&["run"]);
+        cmd.envs(vars.iter().copied());
+        Self::start_command(env, cmd).await
+    }
+
+    /// Starts `cmd` (an `env.command(&["run"])` the caller adjusted) and
+    /// waits until it is ready.
+    pub async fn start_command(env: &Env, mut cmd: Command) -> Daemon {
         let log = env
             .dir
             .path()
             .join(format!("daemon-{}.log", fastrand::u32(..)));
-        let mut cmd = env.command(&["run"]);
-        cmd.envs(vars.iter().copied())
-            .stdout(Stdio::null())
+        cmd.stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().unwrap();
         let addr = wait_ready(&log).await;
