@@ -3,9 +3,9 @@
 //!
 //! Loading is [`load`]; everything it returns has been checked (ranges,
 //! durations, appid shape, one credential per account, references between
-//! sections) and every secret has been read from its `*_file`. Errors name the
-//! key and where its value came from. This module does not open the ledger or
-//! talk to WeChat.
+//! sections, a PostgreSQL `daemon.state` as the store reads it) and every
+//! secret has been read from its `*_file`. Errors name the key and where its
+//! value came from. This module does not open the ledger or talk to WeChat.
 
 mod env;
 mod error;
@@ -25,7 +25,7 @@ use figment::Figment;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use secret::{read_small, Secret, SecretResolver};
+pub use secret::{mask_userinfo, read_small, Secret, SecretResolver};
 
 use crate::event::EventKind;
 use crate::policy::PolicySettings;
@@ -96,7 +96,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WeChatSettings {
-    /// Without a trailing slash.
+    /// Without a trailing slash. Shown with its userinfo masked.
+    #[serde(serialize_with = "serialize_url")]
     pub api_base: String,
     #[serde(serialize_with = "serialize_duration")]
     pub timeout: Duration,
@@ -205,6 +206,8 @@ pub struct LogFileSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct PrometheusSpec {
     pub name: String,
+    /// Shown with its userinfo masked.
+    #[serde(serialize_with = "serialize_url")]
     pub url: String,
     pub query: String,
     pub account_label: String,
@@ -275,6 +278,10 @@ pub struct NotifierSpec {
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_userinfo(url))
 }
 
 fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

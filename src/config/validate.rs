@@ -131,7 +131,9 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
     });
     let state = match raw.state.as_deref() {
         Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-            StateLocation::Postgres(Secret::new(s))
+            let url = Secret::new(s);
+            postgres_target(ctx, &url);
+            StateLocation::Postgres(url)
         }
         Some("") => ctx
             .err("daemon.state", "is empty")
@@ -189,6 +191,25 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
     }
 }
 
+/// Refuses here what the PostgreSQL store would refuse at start (the URL, the
+/// `sslrootcert` file), so that `check` fails where `run` would. The message
+/// never quotes the URL: it may hold a password.
+fn postgres_target(ctx: &mut Ctx<'_>, url: &Secret) {
+    use crate::store::postgres::{check_target, PgError, URL_SHAPE};
+    match check_target(url) {
+        Ok(()) => {}
+        Err(PgError::Url) => {
+            ctx.err::<()>(
+                "daemon.state",
+                format!("is not a valid PostgreSQL URL; expected {URL_SHAPE}"),
+            );
+        }
+        Err(e) => {
+            ctx.err::<()>("daemon.state", e.to_string());
+        }
+    }
+}
+
 /// `$STATE_DIRECTORY/quotawatch.db` under systemd, else `./quotawatch.db`.
 fn default_state_path() -> PathBuf {
     match std::env::var_os("STATE_DIRECTORY") {
@@ -237,9 +258,7 @@ fn wechat(ctx: &mut Ctx<'_>, raw: RawWeChat) -> WeChatSettings {
     let base = raw
         .api_base
         .unwrap_or_else(|| "https://api.weixin.qq.com".to_string());
-    if !(base.starts_with("https://") || base.starts_with("http://")) {
-        ctx.err::<()>("wechat.api_base", format!("`{base}` is not an http(s) URL"));
-    }
+    http_url(ctx, "wechat.api_base", &base);
     let timeout = ctx.duration(
         "wechat.timeout",
         raw.timeout.as_deref(),
@@ -251,6 +270,19 @@ fn wechat(ctx: &mut Ctx<'_>, raw: RawWeChat) -> WeChatSettings {
     WeChatSettings {
         api_base: base.trim_end_matches('/').to_string(),
         timeout,
+    }
+}
+
+/// Checks that `url` parses as an http(s) URL, so that
+/// [`super::secret::mask_userinfo`] finds its userinfo where the HTTP client
+/// does. The error does not quote the value: a URL that does not parse may
+/// hide a password where the mask cannot find it.
+fn http_url(ctx: &mut Ctx<'_>, key: &str, url: &str) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+        _ => {
+            ctx.err::<()>(key, "is not an http(s) URL like https://host:port/path");
+        }
     }
 }
 
@@ -738,9 +770,7 @@ fn log_file(
 fn prometheus(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawPrometheus) -> Option<SourceSpec> {
     let url = ctx.required(&format!("{p}.url"), raw.url);
     if let Some(u) = &url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            ctx.err::<()>(&format!("{p}.url"), format!("`{u}` is not an http(s) URL"));
-        }
+        http_url(ctx, &format!("{p}.url"), u);
     }
     let query = ctx.required(&format!("{p}.query"), raw.query);
     let threshold = raw.threshold.unwrap_or(1.0);
@@ -796,6 +826,12 @@ fn wechat_quota(
         None => RemainBelow::Percent(1.0),
         Some(RawThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
         Some(RawThreshold::Text(t)) => match parse_remain(&t) {
+            Some(RemainBelow::Count(n)) if n > MAX_REMAIN_COUNT => ctx
+                .err(
+                    &key,
+                    format!("`{t}` is more than {MAX_REMAIN_COUNT}, the largest count it takes"),
+                )
+                .unwrap_or(RemainBelow::Percent(1.0)),
             Some(r) => r,
             None => ctx
                 .err(
@@ -828,6 +864,10 @@ fn wechat_quota(
         concurrency,
     }))
 }
+
+/// The largest count `remain_below` takes: TOML's largest integer, so that the
+/// string form takes what the integer form does and `check` can print it.
+const MAX_REMAIN_COUNT: u64 = i64::MAX as u64;
 
 fn parse_remain(text: &str) -> Option<RemainBelow> {
     let t = text.trim();
