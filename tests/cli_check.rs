@@ -508,3 +508,33 @@ fn check_masks_the_userinfo_of_every_url_it_prints() {
     assert!(stderr(&o).contains("wechat.api_base"), "{}", show(&o));
     assert!(!stderr(&o).contains("hunter2"), "{}", show(&o));
 }
+
+#[test]
+fn renamed_grafana_signature_headers_must_be_header_names() {
+    let hook = |extra: &str| {
+        format!(
+            "{}\n[sources.grafana]\ntype = \"grafana\"\nhmac_secret = \"hmac-key\"\n{extra}",
+            accounts()
+        )
+    };
+    let env = env_with(&hook(
+        "signature_header = \"X-Ops-Signature\"\ntimestamp_header = \"x-ops-timestamp\"\n",
+    ));
+    let o = env.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let spec = &v["sources"]["grafana"];
+    assert_eq!(spec["signature_header"], "x-ops-signature", "{spec}");
+    assert_eq!(spec["timestamp_headers"][0], "x-ops-timestamp", "{spec}");
+
+    let env = env_with(&hook("signature_header = \"X Ops: Signature\"\n"));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("sources.grafana.signature_header")
+            && err.contains("not a valid HTTP header name"),
+        "{}",
+        show(&o)
+    );
+}

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use chrono_tz::Tz;
 use figment::providers::{Format, Toml};
 use figment::Figment;
@@ -181,6 +182,13 @@ pub struct WebhookSpec {
     pub account_label: String,
     pub hmac_secret: Option<Secret>,
     pub signature: SignatureScheme,
+    /// The header a Grafana signature is read from (`signature_header`).
+    #[serde(serialize_with = "serialize_header")]
+    pub signature_header: HeaderName,
+    /// The headers its timestamp is read from, the first present wins: the
+    /// `timestamp_header`, else Grafana's name and an older spelling.
+    #[serde(serialize_with = "serialize_headers")]
+    pub timestamp_headers: Vec<HeaderName>,
 }
 
 /// Where a log line's account comes from.
@@ -282,6 +290,14 @@ fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok,
 
 fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_userinfo(url))
+}
+
+fn serialize_header<S: serde::Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(h.as_str())
+}
+
+fn serialize_headers<S: serde::Serializer>(hs: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(hs.iter().map(HeaderName::as_str))
 }
 
 fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, ConfigErrors, Locator};
@@ -694,6 +695,13 @@ fn webhook(
             )
             .unwrap_or(SignatureScheme::Any),
     };
+    let (signature_header, timestamp_headers) = grafana_headers(
+        ctx,
+        p,
+        [raw.signature_header, raw.timestamp_header],
+        hmac_secret.is_some(),
+        signature,
+    );
     Some(SourceSpec::Webhook(WebhookSpec {
         name: name.to_string(),
         format,
@@ -702,7 +710,51 @@ fn webhook(
             .unwrap_or_else(|| default_label.to_string()),
         hmac_secret,
         signature,
+        signature_header,
+        timestamp_headers,
     }))
+}
+
+/// `signature_header` and `timestamp_header`: legal header names (matched
+/// case-insensitively, as HTTP does), and only where a Grafana signature is
+/// checked.
+fn grafana_headers(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    [signature_header, timestamp_header]: [Option<String>; 2],
+    signed: bool,
+    scheme: SignatureScheme,
+) -> (HeaderName, Vec<HeaderName>) {
+    use crate::sources::webhook::{
+        GRAFANA_SIGNATURE_HEADER, GRAFANA_TIMESTAMP_HEADER, GRAFANA_TIMESTAMP_HEADER_ALT,
+    };
+    let mut name = |key: &str, value: Option<String>| -> Option<HeaderName> {
+        let key = format!("{p}.{key}");
+        let value = value?;
+        if !signed {
+            return ctx.err(&key, "has no effect without hmac_secret");
+        }
+        if scheme == SignatureScheme::Github {
+            return ctx.err(
+                &key,
+                "renames a Grafana header; signature = \"github\" reads X-Hub-Signature-256",
+            );
+        }
+        match HeaderName::from_bytes(value.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => ctx.err(&key, format!("`{value}` is not a valid HTTP header name")),
+        }
+    };
+    let signature = name("signature_header", signature_header)
+        .unwrap_or(HeaderName::from_static(GRAFANA_SIGNATURE_HEADER));
+    let timestamp = match name("timestamp_header", timestamp_header) {
+        Some(h) => vec![h],
+        None => vec![
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER),
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER_ALT),
+        ],
+    };
+    (signature, timestamp)
 }
 
 fn regex(ctx: &mut Ctx<'_>, key: &str, text: &str) -> Option<regex::Regex> {
