@@ -138,17 +138,21 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 pub fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
-    if json {
-        print_json(config)?;
+    // Rendered whole before anything is printed: `check` never says "valid"
+    // and then fails (systemd's ExecStartPre reads the exit code).
+    let text = if json {
+        serde_json::to_string_pretty(config)? + "\n"
     } else {
-        println!(
-            "# {} is valid; effective configuration (secrets masked):",
-            config.path.display()
-        );
         let mut value = serde_json::to_value(config)?;
         drop_nulls(&mut value);
-        print!("{}", toml::to_string_pretty(&value)?);
-    }
+        let body = toml::to_string_pretty(&value)
+            .context("cannot render the effective configuration as TOML")?;
+        format!(
+            "# {} is valid; effective configuration (secrets masked):\n{body}",
+            config.path.display()
+        )
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(0)
 }
 

@@ -51,6 +51,13 @@ impl EventKind {
             Self::ConfigError => "config_error",
         }
     }
+
+    /// Whether a notifier whose `events` are `listed` receives this kind. A
+    /// dry run is a skip with reason `dry_run` (SPEC section 5), so `skipped`
+    /// selects it as `dry_run` does.
+    pub fn is_selected_by(self, listed: &[EventKind]) -> bool {
+        listed.contains(&self) || (self == Self::DryRun && listed.contains(&Self::Skipped))
+    }
 }
 
 /// What was (or would have been) cleared.

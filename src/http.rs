@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::AsHeaderName;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -147,7 +148,7 @@ fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -161,9 +162,11 @@ fn authenticate_hook(
         return authorize(rt, headers);
     };
     let sig = SignatureHeaders {
-        grafana_signature: header_str(headers, "x-grafana-alerting-signature"),
-        grafana_timestamp: header_str(headers, "x-grafana-alerting-timestamp")
-            .or_else(|| header_str(headers, "x-grafana-alerting-signature-timestamp")),
+        grafana_signature: header_str(headers, &spec.signature_header),
+        grafana_timestamp: spec
+            .timestamp_headers
+            .iter()
+            .find_map(|name| header_str(headers, name)),
         github_signature: header_str(headers, "x-hub-signature-256"),
     };
     webhook::verify_signature(
@@ -702,6 +705,64 @@ mod tests {
             .await
             .0,
             StatusCode::ACCEPTED
+        );
+    }
+
+    /// Grafana lets operators rename both headers of its HMAC signature.
+    #[tokio::test]
+    async fn grafana_signature_headers_can_be_renamed() {
+        let f = fixture(
+            "[sources.renamed]\ntype = \"grafana\"\nhmac_secret = \"hmac-key\"\n\
+             signature_header = \"X-Ops-Signature\"\ntimestamp_header = \"x-ops-timestamp\"\n",
+            10,
+        );
+        let ts = Utc::now().timestamp().to_string();
+        let sig = hex::encode(webhook::hmac_sha256(
+            b"hmac-key",
+            &[ts.as_bytes(), b":", ALERT.as_bytes()],
+        ));
+        let post = |uri: &'static str, headers: Vec<(&'static str, String)>| {
+            let state = f.state.clone();
+            async move {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                call(&state, "POST", uri, &headers, ALERT).await.0
+            }
+        };
+        let renamed = vec![
+            ("x-ops-signature", sig.clone()),
+            ("X-OPS-TIMESTAMP", ts.clone()),
+        ];
+        let default = vec![
+            ("x-grafana-alerting-signature", sig.clone()),
+            ("x-grafana-alerting-timestamp", ts.clone()),
+        ];
+        assert_eq!(
+            post("/hooks/renamed", renamed.clone()).await,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            post("/hooks/renamed", default.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "the default names are not read once renamed"
+        );
+        // The timestamp is read from the renamed header: without it the
+        // signature (over `ts:body`) does not match.
+        assert_eq!(
+            post(
+                "/hooks/renamed",
+                vec![
+                    ("x-ops-signature", sig.clone()),
+                    ("x-grafana-alerting-timestamp", ts.clone())
+                ]
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(post("/hooks/signed", default).await, StatusCode::ACCEPTED);
+        assert_eq!(
+            post("/hooks/signed", renamed).await,
+            StatusCode::UNAUTHORIZED
         );
     }
 

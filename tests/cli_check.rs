@@ -412,3 +412,129 @@ fn the_config_is_found_through_quotawatch_config() {
     let o = bare(&bad, Some(&env.config));
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
+
+// ---- issue 10: what `check` passes, `run` accepts, and the reverse ----------------
+
+fn quota_source(remain_below: &str) -> String {
+    format!(
+        "{}\n[sources.quota]\ntype = \"wechat_quota\"\naccounts = [\"shop\"]\n\
+         cgi_paths = [\"/cgi-bin/message/custom/send\"]\nremain_below = \"{remain_below}\"\n",
+        accounts()
+    )
+}
+
+#[test]
+fn a_remain_below_count_past_what_toml_holds_is_a_config_error() {
+    let env = env_with(&quota_source("18446744073709551615"));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("sources.quota.remain_below"),
+        "{}",
+        show(&o)
+    );
+    assert!(!stdout(&o).contains("is valid"), "{}", show(&o));
+
+    // The largest accepted count prints, in both forms.
+    let env = env_with(&quota_source("9223372036854775807"));
+    for args in [&["check"][..], &["check", "--json"]] {
+        let o = env.run(args);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        assert!(stdout(&o).contains("9223372036854775807"), "{}", show(&o));
+    }
+}
+
+#[test]
+fn a_malformed_postgres_state_is_a_config_error_for_check_and_run() {
+    let env = env_with(&accounts());
+    for url in [
+        "postgres://x@h/db?sslmode=nope",
+        "postgres://[::1",
+        "postgres://qw:hunter2@127.0.0.1:notaport/qw",
+        // The store reads its CA file before it connects: so does `check`.
+        "postgres://qw:hunter2@127.0.0.1:1/qw?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+    ] {
+        let var = [("QUOTAWATCH_DAEMON__STATE", url)];
+        let o = check(&env, &var);
+        assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{url}: {}", show(&o));
+        let err = stderr(&o);
+        assert!(err.contains("daemon.state"), "{url}: {}", show(&o));
+        assert!(
+            err.contains("QUOTAWATCH_DAEMON__STATE"),
+            "{url}: {}",
+            show(&o)
+        );
+        assert!(!err.contains("hunter2"), "{url}: {}", show(&o));
+        assert!(!stdout(&o).contains("is valid"), "{url}: {}", show(&o));
+        // `run` refuses it the same way, before it opens anything.
+        let mut cmd = env.command(&["run"]);
+        let o = cmd.envs(var).output().unwrap();
+        assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{url}: {}", show(&o));
+    }
+}
+
+#[test]
+fn check_masks_the_userinfo_of_every_url_it_prints() {
+    let body = format!(
+        "[wechat]\napi_base = \"http://qw:hunter2-api@127.0.0.1:9/\"\n\n{}\n\
+         [sources.prom]\ntype = \"prometheus\"\nurl = \"http://prom:hunter2-prom@127.0.0.1:9090\"\n\
+         query = \"up\"\n\n\
+         [notifiers.hook]\ntype = \"webhook\"\nurl = \"https://hook:hunter2-hook@127.0.0.1:9/x\"\n",
+        accounts()
+    );
+    let env = env_with(&body);
+    for args in [&["check"][..], &["check", "--json"]] {
+        let o = env.run(args);
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        let out = stdout(&o);
+        assert!(!out.contains("hunter2"), "{}", show(&o));
+        assert!(
+            !out.contains("qw:") && !out.contains("prom:"),
+            "{}",
+            show(&o)
+        );
+        assert!(out.contains("127.0.0.1:9090"), "{}", show(&o));
+        assert!(out.contains("@127.0.0.1:9"), "the host stays: {}", show(&o));
+        assert_no_secrets(&o);
+    }
+
+    // An invalid URL's error masks it too.
+    let env = env_with(&format!(
+        "[wechat]\napi_base = \"ftp://qw:hunter2-api@127.0.0.1/\"\n\n{}",
+        accounts()
+    ));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    assert!(stderr(&o).contains("wechat.api_base"), "{}", show(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", show(&o));
+}
+
+#[test]
+fn renamed_grafana_signature_headers_must_be_header_names() {
+    let hook = |extra: &str| {
+        format!(
+            "{}\n[sources.grafana]\ntype = \"grafana\"\nhmac_secret = \"hmac-key\"\n{extra}",
+            accounts()
+        )
+    };
+    let env = env_with(&hook(
+        "signature_header = \"X-Ops-Signature\"\ntimestamp_header = \"x-ops-timestamp\"\n",
+    ));
+    let o = env.run(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let spec = &v["sources"]["grafana"];
+    assert_eq!(spec["signature_header"], "x-ops-signature", "{spec}");
+    assert_eq!(spec["timestamp_headers"][0], "x-ops-timestamp", "{spec}");
+
+    let env = env_with(&hook("signature_header = \"X Ops: Signature\"\n"));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("sources.grafana.signature_header")
+            && err.contains("not a valid HTTP header name"),
+        "{}",
+        show(&o)
+    );
+}

@@ -13,6 +13,7 @@ use support::fake_wechat::*;
 
 const APPID: &str = "wx448f04719cd48f69";
 const OTHER: &str = "wx0123456789abcdef";
+const TRIAL: &str = "wx00000000000000d7";
 const SECRET: &str = "notify-test-app-secret";
 
 struct Chats {
@@ -41,8 +42,13 @@ fn notifiers(chats: &Chats) -> String {
             "dingtalk" | "feishu" | "webhook" => "secret = \"sign-secret-value\"\n",
             _ => "",
         };
+        // The SPEC's example list: `skipped`, and no `dry_run`.
+        let events = match *name {
+            "webhook" => "events = [\"cleared\", \"failed\", \"skipped\", \"budget_low\", \"exhausted\", \"config_error\"]\n",
+            _ => "",
+        };
         out.push_str(&format!(
-            "[notifiers.{name}]\ntype = \"{name}\"\nurl = \"{}\"\n{secret}language = \"en\"\n",
+            "[notifiers.{name}]\ntype = \"{name}\"\nurl = \"{}\"\n{secret}{events}language = \"en\"\n",
             chat.url()
         ));
     }
@@ -53,7 +59,9 @@ fn config(fake: &FakeWeChat, chats: &Chats) -> String {
     format!(
         "[wechat]\napi_base = \"{}\"\n[policy]\nreset_guard = \"0s\"\n\
          [accounts.shop]\nappid = \"{APPID}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n\
-         [accounts.other]\nappid = \"{OTHER}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\nnotify = [\"webhook\"]\n{}",
+         [accounts.other]\nappid = \"{OTHER}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\nnotify = [\"webhook\"]\n\
+         [accounts.trial]\nappid = \"{TRIAL}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\nnotify = [\"webhook\"]\n\
+         [accounts.trial.policy]\ndry_run = true\n{}",
         fake.base_url(),
         notifiers(chats)
     )
@@ -117,6 +125,21 @@ async fn one_clear_one_message_per_notifier() {
     for (name, chat) in &chats.all {
         assert_eq!(chat.received().len(), 1, "{name} got exactly one message");
     }
+
+    // A dry run reaches the notifier whose events list `skipped` but not
+    // `dry_run` (SPEC section 5), and calls nothing.
+    let resp = reqwest::Client::new()
+        .post(d.url("/api/v1/signals"))
+        .json(&json!({"account": "trial", "reason": "45009 in orders"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let webhook = &chats.all.iter().find(|(n, _)| *n == "webhook").unwrap().1;
+    let got = webhook.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].body["kind"], "dry_run", "{}", got[1].body);
+    assert_eq!(got[1].body["account"], "trial", "{}", got[1].body);
+    assert_eq!(fake.clears_effective(TRIAL), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

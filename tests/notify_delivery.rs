@@ -215,6 +215,8 @@ fn check_slack(r: &Received) {
 }
 
 fn check_discord(r: &Received) {
+    // Pinned to an API version whose `retry_after` is seconds.
+    assert_eq!(r.path, "/api/v10/webhooks/1/fake-discord-token");
     assert_eq!(r.body["content"], "[quotawatch] Quota cleared: shop");
     assert_eq!(
         r.body["embeds"][0]["title"],

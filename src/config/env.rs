@@ -30,6 +30,8 @@ const STRING_KEYS: &[&str] = &[
     "component",
     "account_label",
     "remain_below",
+    "signature_header",
+    "timestamp_header",
 ];
 
 /// One `QUOTAWATCH_` variable as a provider of one key.

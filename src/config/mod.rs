@@ -3,9 +3,9 @@
 //!
 //! Loading is [`load`]; everything it returns has been checked (ranges,
 //! durations, appid shape, one credential per account, references between
-//! sections) and every secret has been read from its `*_file`. Errors name the
-//! key and where its value came from. This module does not open the ledger or
-//! talk to WeChat.
+//! sections, a PostgreSQL `daemon.state` as the store reads it) and every
+//! secret has been read from its `*_file`. Errors name the key and where its
+//! value came from. This module does not open the ledger or talk to WeChat.
 
 mod env;
 mod error;
@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use chrono_tz::Tz;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use secret::{read_small, Secret, SecretResolver};
+pub use secret::{mask_userinfo, read_small, Secret, SecretResolver};
 
 use crate::event::EventKind;
 use crate::policy::PolicySettings;
@@ -98,7 +99,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WeChatSettings {
-    /// Without a trailing slash.
+    /// Without a trailing slash. Shown with its userinfo masked.
+    #[serde(serialize_with = "serialize_url")]
     pub api_base: String,
     #[serde(serialize_with = "serialize_duration")]
     pub timeout: Duration,
@@ -182,6 +184,13 @@ pub struct WebhookSpec {
     pub account_label: String,
     pub hmac_secret: Option<Secret>,
     pub signature: SignatureScheme,
+    /// The header a Grafana signature is read from (`signature_header`).
+    #[serde(serialize_with = "serialize_header")]
+    pub signature_header: HeaderName,
+    /// The headers its timestamp is read from, the first present wins: the
+    /// `timestamp_header`, else Grafana's name and an older spelling.
+    #[serde(serialize_with = "serialize_headers")]
+    pub timestamp_headers: Vec<HeaderName>,
 }
 
 /// Where a log line's account comes from.
@@ -207,6 +216,8 @@ pub struct LogFileSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct PrometheusSpec {
     pub name: String,
+    /// Shown with its userinfo masked.
+    #[serde(serialize_with = "serialize_url")]
     pub url: String,
     pub query: String,
     pub account_label: String,
@@ -277,6 +288,18 @@ pub struct NotifierSpec {
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_userinfo(url))
+}
+
+fn serialize_header<S: serde::Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(h.as_str())
+}
+
+fn serialize_headers<S: serde::Serializer>(hs: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(hs.iter().map(HeaderName::as_str))
 }
 
 fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

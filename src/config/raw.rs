@@ -88,6 +88,10 @@ pub struct RawWebhookSource {
     pub hmac_secret_file: Option<PathBuf>,
     /// `grafana` or `github`; default: accept either.
     pub signature: Option<String>,
+    /// Grafana's signature and timestamp headers, when the contact point
+    /// renames them.
+    pub signature_header: Option<String>,
+    pub timestamp_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

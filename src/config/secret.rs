@@ -44,6 +44,24 @@ impl Serialize for Secret {
     }
 }
 
+/// `url` with the userinfo of its authority (`user:password@`) replaced by the
+/// mask, for `check` output: an origin such as `wechat.api_base` may carry a
+/// password. The authority ends where the HTTP client's parser ends it (at
+/// `/`, `?`, `#` or `\\`) and the userinfo at its last `@`, so the mask
+/// covers what the client would send as credentials.
+pub fn mask_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.into();
+    };
+    let authority = url[start..]
+        .find(['/', '?', '#', '\\'])
+        .map_or(&url[start..], |end| &url[start..start + end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}{MASK}{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
+    }
+}
+
 /// Accepts a string, or a number or boolean that an environment variable's
 /// parser made of a numeric-looking secret (`QUOTAWATCH_..._SECRET=12345`). The
 /// environment provider in [`super::env`] keeps secret keys as raw strings, so
@@ -133,6 +151,20 @@ pub fn read_small(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_masked_and_the_rest_kept() {
+        for (url, masked) in [
+            ("http://u:pw@h:9/p", "http://********@h:9/p"),
+            ("https://pw@h", "https://********@h"),
+            ("http://u:p@ss@h/x@y", "http://********@h/x@y"),
+            ("http://h:9/p?q=a@b", "http://h:9/p?q=a@b"),
+            ("https://api.weixin.qq.com", "https://api.weixin.qq.com"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(mask_userinfo(url), masked, "{url}");
+        }
+    }
 
     #[test]
     fn secret_is_masked_everywhere() {

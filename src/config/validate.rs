@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, ConfigErrors, Locator};
@@ -131,7 +132,9 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
     });
     let state = match raw.state.as_deref() {
         Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-            StateLocation::Postgres(Secret::new(s))
+            let url = Secret::new(s);
+            postgres_target(ctx, &url);
+            StateLocation::Postgres(url)
         }
         Some("") => ctx
             .err("daemon.state", "is empty")
@@ -200,6 +203,25 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
     }
 }
 
+/// Refuses here what the PostgreSQL store would refuse at start (the URL, the
+/// `sslrootcert` file), so that `check` fails where `run` would. The message
+/// never quotes the URL: it may hold a password.
+fn postgres_target(ctx: &mut Ctx<'_>, url: &Secret) {
+    use crate::store::postgres::{check_target, PgError, URL_SHAPE};
+    match check_target(url) {
+        Ok(()) => {}
+        Err(PgError::Url) => {
+            ctx.err::<()>(
+                "daemon.state",
+                format!("is not a valid PostgreSQL URL; expected {URL_SHAPE}"),
+            );
+        }
+        Err(e) => {
+            ctx.err::<()>("daemon.state", e.to_string());
+        }
+    }
+}
+
 /// `$STATE_DIRECTORY/quotawatch.db` under systemd, else `./quotawatch.db`.
 fn default_state_path() -> PathBuf {
     match std::env::var_os("STATE_DIRECTORY") {
@@ -248,9 +270,7 @@ fn wechat(ctx: &mut Ctx<'_>, raw: RawWeChat) -> WeChatSettings {
     let base = raw
         .api_base
         .unwrap_or_else(|| "https://api.weixin.qq.com".to_string());
-    if !(base.starts_with("https://") || base.starts_with("http://")) {
-        ctx.err::<()>("wechat.api_base", format!("`{base}` is not an http(s) URL"));
-    }
+    http_url(ctx, "wechat.api_base", &base);
     let timeout = ctx.duration(
         "wechat.timeout",
         raw.timeout.as_deref(),
@@ -262,6 +282,19 @@ fn wechat(ctx: &mut Ctx<'_>, raw: RawWeChat) -> WeChatSettings {
     WeChatSettings {
         api_base: base.trim_end_matches('/').to_string(),
         timeout,
+    }
+}
+
+/// Checks that `url` parses as an http(s) URL, so that
+/// [`super::secret::mask_userinfo`] finds its userinfo where the HTTP client
+/// does. The error does not quote the value: a URL that does not parse may
+/// hide a password where the mask cannot find it.
+fn http_url(ctx: &mut Ctx<'_>, key: &str, url: &str) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+        _ => {
+            ctx.err::<()>(key, "is not an http(s) URL like https://host:port/path");
+        }
     }
 }
 
@@ -673,6 +706,13 @@ fn webhook(
             )
             .unwrap_or(SignatureScheme::Any),
     };
+    let (signature_header, timestamp_headers) = grafana_headers(
+        ctx,
+        p,
+        [raw.signature_header, raw.timestamp_header],
+        hmac_secret.is_some(),
+        signature,
+    );
     Some(SourceSpec::Webhook(WebhookSpec {
         name: name.to_string(),
         format,
@@ -681,7 +721,51 @@ fn webhook(
             .unwrap_or_else(|| default_label.to_string()),
         hmac_secret,
         signature,
+        signature_header,
+        timestamp_headers,
     }))
+}
+
+/// `signature_header` and `timestamp_header`: legal header names (matched
+/// case-insensitively, as HTTP does), and only where a Grafana signature is
+/// checked.
+fn grafana_headers(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    [signature_header, timestamp_header]: [Option<String>; 2],
+    signed: bool,
+    scheme: SignatureScheme,
+) -> (HeaderName, Vec<HeaderName>) {
+    use crate::sources::webhook::{
+        GRAFANA_SIGNATURE_HEADER, GRAFANA_TIMESTAMP_HEADER, GRAFANA_TIMESTAMP_HEADER_ALT,
+    };
+    let mut name = |key: &str, value: Option<String>| -> Option<HeaderName> {
+        let key = format!("{p}.{key}");
+        let value = value?;
+        if !signed {
+            return ctx.err(&key, "has no effect without hmac_secret");
+        }
+        if scheme == SignatureScheme::Github {
+            return ctx.err(
+                &key,
+                "renames a Grafana header; signature = \"github\" reads X-Hub-Signature-256",
+            );
+        }
+        match HeaderName::from_bytes(value.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => ctx.err(&key, format!("`{value}` is not a valid HTTP header name")),
+        }
+    };
+    let signature = name("signature_header", signature_header)
+        .unwrap_or(HeaderName::from_static(GRAFANA_SIGNATURE_HEADER));
+    let timestamp = match name("timestamp_header", timestamp_header) {
+        Some(h) => vec![h],
+        None => vec![
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER),
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER_ALT),
+        ],
+    };
+    (signature, timestamp)
 }
 
 fn regex(ctx: &mut Ctx<'_>, key: &str, text: &str) -> Option<regex::Regex> {
@@ -749,9 +833,7 @@ fn log_file(
 fn prometheus(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawPrometheus) -> Option<SourceSpec> {
     let url = ctx.required(&format!("{p}.url"), raw.url);
     if let Some(u) = &url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            ctx.err::<()>(&format!("{p}.url"), format!("`{u}` is not an http(s) URL"));
-        }
+        http_url(ctx, &format!("{p}.url"), u);
     }
     let query = ctx.required(&format!("{p}.query"), raw.query);
     let threshold = raw.threshold.unwrap_or(1.0);
@@ -807,6 +889,12 @@ fn wechat_quota(
         None => RemainBelow::Percent(1.0),
         Some(RawThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
         Some(RawThreshold::Text(t)) => match parse_remain(&t) {
+            Some(RemainBelow::Count(n)) if n > MAX_REMAIN_COUNT => ctx
+                .err(
+                    &key,
+                    format!("`{t}` is more than {MAX_REMAIN_COUNT}, the largest count it takes"),
+                )
+                .unwrap_or(RemainBelow::Percent(1.0)),
             Some(r) => r,
             None => ctx
                 .err(
@@ -839,6 +927,10 @@ fn wechat_quota(
         concurrency,
     }))
 }
+
+/// The largest count `remain_below` takes: TOML's largest integer, so that the
+/// string form takes what the integer form does and `check` can print it.
+const MAX_REMAIN_COUNT: u64 = i64::MAX as u64;
 
 fn parse_remain(text: &str) -> Option<RemainBelow> {
     let t = text.trim();

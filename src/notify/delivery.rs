@@ -34,9 +34,27 @@ pub struct Tuning {
     pub max_attempts: u32,
     /// The first retry's delay; each further retry doubles it.
     pub backoff_base: Duration,
-    /// Cap on a backoff or a platform's `Retry-After`, so one message cannot
-    /// hold a queue for long.
+    /// Cap on our own backoff, when the platform named no delay.
     pub max_delay: Duration,
+    /// Cap on a delay the platform asked for (`Retry-After`, Discord's
+    /// `retry_after`). Retrying sooner only collects more 429s, and Discord
+    /// asks for minutes at times; the bound keeps one message from holding
+    /// the queue for hours. Events that arrive meanwhile wait in the queue and
+    /// leave as one digest, so the wait adds no messages.
+    pub max_platform_delay: Duration,
+}
+
+impl Tuning {
+    /// The wait before the retry that follows `attempt` (1-based).
+    pub fn retry_delay(&self, platform: Option<Duration>, attempt: u32) -> Duration {
+        match platform {
+            Some(asked) => asked.min(self.max_platform_delay),
+            None => self
+                .backoff_base
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(self.max_delay),
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -47,6 +65,7 @@ impl Default for Tuning {
             max_attempts: 4,
             backoff_base: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
+            max_platform_delay: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -460,10 +479,7 @@ impl Delivery {
                     return Ok(());
                 }
             };
-            let delay = retry
-                .0
-                .unwrap_or_else(|| self.backoff(attempt))
-                .min(self.tuning.max_delay);
+            let delay = self.tuning.retry_delay(retry.0, attempt);
             self.metrics.notification(&self.name, "retried");
             tracing::info!(notifier = %self.name, attempt, delay = ?delay, why = %retry.1, "Notification not accepted yet; retrying");
             self.sleep_until(Instant::now() + delay).await?;
@@ -508,12 +524,6 @@ impl Delivery {
                 tracing::error!(notifier = %name, events, why = %why, "Chat platform rejected the notifier's configuration; check its url, secret and keywords");
             }
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.tuning
-            .backoff_base
-            .saturating_mul(1 << (attempt - 1).min(16))
     }
 
     async fn sleep_until(&self, at: Instant) -> Result<(), Cancelled> {
@@ -722,6 +732,55 @@ mod tests {
             "a retry keeps the message id"
         );
         n.shutdown(secs(1.0)).await;
+    }
+
+    #[test]
+    fn a_platform_delay_is_bounded_by_its_own_cap_and_backoff_by_its_own() {
+        let t = Tuning::default();
+        assert_eq!(t.retry_delay(Some(secs(90.0)), 1), secs(90.0));
+        assert_eq!(t.retry_delay(Some(secs(7200.0)), 1), secs(900.0));
+        assert_eq!(t.retry_delay(None, 1), secs(1.0));
+        assert_eq!(t.retry_delay(None, 3), secs(4.0));
+        assert_eq!(t.retry_delay(None, 10), secs(60.0));
+        assert_eq!(t.retry_delay(None, 40), secs(60.0));
+    }
+
+    /// Discord asks for more than a minute at times: retrying before the
+    /// platform's delay only collects more 429s. What arrives meanwhile waits
+    /// in the queue and leaves as one digest at the rate limit.
+    #[tokio::test]
+    async fn a_platform_delay_is_not_cut_to_the_backoff_cap() {
+        let mut limited = reply(429, "slow down");
+        limited.retry_after = Some(secs(1.5));
+        let tuning = Tuning {
+            backoff_base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(200),
+            ..Tuning::default()
+        };
+        let (n, t, m) = start(
+            spec(NotifierKind::Slack, "http://127.0.0.1:9/", None),
+            tuning,
+            vec![Step::Reply(limited)],
+        );
+        n.publish(&sample(EventKind::Cleared));
+        t.wait_for(1, secs(2.0)).await;
+        for _ in 0..5 {
+            n.publish(&sample(EventKind::Failed));
+        }
+        let posts = t.wait_for(3, secs(5.0)).await;
+        let gap = posts[1].0 - posts[0].0;
+        assert!(
+            gap >= secs(1.5),
+            "the platform's delay, not the backoff cap: {gap:?}"
+        );
+        assert_eq!(posts[0].1, posts[1].1, "the retry is the same message");
+        assert_eq!(
+            posts[2].1["text"],
+            "[quotawatch] 5 events held back by the chat rate limit"
+        );
+        wait_count(&m, "ops", "sent", 2).await;
+        n.shutdown(secs(1.0)).await;
+        assert_eq!(t.posts().len(), 3);
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@
 //!
 //! Discord rate limits webhooks per channel, about 5 requests per 2 s and 30
 //! messages a minute. A 429 carries `retry_after` in seconds in its JSON body
-//! (more precise than the `Retry-After` header). A deleted webhook answers 404.
+//! (more precise than the `Retry-After` header), from API v8 on: the URLs
+//! Discord hands out name no version, and its default version (v6), like v7,
+//! counts in milliseconds, so messages are posted to [`API_VERSION`]. A
+//! deleted webhook answers 404.
 
 use std::time::Duration;
 
@@ -31,6 +34,9 @@ const RATE: &[Window] = &[
     },
 ];
 
+/// The API version messages are posted to; its `retry_after` is seconds.
+pub const API_VERSION: &str = "v10";
+
 pub struct Discord {
     url: Secret,
 }
@@ -38,9 +44,21 @@ pub struct Discord {
 impl Discord {
     pub fn new(spec: &NotifierSpec) -> Self {
         Self {
-            url: spec.url.clone(),
+            url: Secret::new(versioned(spec.url.expose())),
         }
     }
+}
+
+/// `url` with an unversioned, v6 or v7 webhook path pinned to
+/// [`API_VERSION`]; any other URL (v8 and later, a relay) as it is.
+fn versioned(url: &str) -> String {
+    for old in ["/api/webhooks/", "/api/v6/webhooks/", "/api/v7/webhooks/"] {
+        if let Some(i) = url.find(old) {
+            let rest = &url[i + old.len()..];
+            return format!("{}/api/{API_VERSION}/webhooks/{rest}", &url[..i]);
+        }
+    }
+    url.to_string()
 }
 
 impl Platform for Discord {
@@ -139,6 +157,35 @@ mod tests {
             body["embeds"][0]["title"].as_str().unwrap().chars().count(),
             256
         );
+    }
+
+    /// The URL Discord hands out has no API version, and the default version
+    /// counts `retry_after` in milliseconds: read as seconds, 1500 ms would be
+    /// a 25-minute wait.
+    #[test]
+    fn messages_go_to_an_api_version_that_counts_in_seconds() {
+        let out = outbound(EventKind::Cleared, Language::En);
+        for (configured, sent) in [
+            (
+                "https://discord.com/api/webhooks/1/T",
+                "https://discord.com/api/v10/webhooks/1/T",
+            ),
+            (
+                "https://discordapp.com/api/v6/webhooks/1/T?thread_id=9",
+                "https://discordapp.com/api/v10/webhooks/1/T?thread_id=9",
+            ),
+            (
+                "https://discord.com/api/v9/webhooks/1/T",
+                "https://discord.com/api/v9/webhooks/1/T",
+            ),
+            (
+                "http://127.0.0.1:8080/relay/discord",
+                "http://127.0.0.1:8080/relay/discord",
+            ),
+        ] {
+            let d = Discord::new(&spec(NotifierKind::Discord, configured, None));
+            assert_eq!(d.request(&out, now()).url, sent);
+        }
     }
 
     #[test]

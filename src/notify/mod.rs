@@ -360,8 +360,9 @@ impl Notifiers {
         }
     }
 
-    /// Routes the event to every notifier that lists its kind and is in
-    /// `event.route` (empty: all). Never blocks, never fails.
+    /// Routes the event to every notifier that lists its kind (`skipped` also
+    /// selects dry runs) and is in `event.route` (empty: all). Never blocks,
+    /// never fails.
     pub fn publish(&self, event: &Event) {
         for route in &self.hub.routes {
             if !route.wants(event) {
@@ -400,7 +401,7 @@ impl Notifiers {
 
 impl Route {
     fn wants(&self, event: &Event) -> bool {
-        self.events.contains(&event.kind)
+        event.kind.is_selected_by(&self.events)
             && (event.route.is_empty() || event.route.contains(&self.name))
     }
 
@@ -608,6 +609,28 @@ mod tests {
         let posts = t.posts();
         assert_eq!(posts.len(), 1);
         assert_eq!(posts[0].1["kind"], "failed");
+    }
+
+    /// A dry run is a skip with reason `dry_run` (SPEC section 5): the SPEC's
+    /// example list, which names `skipped` and not `dry_run`, receives it.
+    #[tokio::test]
+    async fn skipped_or_dry_run_in_events_selects_dry_runs() {
+        use EventKind::*;
+        let spec_example = vec![Cleared, Failed, Skipped, BudgetLow, Exhausted, ConfigError];
+        for (events, want) in [
+            (spec_example, vec!["dry_run", "skipped"]),
+            (vec![DryRun], vec!["dry_run"]),
+            (vec![Cleared, Failed], vec![]),
+        ] {
+            let mut s = webhook();
+            s.events = events.clone();
+            let (n, t, _) = start(s, Tuning::default(), vec![]);
+            n.publish(&sample(DryRun));
+            n.publish(&sample(Skipped));
+            n.shutdown(Duration::from_secs(2)).await;
+            let kinds: Vec<_> = t.posts().iter().map(|(_, b)| b["kind"].clone()).collect();
+            assert_eq!(kinds, want, "events = {events:?}");
+        }
     }
 
     #[tokio::test]

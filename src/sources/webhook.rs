@@ -460,7 +460,14 @@ pub fn parse_generic(
     Ok(out)
 }
 
-/// Request headers that carry a signature, lower-cased names.
+/// Where Grafana puts its HMAC signature unless the contact point renames
+/// the headers (`signature_header`, `timestamp_header`).
+pub const GRAFANA_SIGNATURE_HEADER: &str = "x-grafana-alerting-signature";
+pub const GRAFANA_TIMESTAMP_HEADER: &str = "x-grafana-alerting-timestamp";
+/// Also read for the timestamp while `timestamp_header` is not set.
+pub const GRAFANA_TIMESTAMP_HEADER_ALT: &str = "x-grafana-alerting-signature-timestamp";
+
+/// The signature headers' values in one request.
 pub struct SignatureHeaders<'a> {
     pub grafana_signature: Option<&'a str>,
     pub grafana_timestamp: Option<&'a str>,

@@ -38,6 +38,9 @@ use super::*;
 use crate::calendar;
 use crate::config::Secret;
 
+/// What `daemon.state` must look like, for errors.
+pub const URL_SHAPE: &str = "postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=require&sslrootcert=/path/to/ca.pem (sslmode is disable, prefer, require, verify-ca or verify-full)";
+
 /// Errors of the PostgreSQL ledger. None of them holds the connection URL: it
 /// may carry a password.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,7 @@ pub enum PgError {
     #[error("{0}")]
     Db(#[from] ::postgres::Error),
     /// The parser's own error is dropped: its details can quote the URL.
-    #[error("daemon.state is not a valid PostgreSQL URL; expected postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=require&sslrootcert=/path/to/ca.pem (sslmode is disable, prefer, require, verify-ca or verify-full)")]
+    #[error("daemon.state is not a valid PostgreSQL URL; expected {}", URL_SHAPE)]
     Url,
     /// TLS failed where it is required: an untrusted or misnamed certificate,
     /// most often, or a server without TLS. The driver's error with its causes
@@ -138,7 +141,7 @@ struct Target {
 }
 
 impl Target {
-    fn new(config: Config, roots: &RootCerts) -> Result<Self, StoreError> {
+    fn new(config: Config, roots: &RootCerts) -> Result<Self, PgError> {
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(tls_connector(roots)?),
@@ -220,7 +223,7 @@ fn handshake_failed(e: &::postgres::Error) -> bool {
 /// A rustls client (the ring provider, as reqwest uses) that trusts `roots`.
 /// rustls always checks that the certificate names the host it connects to,
 /// so every TLS mode here is libpq's `verify-full`.
-fn tls_connector(roots: &RootCerts) -> Result<MakeRustlsConnect, StoreError> {
+fn tls_connector(roots: &RootCerts) -> Result<MakeRustlsConnect, PgError> {
     let mut store = rustls::RootCertStore::empty();
     match roots {
         RootCerts::Builtin => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -236,12 +239,10 @@ fn tls_connector(roots: &RootCerts) -> Result<MakeRustlsConnect, StoreError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-fn load_root_certs(store: &mut rustls::RootCertStore, path: &Path) -> Result<(), StoreError> {
-    let fail = |reason: String| {
-        StoreError::Postgres(PgError::RootCert {
-            path: path.to_path_buf(),
-            reason,
-        })
+fn load_root_certs(store: &mut rustls::RootCertStore, path: &Path) -> Result<(), PgError> {
+    let fail = |reason: String| PgError::RootCert {
+        path: path.to_path_buf(),
+        reason,
     };
     let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -287,8 +288,8 @@ pub struct PostgresStore {
 /// `sslrootcert` parameter, and `sslmode=verify-ca` / `verify-full`, which
 /// become `require` (that already verifies the chain and the host name).
 /// Errors never quote the URL.
-fn split_url(url: &str) -> Result<(String, RootCerts), StoreError> {
-    let bad = || StoreError::Postgres(PgError::Url);
+fn split_url(url: &str) -> Result<(String, RootCerts), PgError> {
+    let bad = || PgError::Url;
     // As tokio-postgres reads it: the credentials end at the first `@`, and
     // the query starts at the first `?` after them.
     let after_creds = url.find('@').map_or(0, |i| i + 1);
@@ -322,11 +323,9 @@ fn split_url(url: &str) -> Result<(String, RootCerts), StoreError> {
 }
 
 /// Parses the URL (see [`split_url`]) and fills in quotawatch's defaults.
-fn connection_config(url: &Secret) -> Result<(Config, RootCerts), StoreError> {
+fn connection_config(url: &Secret) -> Result<(Config, RootCerts), PgError> {
     let (url, roots) = split_url(url.expose())?;
-    let mut config: Config = url
-        .parse()
-        .map_err(|_| StoreError::Postgres(PgError::Url))?;
+    let mut config: Config = url.parse().map_err(|_| PgError::Url)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -334,6 +333,14 @@ fn connection_config(url: &Secret) -> Result<(Config, RootCerts), StoreError> {
         config.application_name("quotawatch");
     }
     Ok((config, roots))
+}
+
+/// What [`PostgresStore::open`] checks before it connects: the URL as the
+/// store reads it and the `sslrootcert` file. Config validation runs it, so
+/// that `check` refuses what `run` would; nothing is contacted.
+pub fn check_target(url: &Secret) -> Result<(), PgError> {
+    let (config, roots) = connection_config(url)?;
+    Target::new(config, &roots).map(drop)
 }
 
 impl PostgresStore {
