@@ -6,10 +6,13 @@
 //!   hyper's own timer, which `axum::serve` does not set.
 //! - A request, body included, must be answered within `request_timeout`
 //!   (408 otherwise), so a body trickled a byte at a time is bounded too.
-//! - At most `max_connections` are open. When a new one arrives at the bound,
-//!   the oldest connection with no request in progress is closed to make
-//!   room: a flood of stalled sockets displaces itself, not the next alert.
-//!   Only when every connection is busy is the new one refused.
+//! - At most `max_connections` sockets are open: a permit is taken before
+//!   each `accept` and given back only once the socket is closed. At the
+//!   bound, the oldest connection with no request in progress is closed to
+//!   make room, and the next `accept` waits for its socket to be gone: a flood
+//!   of stalled sockets displaces itself, not the next alert, and the file
+//!   limit is never reached. When every connection is busy, new ones wait in
+//!   the kernel's backlog until one finishes (the request timeout bounds it).
 //! - `accept` errors (`EMFILE` when the file limit is reached anyway) are
 //!   logged once per burst and retried after a pause, never fatal.
 //!
@@ -27,6 +30,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -98,19 +102,24 @@ struct Registry {
 }
 
 impl Registry {
-    /// Admits one more connection, evicting the oldest idle one at the bound;
-    /// None when all are busy.
-    fn admit(&mut self, max: usize) -> Option<(u64, Arc<AtomicUsize>, CancellationToken)> {
-        if self.open.len() >= max {
-            let idle = self
-                .open
-                .iter()
-                .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
-                .map(|(id, _)| *id)?;
-            if let Some(evicted) = self.open.remove(&idle) {
+    /// Closes the oldest connection with no request in progress; false when
+    /// every connection is busy.
+    fn evict_idle(&mut self) -> bool {
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some(evicted) => {
                 evicted.close.cancel();
+                true
             }
+            None => false,
         }
+    }
+
+    fn admit(&mut self) -> (u64, Arc<AtomicUsize>, CancellationToken) {
         let id = self.next;
         self.next += 1;
         let busy = Arc::new(AtomicUsize::new(0));
@@ -122,7 +131,7 @@ impl Registry {
                 close: close.clone(),
             },
         );
-        Some((id, busy, close))
+        (id, busy, close)
     }
 }
 
@@ -154,8 +163,27 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_failing = false;
     loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !lock(&registry).evict_idle() {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "Every connection is busy; new ones wait"
+                    );
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -170,14 +198,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
             },
         };
         accept_failing = false;
-        let admitted = lock(&registry).admit(limits.max_connections);
-        let Some((id, busy, close)) = admitted else {
-            tracing::warn!(
-                max_connections = limits.max_connections,
-                "Every connection is busy; refusing a new one"
-            );
-            continue;
-        };
+        let (id, busy, close) = lock(&registry).admit();
         let conn = Connection {
             builder: builder.clone(),
             app: app.clone(),
@@ -190,6 +211,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         tracker.spawn(async move {
             conn.run(stream).await;
             lock(&registry).open.remove(&id);
+            // The socket is closed: its place is free.
+            drop(permit);
         });
     }
     tracker.close();
@@ -271,16 +294,17 @@ mod tests {
     }
 
     #[test]
-    fn at_the_bound_the_oldest_idle_connection_makes_room() {
+    fn the_oldest_idle_connection_makes_room() {
         let mut r = Registry::default();
-        let (a, a_busy, a_close) = r.admit(2).unwrap();
-        let (b, _, b_close) = r.admit(2).unwrap();
+        let (a, a_busy, a_close) = r.admit();
+        let (_, _, b_close) = r.admit();
+        let (c, c_busy, c_close) = r.admit();
         a_busy.fetch_add(1, Ordering::SeqCst);
-        let (c, c_busy, _) = r.admit(2).expect("b is idle and makes room");
+        assert!(r.evict_idle(), "b is idle");
         assert!(b_close.is_cancelled() && !a_close.is_cancelled());
         assert_eq!(r.open.keys().copied().collect::<Vec<_>>(), [a, c]);
         c_busy.fetch_add(1, Ordering::SeqCst);
-        assert!(r.admit(2).is_none(), "all busy: the new one is refused");
-        assert_ne!(b, c);
+        assert!(!r.evict_idle(), "all busy: nothing to close");
+        assert!(!c_close.is_cancelled());
     }
 }
