@@ -184,6 +184,7 @@ fn clearer_burst(c: &mut Criterion) {
         metrics: Arc::new(Metrics::new()),
         events: Arc::new(NoEvents),
         timezone: config.daemon.timezone,
+        outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
     });
     let accounts: Vec<Arc<Account>> = config.accounts.values().cloned().collect();
     let mut group = c.benchmark_group("clearer");

@@ -175,6 +175,7 @@ impl Daemon {
             metrics: self.metrics.clone(),
             events,
             timezone: config.daemon.timezone,
+            outcome_retry: crate::clearer::OUTCOME_RETRY,
         });
         self.publish_budgets(&config);
         Ok(Generation {

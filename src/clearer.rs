@@ -22,7 +22,7 @@ use crate::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, Prefer, SkipReason, Snapshot};
 use crate::store::{AccountKey, AttemptId, Intent, Store, StoreError};
-use crate::wechat::{ErrorClass, WeChat, WeChatError};
+use crate::wechat::{ClearApi, ErrorClass, WeChatError};
 
 /// Where events go: the notifiers in the daemon, a collector in tests.
 pub trait EventSink: Send + Sync {
@@ -76,11 +76,17 @@ pub enum ClearError {
 
 pub struct Clearer {
     pub store: Arc<dyn Store>,
-    pub wechat: Arc<WeChat>,
+    pub wechat: Arc<dyn ClearApi>,
     pub metrics: Arc<Metrics>,
     pub events: Arc<dyn EventSink>,
     pub timezone: Tz,
+    /// The first wait before an outcome write that failed is tried again
+    /// (doubling up to 30 s); [`OUTCOME_RETRY`] in the daemon.
+    pub outcome_retry: std::time::Duration,
 }
+
+/// The daemon's first wait before retrying an outcome write.
+pub const OUTCOME_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Clearer {
     pub async fn handle(
@@ -246,11 +252,23 @@ impl Clearer {
         let result = self.wechat.clear(account, &report.target).await;
         let outcome = outcome_of(&result);
         let done = Utc::now();
-        self.finish(account, id, &report.target, &outcome, &result, done)
-            .await?;
+        let flags = Flags::of(&report.target, &result);
+        if let Err(e) = self.finish(account, id, &outcome, &flags, done).await {
+            // WeChat has answered: the clear is spent (or not) whatever the
+            // ledger says. Keep the outcome, retry the write until it lands,
+            // and tell people now; the row stays pending (single-flight
+            // holds) until then.
+            tracing::error!(
+                account = %account.name, appid = %account.appid, attempt = id, outcome = outcome.label(),
+                error = %e, "Cannot record the clear's outcome; retrying until the ledger takes it"
+            );
+            self.finish_later(account.clone(), id, outcome.clone(), flags, done);
+        }
         self.metrics.clear(&account.name, outcome.label());
-        let after = self.snapshot(account, done).await?;
-        report.budget = self.budget(account, &after, done);
+        report.budget = match self.snapshot(account, done).await {
+            Ok(after) => self.budget(account, &after, done),
+            Err(_) => self.budget(account, &counted(before, &report.target, &outcome), done),
+        };
         report.outcome = Some(outcome.clone());
         self.metrics.budget(&account.name, report.budget.left);
         let err = result.as_ref().err();
@@ -268,25 +286,58 @@ impl Clearer {
         &self,
         account: &Arc<Account>,
         id: AttemptId,
-        target: &ClearTarget,
         outcome: &Outcome,
-        result: &Result<(), WeChatError>,
+        flags: &Flags,
         at: DateTime<Utc>,
     ) -> Result<(), ClearError> {
-        let outcome = outcome.clone();
-        let class = result
-            .as_ref()
-            .err()
-            .map(|e| (class_for(target, e), e.to_string()));
+        let (outcome, flags) = (outcome.clone(), flags.clone());
         self.with_store(account, move |store, key| {
             store.finish(id, &outcome, at)?;
-            match class {
-                Some((ErrorClass::Exhausted, _)) => store.mark_exhausted(key, at),
-                Some((ErrorClass::Config, why)) => store.mark_disabled(key, &why, at),
-                _ => Ok(()),
+            match flags {
+                Flags::Exhausted => store.mark_exhausted(key, at),
+                Flags::Disabled(why) => store.mark_disabled(key, &why, at),
+                Flags::None => Ok(()),
             }
         })
         .await
+    }
+
+    /// Retries [`Self::finish`] with bounded backoff until the ledger takes
+    /// it. Runs on its own task: the caller's events and answer do not wait.
+    /// A process that dies first leaves the row pending, and the next start
+    /// recovers it as ambiguous (counted as spent): never an overspend.
+    fn finish_later(
+        &self,
+        account: Arc<Account>,
+        id: AttemptId,
+        outcome: Outcome,
+        flags: Flags,
+        at: DateTime<Utc>,
+    ) {
+        let clearer = Clearer {
+            store: self.store.clone(),
+            wechat: self.wechat.clone(),
+            metrics: self.metrics.clone(),
+            events: Arc::new(NoEvents),
+            timezone: self.timezone,
+            outcome_retry: self.outcome_retry,
+        };
+        tokio::spawn(async move {
+            let mut delay = clearer.outcome_retry;
+            loop {
+                tokio::time::sleep(delay).await;
+                match clearer.finish(&account, id, &outcome, &flags, at).await {
+                    Ok(()) => {
+                        tracing::info!(account = %account.name, attempt = id, outcome = outcome.label(), "The clear's outcome is recorded");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(account = %account.name, attempt = id, error = %e, "The ledger still refuses the outcome");
+                        delay = (delay * 2).min(OUTCOME_RETRY_MAX);
+                    }
+                }
+            }
+        });
     }
 
     /// The attempt's own event (`report.outcome` is already set), and
@@ -393,6 +444,44 @@ fn policy_input<'a>(
     }
 }
 
+/// The longest wait between two tries of an outcome write.
+const OUTCOME_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The account flags a WeChat answer sets beside the outcome.
+#[derive(Debug, Clone)]
+enum Flags {
+    None,
+    /// 48006 on a full clear: no more clears this month.
+    Exhausted,
+    /// A configuration error, with WeChat's words.
+    Disabled(String),
+}
+
+impl Flags {
+    fn of(target: &ClearTarget, result: &Result<(), WeChatError>) -> Self {
+        match result {
+            Err(e) => match class_for(target, e) {
+                ErrorClass::Exhausted => Self::Exhausted,
+                ErrorClass::Config => Self::Disabled(e.to_string()),
+                _ => Self::None,
+            },
+            Ok(()) => Self::None,
+        }
+    }
+}
+
+/// The snapshot as it will read once `outcome` is recorded, for the budget
+/// an event shows while the ledger cannot be read.
+fn counted(before: &Snapshot, target: &ClearTarget, outcome: &Outcome) -> Snapshot {
+    let spent = matches!(outcome, Outcome::Ok | Outcome::Ambiguous { .. });
+    let mut after = before.clone();
+    if spent && *target == ClearTarget::Full {
+        after.month_used += 1;
+        after.day_used += 1;
+    }
+    after
+}
+
 /// How an answer is handled for this target. A 48006 from `openapi/quota/clear`
 /// means only its own budget (50 a month) is spent (SPEC section 1): the
 /// single-API attempt failed, the month is not exhausted, and a full clear may
@@ -415,5 +504,177 @@ fn outcome_of(result: &Result<(), WeChatError>) -> Outcome {
             errcode: e.errcode(),
             errmsg: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{AccountKind, Credential, Secret};
+    use crate::policy::PolicySettings;
+    use crate::store::{AttemptRecord, HistoryFilter, Intent, LogPosition, SqliteStore};
+
+    /// A real SQLite ledger whose outcome writes fail while `failing` > 0
+    /// (a full disk, an unreachable database).
+    struct FlakyLedger {
+        inner: SqliteStore,
+        failing: AtomicU32,
+    }
+
+    impl Store for FlakyLedger {
+        fn reserve(
+            &self,
+            a: &AccountKey<'_>,
+            i: &Intent,
+            now: DateTime<Utc>,
+            d: &mut dyn FnMut(&Snapshot) -> Decision,
+        ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
+            self.inner.reserve(a, i, now, d)
+        }
+        fn finish(&self, id: AttemptId, o: &Outcome, at: DateTime<Utc>) -> Result<(), StoreError> {
+            let failing = self.failing.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failing.store(failing - 1, Ordering::SeqCst);
+                return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    Some("database or disk is full".into()),
+                )));
+            }
+            self.inner.finish(id, o, at)
+        }
+        fn snapshot(&self, a: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
+            self.inner.snapshot(a, now)
+        }
+        fn mark_exhausted(&self, a: &AccountKey<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+            self.inner.mark_exhausted(a, now)
+        }
+        fn mark_disabled(
+            &self,
+            a: &AccountKey<'_>,
+            why: &str,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.inner.mark_disabled(a, why, now)
+        }
+        fn enable(&self, appid: &str) -> Result<bool, StoreError> {
+            self.inner.enable(appid)
+        }
+        fn set_verified(&self, id: AttemptId, v: bool) -> Result<(), StoreError> {
+            self.inner.set_verified(id, v)
+        }
+        fn history(&self, f: &HistoryFilter) -> Result<Vec<AttemptRecord>, StoreError> {
+            self.inner.history(f)
+        }
+        fn recover(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+            self.inner.recover(now)
+        }
+        fn log_position(&self, s: &str, p: &str) -> Result<Option<LogPosition>, StoreError> {
+            self.inner.log_position(s, p)
+        }
+        fn save_log_position(&self, s: &str, p: &str, pos: &LogPosition) -> Result<(), StoreError> {
+            self.inner.save_log_position(s, p, pos)
+        }
+    }
+
+    /// WeChat that clears every time and counts the calls.
+    #[derive(Default)]
+    struct FakeWeChat(AtomicU32);
+
+    #[async_trait::async_trait]
+    impl ClearApi for FakeWeChat {
+        async fn clear(&self, _: &Account, _: &ClearTarget) -> Result<(), WeChatError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Collected(Mutex<Vec<EventKind>>);
+
+    impl EventSink for Collected {
+        fn publish(&self, event: &Event) {
+            self.0.lock().unwrap().push(event.kind);
+        }
+    }
+
+    fn account() -> Arc<Account> {
+        Arc::new(Account {
+            name: "shop".into(),
+            appid: "wx448f04719cd48f69".into(),
+            kind: AccountKind::MiniProgram,
+            credential: Credential::Secret(Secret::new("s")),
+            notify: Vec::new(),
+            policy: PolicySettings {
+                reset_guard: Duration::ZERO,
+                ..PolicySettings::default()
+            },
+            fingerprint: "fp".into(),
+        })
+    }
+
+    fn request() -> ClearRequest {
+        ClearRequest {
+            source: "test".into(),
+            trigger: "45009".into(),
+            evidence: 1,
+            cgi_path: None,
+            manual: false,
+            force: false,
+            dry_run: false,
+        }
+    }
+
+    /// Issue 11: WeChat cleared but the ledger refused the outcome. The
+    /// `cleared` event still goes out, the write is retried until it lands,
+    /// and single-flight holds meanwhile (the row is pending, not forgotten).
+    #[tokio::test]
+    async fn an_outcome_the_ledger_refuses_is_notified_and_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(FlakyLedger {
+            inner: SqliteStore::open(&dir.path().join("l.db")).unwrap(),
+            failing: AtomicU32::new(3),
+        });
+        let wechat = Arc::new(FakeWeChat::default());
+        let events = Arc::new(Collected::default());
+        let clearer = Clearer {
+            store: ledger.clone(),
+            wechat: wechat.clone(),
+            metrics: Arc::new(Metrics::new()),
+            events: events.clone(),
+            timezone: chrono_tz::Asia::Shanghai,
+            outcome_retry: Duration::from_millis(20),
+        };
+        let account = account();
+        let report = clearer.handle(&account, request()).await.unwrap();
+        assert_eq!(report.outcome, Some(Outcome::Ok));
+        assert_eq!(report.budget.left, 7, "the spent clear is counted");
+        assert_eq!(*events.0.lock().unwrap(), [EventKind::Cleared]);
+
+        let again = clearer.handle(&account, request()).await.unwrap();
+        assert_eq!(
+            again.decision,
+            Decision::Skip(SkipReason::Duplicate),
+            "still in flight"
+        );
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let history = loop {
+            let h = ledger.history(&HistoryFilter::default()).unwrap();
+            if h[0].outcome != "pending" || std::time::Instant::now() > deadline {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((history.len(), history[0].outcome.as_str()), (1, "ok"));
+        assert_eq!(
+            ledger.failing.load(Ordering::SeqCst),
+            0,
+            "tried until it landed"
+        );
+        assert_eq!(wechat.0.load(Ordering::SeqCst), 1, "one clear, never two");
     }
 }

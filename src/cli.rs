@@ -428,6 +428,7 @@ pub async fn clear(
         metrics: Arc::new(Metrics::new()),
         events,
         timezone: config.daemon.timezone,
+        outcome_retry: crate::clearer::OUTCOME_RETRY,
     };
     let request = ClearRequest {
         source: "cli".into(),

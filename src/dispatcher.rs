@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::calendar;
 use crate::clearer::{ClearRequest, Clearer, Report};
 use crate::config::{Account, Config};
 use crate::event::{ClearTarget, Outcome};
@@ -48,12 +50,17 @@ struct AccountState {
 }
 
 impl AccountState {
-    fn prune(&mut self, now: DateTime<Utc>, window: Duration) {
+    /// Drops evidence older than `window`, and evidence from before the
+    /// latest daily reset (00:00 in `tz`): the quota has reset since, so a
+    /// 23:59 signal must not spend a clear at 00:00 (SPEC section 2).
+    /// Idempotency keys live for the whole window, across the reset.
+    fn prune(&mut self, now: DateTime<Utc>, window: Duration, tz: Tz) {
         let start = chrono::Duration::from_std(window)
             .ok()
             .and_then(|w| now.checked_sub_signed(w))
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        while self.events.front().is_some_and(|(t, ..)| *t < start) {
+        let fresh = start.max(calendar::day(tz, now).start);
+        while self.events.front().is_some_and(|(t, ..)| *t < fresh) {
             self.events.pop_front();
         }
         self.keys.retain(|_, t| *t >= start);
@@ -150,7 +157,7 @@ impl Dispatcher {
         };
         let now = signal.received_at;
         let state = self.accounts.entry(account.appid.clone()).or_default();
-        state.prune(now, account.policy.window);
+        state.prune(now, account.policy.window, rt.config.daemon.timezone);
         if let Some(key) = &signal.key {
             if state.keys.contains_key(key) {
                 self.metrics
@@ -269,5 +276,67 @@ impl Dispatcher {
             received_at: Utc::now(),
         };
         self.spawn_clear(rt.clearer, account, signal, evidence, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Evidence that survives a prune at `now` with a 5-minute window, in
+    /// Beijing time.
+    #[test]
+    fn evidence_is_fresh_only_within_the_window_and_since_the_reset() {
+        let cases = [
+            // (evidence at, prune at, kept)
+            (
+                "2026-11-28T10:58:00+08:00",
+                "2026-11-28T11:00:00+08:00",
+                true,
+            ),
+            (
+                "2026-11-28T10:54:00+08:00",
+                "2026-11-28T11:00:00+08:00",
+                false,
+            ),
+            (
+                "2026-11-28T23:59:00+08:00",
+                "2026-11-29T00:00:00+08:00",
+                false,
+            ),
+            (
+                "2026-11-28T23:59:59+08:00",
+                "2026-11-29T00:00:30+08:00",
+                false,
+            ),
+            (
+                "2026-11-29T00:00:00+08:00",
+                "2026-11-29T00:00:30+08:00",
+                true,
+            ),
+            (
+                "2026-11-30T23:58:00+08:00",
+                "2026-12-01T00:01:00+08:00",
+                false,
+            ),
+        ];
+        for (evidence, now, kept) in cases {
+            let mut state = AccountState::default();
+            state.push(at(evidence), 3, None);
+            state.keys.insert("k".into(), at(evidence));
+            state.prune(at(now), Duration::from_secs(300), chrono_tz::Asia::Shanghai);
+            let want = if kept { 3 } else { 0 };
+            assert_eq!(state.evidence(), want, "{evidence} pruned at {now}");
+            let in_window = at(now) - at(evidence) <= chrono::Duration::minutes(5);
+            assert_eq!(
+                state.keys.contains_key("k"),
+                in_window,
+                "{evidence} key at {now}"
+            );
+        }
     }
 }

@@ -383,6 +383,7 @@ mod tests {
             metrics: metrics.clone(),
             events: Arc::new(NoEvents),
             timezone: config.daemon.timezone,
+            outcome_retry: crate::clearer::OUTCOME_RETRY,
         });
         let (_tx, runtime) = watch::channel(Runtime { config, clearer });
         std::mem::forget(_tx);

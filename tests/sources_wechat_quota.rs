@@ -215,6 +215,7 @@ fn clearer(h: &Harness, verifier: QuotaVerifier) -> Clearer {
         metrics: h.ctx.metrics.clone(),
         events: Arc::new(verifier),
         timezone: h.config.daemon.timezone,
+        outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
     }
 }
 

@@ -19,6 +19,21 @@ pub use error::{advice, classify, whitelist_ip, ErrorClass, WeChatError};
 use crate::config::{Account, AccountKind, Credential, WeChatSettings};
 use crate::event::ClearTarget;
 
+/// The one call that spends budget, behind a seam so the clearer is tested
+/// with a fake (STYLE principle 9); [`WeChat`] is the real one.
+#[async_trait::async_trait]
+pub trait ClearApi: Send + Sync {
+    /// Clears the account's whole quota or one API's.
+    async fn clear(&self, account: &Account, target: &ClearTarget) -> Result<(), WeChatError>;
+}
+
+#[async_trait::async_trait]
+impl ClearApi for WeChat {
+    async fn clear(&self, account: &Account, target: &ClearTarget) -> Result<(), WeChatError> {
+        WeChat::clear(self, account, target).await
+    }
+}
+
 /// Bounded exponential backoff for transient errors: 3 tries after the first,
 /// waiting 250 ms, 500 ms, 1 s.
 #[derive(Debug, Clone, Copy)]
