@@ -171,26 +171,20 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
         raw.shutdown_timeout.as_deref(),
         Duration::from_secs(30),
     );
-    let queue_capacity = match raw.queue_capacity {
-        None => 10_000,
-        Some(n) if (1..=10_000_000).contains(&n) => n as usize,
-        Some(n) => ctx
-            .err(
-                "daemon.queue_capacity",
-                format!("must be between 1 and 10000000, got {n}"),
-            )
-            .unwrap_or(10_000),
-    };
-    let max_connections = match raw.max_connections {
-        None => 1024,
-        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-        Some(n) => ctx
-            .err(
-                "daemon.max_connections",
-                format!("must be between 1 and 1000000, got {n}"),
-            )
-            .unwrap_or(1024),
-    };
+    let queue_capacity = count(
+        ctx,
+        "daemon.queue_capacity",
+        raw.queue_capacity,
+        10_000_000,
+        10_000,
+    );
+    let max_connections = count(
+        ctx,
+        "daemon.max_connections",
+        raw.max_connections,
+        1_000_000,
+        1024,
+    );
     DaemonSettings {
         listen,
         state,
@@ -206,6 +200,17 @@ fn daemon(ctx: &mut Ctx<'_>, raw: RawDaemon) -> DaemonSettings {
 /// Refuses here what the PostgreSQL store would refuse at start (the URL, the
 /// `sslrootcert` file), so that `check` fails where `run` would. The message
 /// never quotes the URL: it may hold a password.
+/// A count between 1 and `max`, `default` when unset.
+fn count(ctx: &mut Ctx<'_>, key: &str, value: Option<i64>, max: i64, default: usize) -> usize {
+    match value {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => ctx
+            .err(key, format!("must be between 1 and {max}, got {n}"))
+            .unwrap_or(default),
+    }
+}
+
 fn postgres_target(ctx: &mut Ctx<'_>, url: &Secret) {
     use crate::store::postgres::{check_target, PgError, URL_SHAPE};
     match check_target(url) {
