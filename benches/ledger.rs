@@ -72,8 +72,8 @@ fn decide(
     account: &Account,
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
-) -> impl FnMut(&policy::Snapshot) -> Decision + '_ {
-    move |snapshot| {
+) -> impl FnMut(&policy::Snapshot, &mut ClearTarget) -> Decision + '_ {
+    move |snapshot, _| {
         policy::decide(&policy::Input {
             settings: &account.policy,
             snapshot,
@@ -165,7 +165,7 @@ fn reserve_clear(c: &mut Criterion) {
             // Every decision clears (the policy would stop at the cap): this
             // measures the write path, intent then outcome.
             let (_, d, id) = store
-                .reserve(&key, &intent, now, &mut |_| Decision::Clear)
+                .reserve(&key, &intent, now, &mut |_, _| Decision::Clear)
                 .unwrap();
             assert_eq!(d, Decision::Clear);
             store.finish(id.unwrap(), &Outcome::Ok, now).unwrap();

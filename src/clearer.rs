@@ -95,8 +95,7 @@ impl Clearer {
         req: ClearRequest,
     ) -> Result<Report, ClearError> {
         let now = Utc::now();
-        let target = self.choose_target(account, &req, now).await?;
-        let (snapshot, decision, attempt) = self.reserve(account, &req, &target, now).await?;
+        let (snapshot, decision, attempt, target) = self.reserve(account, &req, now).await?;
         let outcome_label = match decision {
             Decision::Clear => "clear",
             Decision::Skip(_) => "skip",
@@ -133,27 +132,6 @@ impl Clearer {
         Ok(report)
     }
 
-    /// `prefer = "api"` with a named API and single-API budget left: that API
-    /// first; otherwise a full clear.
-    async fn choose_target(
-        &self,
-        account: &Arc<Account>,
-        req: &ClearRequest,
-        now: DateTime<Utc>,
-    ) -> Result<ClearTarget, ClearError> {
-        let Some(cgi_path) = req.cgi_path.clone() else {
-            return Ok(ClearTarget::Full);
-        };
-        if account.policy.prefer != Prefer::Api {
-            return Ok(ClearTarget::Full);
-        }
-        let snapshot = self.snapshot(account, now).await?;
-        if snapshot.api_exhausted || snapshot.api_month_used >= account.policy.api_monthly_cap {
-            return Ok(ClearTarget::Full);
-        }
-        Ok(ClearTarget::Api { cgi_path })
-    }
-
     pub async fn snapshot(
         &self,
         account: &Arc<Account>,
@@ -179,34 +157,32 @@ impl Clearer {
             .map_err(ClearError::from)
     }
 
+    /// The policy under the ledger's lock, choosing the target there too.
     async fn reserve(
         &self,
         account: &Arc<Account>,
         req: &ClearRequest,
-        target: &ClearTarget,
         now: DateTime<Utc>,
-    ) -> Result<(Snapshot, Decision, Option<AttemptId>), ClearError> {
+    ) -> Result<(Snapshot, Decision, Option<AttemptId>, ClearTarget), ClearError> {
         let settings = account.clone();
         let tz = self.timezone;
         let req = req.clone();
         let intent = Intent {
-            target: target.clone(),
+            target: ClearTarget::Full,
             source: req.source.clone(),
             trigger: req.trigger.clone(),
             evidence: req.evidence,
             forced: req.force,
         };
         self.with_store(account, move |store, key| {
-            store.reserve(key, &intent, now, &mut |snapshot| {
-                policy::decide(&policy_input(
-                    &settings,
-                    &req,
-                    &intent.target,
-                    snapshot,
-                    tz,
-                    now,
-                ))
-            })
+            let mut chosen = ClearTarget::Full;
+            let (snapshot, decision, id) =
+                store.reserve(key, &intent, now, &mut |snapshot, target| {
+                    *target = choose_target(&settings, &req, snapshot);
+                    chosen = target.clone();
+                    policy::decide(&policy_input(&settings, &req, target, snapshot, tz, now))
+                })?;
+            Ok((snapshot, decision, id, chosen))
         })
         .await
     }
@@ -444,6 +420,23 @@ fn policy_input<'a>(
     }
 }
 
+/// `prefer = "api"` with a named API and single-API budget left (as the
+/// snapshot under the lock shows it): that API first; otherwise a full clear.
+fn choose_target(account: &Account, req: &ClearRequest, snapshot: &Snapshot) -> ClearTarget {
+    match &req.cgi_path {
+        Some(cgi_path)
+            if account.policy.prefer == Prefer::Api
+                && !snapshot.api_exhausted
+                && snapshot.api_month_used < account.policy.api_monthly_cap =>
+        {
+            ClearTarget::Api {
+                cgi_path: cgi_path.clone(),
+            }
+        }
+        _ => ClearTarget::Full,
+    }
+}
+
 /// The longest wait between two tries of an outcome write.
 const OUTCOME_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -523,6 +516,9 @@ mod tests {
     struct FlakyLedger {
         inner: SqliteStore,
         failing: AtomicU32,
+        /// Reads outside the lock see an empty month: what another process
+        /// changes between a read and the lock.
+        stale_reads: bool,
     }
 
     impl Store for FlakyLedger {
@@ -531,7 +527,7 @@ mod tests {
             a: &AccountKey<'_>,
             i: &Intent,
             now: DateTime<Utc>,
-            d: &mut dyn FnMut(&Snapshot) -> Decision,
+            d: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
         ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
             self.inner.reserve(a, i, now, d)
         }
@@ -547,7 +543,10 @@ mod tests {
             self.inner.finish(id, o, at)
         }
         fn snapshot(&self, a: &AccountKey<'_>, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
-            self.inner.snapshot(a, now)
+            match self.stale_reads {
+                true => Ok(Snapshot::default()),
+                false => self.inner.snapshot(a, now),
+            }
         }
         fn mark_exhausted(&self, a: &AccountKey<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
             self.inner.mark_exhausted(a, now)
@@ -637,6 +636,7 @@ mod tests {
         let ledger = Arc::new(FlakyLedger {
             inner: SqliteStore::open(&dir.path().join("l.db")).unwrap(),
             failing: AtomicU32::new(3),
+            stale_reads: false,
         });
         let wechat = Arc::new(FakeWeChat::default());
         let events = Arc::new(Collected::default());
@@ -676,5 +676,67 @@ mod tests {
             "tried until it landed"
         );
         assert_eq!(wechat.0.load(Ordering::SeqCst), 1, "one clear, never two");
+    }
+
+    /// Issue 11: with `prefer = "api"`, the single-API budget spent by
+    /// another process after a read outside the lock must not turn into
+    /// `monthly_cap` for the month: the target is chosen under the lock and
+    /// falls back to a full clear.
+    #[tokio::test]
+    async fn the_target_is_chosen_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(FlakyLedger {
+            inner: SqliteStore::open(&dir.path().join("l.db")).unwrap(),
+            failing: AtomicU32::new(0),
+            stale_reads: true,
+        });
+        let mut settings = (*account()).clone();
+        settings.policy.prefer = Prefer::Api;
+        settings.policy.api_monthly_cap = 1;
+        let account = Arc::new(settings);
+        // The other process's single-API clear, the last one allowed.
+        let tz = chrono_tz::Asia::Shanghai;
+        let api = ClearTarget::Api {
+            cgi_path: "/cgi-bin/message/custom/send".into(),
+        };
+        let intent = Intent {
+            target: api.clone(),
+            source: "other".into(),
+            trigger: String::new(),
+            evidence: 1,
+            forced: false,
+        };
+        let (_, _, id) = ledger
+            .inner
+            .reserve(&key(&account, tz), &intent, Utc::now(), &mut |_, _| {
+                Decision::Clear
+            })
+            .unwrap();
+        ledger
+            .inner
+            .finish(id.unwrap(), &Outcome::Ok, Utc::now())
+            .unwrap();
+
+        let clearer = Clearer {
+            store: ledger.clone(),
+            wechat: Arc::new(FakeWeChat::default()),
+            metrics: Arc::new(Metrics::new()),
+            events: Arc::new(NoEvents),
+            timezone: tz,
+            outcome_retry: Duration::from_millis(20),
+        };
+        let req = ClearRequest {
+            cgi_path: Some("/cgi-bin/message/custom/send".into()),
+            ..request()
+        };
+        let report = clearer.handle(&account, req).await.unwrap();
+        assert_eq!(report.decision, Decision::Clear);
+        assert_eq!(report.target, ClearTarget::Full);
+        let rows = ledger.inner.history(&HistoryFilter::default()).unwrap();
+        assert_eq!(
+            rows[0].target,
+            ClearTarget::Full,
+            "the row records the chosen target"
+        );
     }
 }

@@ -108,7 +108,7 @@ fn intent() -> Intent {
 
 fn clear_once(store: &dyn Store, account: &AccountKey<'_>, now: DateTime<Utc>) -> AttemptId {
     let (_, d, id) = store
-        .reserve(account, &intent(), now, &mut |_| Decision::Clear)
+        .reserve(account, &intent(), now, &mut |_, _| Decision::Clear)
         .unwrap();
     assert_eq!(d, Decision::Clear);
     id.unwrap()
@@ -165,7 +165,7 @@ fn api_clears_have_their_own_count() {
         ..intent()
     };
     let (_, _, id) = store
-        .reserve(&key(), &api, now, &mut |_| Decision::Clear)
+        .reserve(&key(), &api, now, &mut |_, _| Decision::Clear)
         .unwrap();
     store.finish(id.unwrap(), &Outcome::Ok, now).unwrap();
     let snap = store.snapshot(&key(), now).unwrap();
@@ -237,7 +237,7 @@ fn another_hosts_pending_row_expires_by_age_and_reserve_recovers() {
     // A reserve an hour later recovers it before it decides.
     let later = now + chrono::Duration::hours(2);
     let (snap, _, _) = store
-        .reserve(&key(), &intent(), later, &mut |_| {
+        .reserve(&key(), &intent(), later, &mut |_, _| {
             Decision::Skip(SkipReason::Cooldown)
         })
         .unwrap();
@@ -254,7 +254,7 @@ fn skip_inserts_nothing() {
     let store = db.open();
     let now = utc("2026-11-28T02:00:00Z");
     let (_, d, id) = store
-        .reserve(&key(), &intent(), now, &mut |_| {
+        .reserve(&key(), &intent(), now, &mut |_, _| {
             Decision::Skip(SkipReason::Cooldown)
         })
         .unwrap();
@@ -270,14 +270,14 @@ fn a_panicking_decision_rolls_back_and_releases_the_lock() {
     let store = db.open();
     let now = utc("2026-11-28T02:00:00Z");
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        store.reserve(&key(), &intent(), now, &mut |_| panic!("decide failed"))
+        store.reserve(&key(), &intent(), now, &mut |_, _| panic!("decide failed"))
     }));
     assert!(panicked.is_err());
     // The same store, and another one, can still reserve the account.
     clear_once(&store, &key(), now);
     let (snap, _, _) = db
         .open()
-        .reserve(&key(), &intent(), now, &mut |_| {
+        .reserve(&key(), &intent(), now, &mut |_, _| {
             Decision::Skip(SkipReason::Duplicate)
         })
         .unwrap();
@@ -427,7 +427,7 @@ fn race(db: &TestDb, decide: fn(&Snapshot) -> Decision) -> usize {
                 let mut ids = 0;
                 for _ in 0..4 {
                     let (_, _, id) = store
-                        .reserve(&key(), &intent(), now, &mut |s| decide(s))
+                        .reserve(&key(), &intent(), now, &mut |s, _| decide(s))
                         .unwrap();
                     ids += usize::from(id.is_some());
                 }

@@ -141,12 +141,16 @@ pub struct LogPosition {
 pub trait Store: Send + Sync {
     /// Atomically: read the account's snapshot at `now`, ask `decide`, and when
     /// it says [`Decision::Clear`] commit an intent row before returning its id.
+    /// `decide` gets the intent's target to change: the target is chosen
+    /// under the lock too (`prefer = "api"` falls back to a full clear when
+    /// the single-API budget went in the meantime), and the row records the
+    /// target it left.
     fn reserve(
         &self,
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot) -> Decision,
+        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError>;
 
     /// Records an attempt's outcome.

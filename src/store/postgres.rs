@@ -599,7 +599,7 @@ fn reserve_in(
     owner: &str,
     now: DateTime<Utc>,
     steps: &mpsc::SyncSender<Step>,
-    decisions: &mpsc::Receiver<Decision>,
+    decisions: &mpsc::Receiver<(Decision, ClearTarget)>,
 ) -> Result<Option<AttemptId>, StoreError> {
     let mut tx = client.transaction()?;
     let lock = lock_key(&format!("quotawatch:reserve:{}", account.appid));
@@ -607,13 +607,13 @@ fn reserve_in(
     recover_in(&mut tx, owner, now, Some(&account.appid))?;
     let snapshot = snapshot_in(&mut tx, &account.key(), now)?;
     steps.send(Step::Snapshot(snapshot)).map_err(stopped)?;
-    let decision = decisions.recv().map_err(stopped)?;
+    let (decision, target) = decisions.recv().map_err(stopped)?;
     if decision != Decision::Clear {
         // Commit all the same: the recovery above is worth keeping.
         tx.commit()?;
         return Ok(None);
     }
-    let (scope, cgi_path) = target_columns(&intent.target);
+    let (scope, cgi_path) = target_columns(&target);
     let row = tx.query_one(
         "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10) RETURNING id",
@@ -641,9 +641,10 @@ impl Store for PostgresStore {
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot) -> Decision,
+        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
         let key = OwnedKey::new(account);
+        let intent_target = intent.target.clone();
         let intent = intent.clone();
         let owner = self.owner.clone();
         let (steps_tx, steps) = mpsc::sync_channel(1);
@@ -659,8 +660,9 @@ impl Store for PostgresStore {
             Step::Done(Err(e)) => return Err(e),
             Step::Done(Ok(_)) => return Err(stopped(())),
         };
-        let decision = decide(&snapshot);
-        decisions.send(decision).map_err(stopped)?;
+        let mut target = intent_target;
+        let decision = decide(&snapshot, &mut target);
+        decisions.send((decision, target)).map_err(stopped)?;
         match steps.recv().map_err(stopped)? {
             Step::Done(id) => Ok((snapshot, decision, id?)),
             Step::Snapshot(_) => Err(stopped(())),

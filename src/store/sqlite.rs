@@ -219,16 +219,17 @@ impl Store for SqliteStore {
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot) -> Decision,
+        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         recover_in(&tx, &self.owner, now)?;
         let snapshot = snapshot_in(&tx, account, now)?;
-        let decision = decide(&snapshot);
+        let mut target = intent.target.clone();
+        let decision = decide(&snapshot, &mut target);
         let mut id = None;
         if decision == Decision::Clear {
-            let (scope, cgi_path) = target_columns(&intent.target);
+            let (scope, cgi_path) = target_columns(&target);
             tx.execute(
                 "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
@@ -395,7 +396,7 @@ mod tests {
 
     fn clear_once(store: &SqliteStore, now: DateTime<Utc>) -> AttemptId {
         let (_, d, id) = store
-            .reserve(&key(), &intent(), now, &mut |_| Decision::Clear)
+            .reserve(&key(), &intent(), now, &mut |_, _| Decision::Clear)
             .unwrap();
         assert_eq!(d, Decision::Clear);
         id.unwrap()
@@ -492,7 +493,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
         let now = utc("2026-11-28T02:00:00Z");
         let (_, d, id) = store
-            .reserve(&key(), &intent(), now, &mut |_| {
+            .reserve(&key(), &intent(), now, &mut |_, _| {
                 Decision::Skip(SkipReason::Cooldown)
             })
             .unwrap();
