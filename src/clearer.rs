@@ -141,20 +141,12 @@ impl Clearer {
             .await
     }
 
-    /// Runs ledger work for `account` on the blocking pool: SQLite waits on
-    /// its lock and fsync, which must not stall the runtime's workers.
     async fn with_store<T, F>(&self, account: &Arc<Account>, work: F) -> Result<T, ClearError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.store.clone();
-        let account = account.clone();
-        let tz = self.timezone;
-        tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, tz)))
-            .await
-            .map_err(|e| ClearError::Join(e.to_string()))?
-            .map_err(ClearError::from)
+        on_ledger(self.store.clone(), self.timezone, account.clone(), work).await
     }
 
     /// The policy under the ledger's lock, choosing the target there too.
@@ -229,7 +221,17 @@ impl Clearer {
         let outcome = outcome_of(&result);
         let done = Utc::now();
         let flags = Flags::of(&report.target, &result);
-        if let Err(e) = self.finish(account, id, &outcome, &flags, done).await {
+        let (store, tz) = (self.store.clone(), self.timezone);
+        let recorded = record_outcome(
+            store,
+            tz,
+            account.clone(),
+            id,
+            outcome.clone(),
+            flags.clone(),
+            done,
+        );
+        if let Err(e) = recorded.await {
             // WeChat has answered: the clear is spent (or not) whatever the
             // ledger says. Keep the outcome, retry the write until it lands,
             // and tell people now; the row stays pending (single-flight
@@ -257,28 +259,7 @@ impl Clearer {
         Ok(())
     }
 
-    /// Records the outcome, then the account flags a WeChat answer implies.
-    async fn finish(
-        &self,
-        account: &Arc<Account>,
-        id: AttemptId,
-        outcome: &Outcome,
-        flags: &Flags,
-        at: DateTime<Utc>,
-    ) -> Result<(), ClearError> {
-        let (outcome, flags) = (outcome.clone(), flags.clone());
-        self.with_store(account, move |store, key| {
-            store.finish(id, &outcome, at)?;
-            match flags {
-                Flags::Exhausted => store.mark_exhausted(key, at),
-                Flags::Disabled(why) => store.mark_disabled(key, &why, at),
-                Flags::None => Ok(()),
-            }
-        })
-        .await
-    }
-
-    /// Retries [`Self::finish`] with bounded backoff until the ledger takes
+    /// Retries [`record_outcome`] with bounded backoff until the ledger takes
     /// it. Runs on its own task: the caller's events and answer do not wait.
     /// A process that dies first leaves the row pending, and the next start
     /// recovers it as ambiguous (counted as spent): never an overspend.
@@ -290,19 +271,12 @@ impl Clearer {
         flags: Flags,
         at: DateTime<Utc>,
     ) {
-        let clearer = Clearer {
-            store: self.store.clone(),
-            wechat: self.wechat.clone(),
-            metrics: self.metrics.clone(),
-            events: Arc::new(NoEvents),
-            timezone: self.timezone,
-            outcome_retry: self.outcome_retry,
-        };
+        let (store, tz, mut delay) = (self.store.clone(), self.timezone, self.outcome_retry);
         tokio::spawn(async move {
-            let mut delay = clearer.outcome_retry;
             loop {
                 tokio::time::sleep(delay).await;
-                match clearer.finish(&account, id, &outcome, &flags, at).await {
+                let (o, f) = (outcome.clone(), flags.clone());
+                match record_outcome(store.clone(), tz, account.clone(), id, o, f, at).await {
                     Ok(()) => {
                         tracing::info!(account = %account.name, attempt = id, outcome = outcome.label(), "The clear's outcome is recorded");
                         return;
@@ -435,6 +409,45 @@ fn choose_target(account: &Account, req: &ClearRequest, snapshot: &Snapshot) -> 
         }
         _ => ClearTarget::Full,
     }
+}
+
+/// Runs ledger work for `account` on the blocking pool: SQLite waits on its
+/// lock and fsync, which must not stall the runtime's workers.
+async fn on_ledger<T, F>(
+    store: Arc<dyn Store>,
+    timezone: Tz,
+    account: Arc<Account>,
+    work: F,
+) -> Result<T, ClearError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, timezone)))
+        .await
+        .map_err(|e| ClearError::Join(e.to_string()))?
+        .map_err(ClearError::from)
+}
+
+/// Records the outcome, then the account flags a WeChat answer implies.
+async fn record_outcome(
+    store: Arc<dyn Store>,
+    timezone: Tz,
+    account: Arc<Account>,
+    id: AttemptId,
+    outcome: Outcome,
+    flags: Flags,
+    at: DateTime<Utc>,
+) -> Result<(), ClearError> {
+    on_ledger(store, timezone, account, move |store, key| {
+        store.finish(id, &outcome, at)?;
+        match flags {
+            Flags::Exhausted => store.mark_exhausted(key, at),
+            Flags::Disabled(why) => store.mark_disabled(key, &why, at),
+            Flags::None => Ok(()),
+        }
+    })
+    .await
 }
 
 /// The longest wait between two tries of an outcome write.
@@ -615,6 +628,22 @@ mod tests {
         })
     }
 
+    /// The clearer under test, in Beijing time, retrying outcome writes fast.
+    fn clearer(
+        store: Arc<FlakyLedger>,
+        wechat: Arc<FakeWeChat>,
+        events: Arc<dyn EventSink>,
+    ) -> Clearer {
+        Clearer {
+            store,
+            wechat,
+            metrics: Arc::new(Metrics::new()),
+            events,
+            timezone: chrono_tz::Asia::Shanghai,
+            outcome_retry: Duration::from_millis(20),
+        }
+    }
+
     fn request() -> ClearRequest {
         ClearRequest {
             source: "test".into(),
@@ -640,14 +669,7 @@ mod tests {
         });
         let wechat = Arc::new(FakeWeChat::default());
         let events = Arc::new(Collected::default());
-        let clearer = Clearer {
-            store: ledger.clone(),
-            wechat: wechat.clone(),
-            metrics: Arc::new(Metrics::new()),
-            events: events.clone(),
-            timezone: chrono_tz::Asia::Shanghai,
-            outcome_retry: Duration::from_millis(20),
-        };
+        let clearer = clearer(ledger.clone(), wechat.clone(), events.clone());
         let account = account();
         let report = clearer.handle(&account, request()).await.unwrap();
         assert_eq!(report.outcome, Some(Outcome::Ok));
@@ -717,14 +739,7 @@ mod tests {
             .finish(id.unwrap(), &Outcome::Ok, Utc::now())
             .unwrap();
 
-        let clearer = Clearer {
-            store: ledger.clone(),
-            wechat: Arc::new(FakeWeChat::default()),
-            metrics: Arc::new(Metrics::new()),
-            events: Arc::new(NoEvents),
-            timezone: tz,
-            outcome_retry: Duration::from_millis(20),
-        };
+        let clearer = clearer(ledger.clone(), Arc::default(), Arc::new(NoEvents));
         let req = ClearRequest {
             cgi_path: Some("/cgi-bin/message/custom/send".into()),
             ..request()

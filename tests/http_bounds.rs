@@ -27,23 +27,11 @@ fn limit_files(n: libc::rlim_t) -> std::io::Result<()> {
     }
 }
 
-/// This test process holds 2,000 sockets: its soft limit goes to the hard one.
+/// This test process holds 2,000 sockets: its soft limit goes to the hard
+/// one, as the daemon's own does.
 fn raise_own_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `lim`.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    assert!(
-        lim.rlim_cur >= 4096,
-        "the test needs 4096 files, has {}",
-        lim.rlim_cur
-    );
+    let nofile = quotawatch::listener::raise_nofile_limit();
+    assert!(nofile >= 4096, "the test needs 4096 files, has {nofile}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
