@@ -644,7 +644,7 @@ impl Store for PostgresStore {
         decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
     ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
         let key = OwnedKey::new(account);
-        let intent_target = intent.target.clone();
+        let mut target = intent.target.clone();
         let intent = intent.clone();
         let owner = self.owner.clone();
         let (steps_tx, steps) = mpsc::sync_channel(1);
@@ -660,7 +660,6 @@ impl Store for PostgresStore {
             Step::Done(Err(e)) => return Err(e),
             Step::Done(Ok(_)) => return Err(stopped(())),
         };
-        let mut target = intent_target;
         let decision = decide(&snapshot, &mut target);
         decisions.send((decision, target)).map_err(stopped)?;
         match steps.recv().map_err(stopped)? {
