@@ -25,7 +25,7 @@ use quotawatch::config::{self, Account, Config};
 use quotawatch::event::{ClearTarget, Outcome};
 use quotawatch::metrics::Metrics;
 use quotawatch::policy::{self, Decision};
-use quotawatch::store::{Intent, SqliteStore, Store};
+use quotawatch::store::{Intent, Reservation, SqliteStore, Store};
 use quotawatch::wechat::WeChat;
 
 const ACCOUNTS: usize = 1000;
@@ -59,11 +59,11 @@ fn load(dir: &Path, dry_run: bool) -> Config {
 
 fn intent() -> Intent {
     Intent {
-        target: ClearTarget::Full,
         source: "bench".into(),
         trigger: "45009".into(),
         evidence: 1,
-        forced: false,
+        window: Duration::from_secs(300),
+        ..Intent::default()
     }
 }
 
@@ -72,9 +72,9 @@ fn decide(
     account: &Account,
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
-) -> impl FnMut(&policy::Snapshot, &mut ClearTarget) -> Decision + '_ {
-    move |snapshot, _| {
-        policy::decide(&policy::Input {
+) -> impl FnMut(&policy::Snapshot) -> policy::Verdict + '_ {
+    move |snapshot| {
+        let input = policy::Input {
             settings: &account.policy,
             snapshot,
             evidence: 1,
@@ -84,7 +84,8 @@ fn decide(
             api: false,
             timezone: tz,
             now,
-        })
+        };
+        policy::verdict(&input, ClearTarget::Full)
     }
 }
 
@@ -134,10 +135,10 @@ fn reserve_skip(c: &mut Criterion, label: &str, history: bool) {
             i += 1;
             let now = Utc::now();
             let key = clearer::key(account, tz);
-            let (_, d, id) = store
+            let (_, r) = store
                 .reserve(&key, &intent, now, &mut decide(account, tz, now))
                 .unwrap();
-            assert!(matches!(d, Decision::Skip(_)) && id.is_none());
+            assert!(matches!(r, Reservation::Skip { .. }));
         })
     });
     group.finish();
@@ -164,11 +165,15 @@ fn reserve_clear(c: &mut Criterion) {
             let key = clearer::key(account, tz);
             // Every decision clears (the policy would stop at the cap): this
             // measures the write path, intent then outcome.
-            let (_, d, id) = store
-                .reserve(&key, &intent, now, &mut |_, _| Decision::Clear)
+            let (_, r) = store
+                .reserve(&key, &intent, now, &mut |_| {
+                    policy::Verdict::Clear(ClearTarget::Full)
+                })
                 .unwrap();
-            assert_eq!(d, Decision::Clear);
-            store.finish(id.unwrap(), &Outcome::Ok, now).unwrap();
+            let Reservation::Clear { id, .. } = r else {
+                panic!("{r:?}")
+            };
+            store.finish(id, &Outcome::Ok, now).unwrap();
         })
     });
     group.finish();
@@ -185,6 +190,7 @@ fn clearer_burst(c: &mut Criterion) {
         events: Arc::new(NoEvents),
         timezone: config.daemon.timezone,
         outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
+        health: Default::default(),
     });
     let accounts: Vec<Arc<Account>> = config.accounts.values().cloned().collect();
     let mut group = c.benchmark_group("clearer");
@@ -211,6 +217,7 @@ fn clearer_burst(c: &mut Criterion) {
                                     manual: false,
                                     force: false,
                                     dry_run: false,
+                                    keys: Vec::new(),
                                 };
                                 clearer.handle(&account, request).await.unwrap()
                             })

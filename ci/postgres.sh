@@ -2,7 +2,8 @@
 # The PostgreSQL ledger against a real server (Debian's package): starts a
 # throwaway cluster in a temp directory, listening on 127.0.0.1 only, with a
 # password role that may create databases (each test makes its own), runs the
-# ignored tests in tests/store_postgres.rs, and removes the cluster on exit.
+# ignored tests in tests/store_postgres.rs (then, alone, the outage tests that
+# stop and restart it), and removes the cluster on exit.
 # The server also has TLS (ssl=on) with a certificate for localhost and
 # 127.0.0.1 from a throwaway CA made with the openssl command line: the tests
 # get QW_POSTGRES_URL (plain text), QW_POSTGRES_TLS_URL (sslmode=require,
@@ -74,10 +75,14 @@ chmod 600 "$tls"/*.key
 password="qw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust \
     --auth-host=scram-sha-256 --encoding=UTF8 --no-sync >/dev/null
-as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c ssl=on \
-        -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" >/dev/null ||
-    { cat "$dir/server.log" >&2; exit 1; }
+# The server's control, also for the outage tests (QW_POSTGRES_CTL stop|start|restart).
+cat >"$dir/pgctl" <<CTL
+#!/bin/sh
+exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast "\$1" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" >/dev/null
+CTL
+chmod 755 "$dir/pgctl"
+"$dir/pgctl" start || { cat "$dir/server.log" >&2; exit 1; }
 as_pg "$bin/psql" -h "$dir" -p "$port" -U postgres -qAt -v ON_ERROR_STOP=1 <<SQL
 CREATE ROLE qw LOGIN CREATEDB PASSWORD '$password';
 CREATE DATABASE qw OWNER qw;
@@ -87,4 +92,6 @@ SQL
 export QW_POSTGRES_URL="postgres://qw:$password@127.0.0.1:$port/qw?sslmode=disable"
 export QW_POSTGRES_TLS_URL="postgres://qw:$password@localhost:$port/qw?sslmode=require&sslrootcert=$tls/ca.pem"
 export QW_POSTGRES_OTHER_CA="$tls/other-ca.pem"
-cargo test --locked --test store_postgres -- --ignored
+cargo test --locked --test store_postgres -- --ignored --skip outage_
+# The outage tests stop and start the server: alone, one at a time.
+QW_POSTGRES_CTL="$dir/pgctl" cargo test --locked --test store_postgres -- --ignored --test-threads=1 outage_

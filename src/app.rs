@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::notify::{self, Notifiers, NotifyContext};
 use crate::signal::SignalQueue;
 use crate::sources::{self, SourceContext, SourceHealth};
-use crate::store::Store;
+use crate::store::{LedgerHealth, Store};
 use crate::wechat::WeChat;
 
 impl EventSink for Notifiers {
@@ -113,6 +113,8 @@ pub struct Daemon {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     health: SourceHealth,
+    /// Whether the ledger answers; kept across reloads.
+    ledger: Arc<LedgerHealth>,
     queue: SignalQueue,
     signal_rx: Option<mpsc::Receiver<crate::signal::Signal>>,
     /// The soft file limit, raised to the hard one at start.
@@ -137,6 +139,7 @@ impl Daemon {
             store,
             metrics,
             health: SourceHealth::default(),
+            ledger: Arc::default(),
             queue,
             signal_rx: Some(signal_rx),
             nofile: listener::raise_nofile_limit(),
@@ -163,7 +166,7 @@ impl Daemon {
         });
         // The verifier compares a clear against the pollers' last readings.
         let verifier =
-            sources::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone())
+            crate::verify::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone())
                 .with_readings(sources.quota_readings());
         let events: Arc<dyn EventSink> = Arc::new(FanOut(vec![
             Arc::new(notifiers.clone()),
@@ -176,6 +179,7 @@ impl Daemon {
             events,
             timezone: config.daemon.timezone,
             outcome_retry: crate::clearer::OUTCOME_RETRY,
+            health: self.ledger.clone(),
         });
         self.publish_budgets(&config);
         Ok(Generation {
@@ -241,6 +245,11 @@ impl Daemon {
             "Connection bounds set"
         );
         let server = tokio::spawn(listener::serve(listener, app, limits, http_stop.clone()));
+        let probe = tokio::spawn(probe_ledger(
+            self.store.clone(),
+            self.ledger.clone(),
+            http_stop.clone(),
+        ));
         ready.store(true, Ordering::SeqCst);
         let summary = Self::summary(&self.config);
         tracing::info!(listen = %addr, state = ?self.config.daemon.state, summary = %summary, "quotawatch is ready");
@@ -298,6 +307,7 @@ impl Daemon {
         {
             tracing::warn!("HTTP connections did not close in time");
         }
+        let _ = probe.await;
         tracing::info!("quotawatch stopped");
         Ok(())
     }
@@ -321,6 +331,30 @@ impl Daemon {
             );
         }
         Some(Arc::new(next))
+    }
+}
+
+/// How often the ledger is checked while it answers, and while it does not.
+const PROBE_UP: Duration = Duration::from_secs(5);
+const PROBE_DOWN: Duration = Duration::from_secs(1);
+
+/// Checks the ledger on a timer, so that a lost database is noticed (and
+/// hooks refuse signals) before a decision needs it, and a returned one is
+/// noticed without waiting for a signal that hooks are refusing.
+async fn probe_ledger(store: Arc<dyn Store>, health: Arc<LedgerHealth>, stop: CancellationToken) {
+    loop {
+        let wait = match health.unreachable() {
+            Some(_) => PROBE_DOWN,
+            None => PROBE_UP,
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let store = store.clone();
+        if let Ok(result) = tokio::task::spawn_blocking(move || store.ping()).await {
+            health.observe(&result);
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use crate::calendar;
 use crate::config::Account;
 use crate::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use crate::metrics::Metrics;
-use crate::policy::{self, Decision, Prefer, SkipReason, Snapshot};
-use crate::store::{AccountKey, AttemptId, Intent, Store, StoreError};
+use crate::policy::{self, Decision, SkipReason, Snapshot};
+use crate::store::{AccountKey, AttemptId, Intent, LedgerHealth, Reservation, Store, StoreError};
 use crate::wechat::{ClearApi, ErrorClass, WeChatError};
 
 /// Where events go: the notifiers in the daemon, a collector in tests.
@@ -52,6 +52,9 @@ pub struct ClearRequest {
     pub force: bool,
     /// Decide and report, never call WeChat.
     pub dry_run: bool,
+    /// The idempotency keys behind `evidence`, with the evidence each carries:
+    /// the ledger knows which were acted on already (SPEC section 2).
+    pub keys: Vec<(String, u32)>,
 }
 
 /// What happened, for the caller's exit code or HTTP answer.
@@ -83,6 +86,8 @@ pub struct Clearer {
     /// The first wait before an outcome write that failed is tried again
     /// (doubling up to 30 s); [`OUTCOME_RETRY`] in the daemon.
     pub outcome_retry: std::time::Duration,
+    /// Whether the ledger answers, as this clearer's ledger work finds it.
+    pub health: Arc<LedgerHealth>,
 }
 
 /// The daemon's first wait before retrying an outcome write.
@@ -95,41 +100,51 @@ impl Clearer {
         req: ClearRequest,
     ) -> Result<Report, ClearError> {
         let now = Utc::now();
-        let (snapshot, decision, attempt, target) = self.reserve(account, &req, now).await?;
-        let outcome_label = match decision {
-            Decision::Clear => "clear",
-            Decision::Skip(_) => "skip",
+        let (snapshot, reservation) = self.reserve(account, &req, now).await?;
+        let (decision, target, attempt) = match &reservation {
+            Reservation::Clear { id, target } => (Decision::Clear, target.clone(), Some(*id)),
+            Reservation::Skip { reason, .. } => (
+                Decision::Skip(*reason),
+                policy::choose_target(&account.policy, req.cgi_path.as_deref(), &snapshot),
+                None,
+            ),
         };
-        let reason = match decision {
-            Decision::Clear => "policy",
-            Decision::Skip(r) => r.as_str(),
+        let (outcome_label, reason) = match decision {
+            Decision::Clear => ("clear", "policy"),
+            Decision::Skip(r) => ("skip", r.as_str()),
         };
         self.metrics.decision(outcome_label, reason);
         let mut report = Report {
             decision,
-            target: target.clone(),
+            target,
             attempt,
             outcome: None,
             budget: self.budget(account, &snapshot, now),
             next_clear_at: None,
             events: Vec::new(),
         };
-        match (decision, attempt) {
-            (Decision::Skip(reason), _) => {
-                self.skipped(account, &req, &snapshot, reason, now, &mut report)
+        match reservation {
+            Reservation::Skip { reason, retry_at } => {
+                report.next_clear_at = retry_at;
+                self.skipped(account, &req, reason, now, &mut report)
             }
-            (Decision::Clear, Some(id)) => {
+            Reservation::Clear { id, .. } => {
                 self.attempt(account, &req, &snapshot, id, &mut report)
                     .await?
-            }
-            (Decision::Clear, None) => {
-                unreachable!("the store returns an attempt id with every clear decision")
             }
         }
         for event in &report.events {
             self.events.publish(event);
         }
         Ok(report)
+    }
+
+    fn ledger(&self) -> Ledger {
+        Ledger {
+            store: self.store.clone(),
+            health: self.health.clone(),
+            timezone: self.timezone,
+        }
     }
 
     pub async fn snapshot(
@@ -146,7 +161,7 @@ impl Clearer {
         T: Send + 'static,
         F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        on_ledger(self.store.clone(), self.timezone, account.clone(), work).await
+        self.ledger().run(account.clone(), work).await
     }
 
     /// The policy under the ledger's lock, choosing the target there too.
@@ -155,26 +170,25 @@ impl Clearer {
         account: &Arc<Account>,
         req: &ClearRequest,
         now: DateTime<Utc>,
-    ) -> Result<(Snapshot, Decision, Option<AttemptId>, ClearTarget), ClearError> {
+    ) -> Result<(Snapshot, Reservation), ClearError> {
         let settings = account.clone();
         let tz = self.timezone;
         let req = req.clone();
         let intent = Intent {
-            target: ClearTarget::Full,
             source: req.source.clone(),
             trigger: req.trigger.clone(),
             evidence: req.evidence,
             forced: req.force,
+            keys: req.keys.clone(),
+            window: account.policy.window,
         };
         self.with_store(account, move |store, key| {
-            let mut chosen = ClearTarget::Full;
-            let (snapshot, decision, id) =
-                store.reserve(key, &intent, now, &mut |snapshot, target| {
-                    *target = choose_target(&settings, &req, snapshot);
-                    chosen = target.clone();
-                    policy::decide(&policy_input(&settings, &req, target, snapshot, tz, now))
-                })?;
-            Ok((snapshot, decision, id, chosen))
+            store.reserve(key, &intent, now, &mut |snapshot| {
+                let target =
+                    policy::choose_target(&settings.policy, req.cgi_path.as_deref(), snapshot);
+                let input = policy_input(&settings, &req, &target, snapshot, tz, now);
+                policy::verdict(&input, target)
+            })
         })
         .await
     }
@@ -183,13 +197,10 @@ impl Clearer {
         &self,
         account: &Account,
         req: &ClearRequest,
-        snapshot: &Snapshot,
         reason: SkipReason,
         now: DateTime<Utc>,
         report: &mut Report,
     ) {
-        let input = policy_input(account, req, &report.target, snapshot, self.timezone, now);
-        report.next_clear_at = policy::next_possible_clear(&input, reason);
         tracing::info!(
             account = %account.name, appid = %account.appid, source = %req.source, decision = "skip",
             reason = reason.as_str(), budget_left = report.budget.left, evidence = req.evidence,
@@ -221,32 +232,28 @@ impl Clearer {
         let outcome = outcome_of(&result);
         let done = Utc::now();
         let flags = Flags::of(&report.target, &result);
-        let (store, tz) = (self.store.clone(), self.timezone);
-        let recorded = record_outcome(
-            store,
-            tz,
-            account.clone(),
-            id,
-            outcome.clone(),
-            flags.clone(),
-            done,
-        );
-        if let Err(e) = recorded.await {
-            // WeChat has answered: the clear is spent (or not) whatever the
-            // ledger says. Keep the outcome, retry the write until it lands,
-            // and tell people now; the row stays pending (single-flight
-            // holds) until then.
-            tracing::error!(
-                account = %account.name, appid = %account.appid, attempt = id, outcome = outcome.label(),
-                error = %e, "Cannot record the clear's outcome; retrying until the ledger takes it"
-            );
-            self.finish_later(account.clone(), id, outcome.clone(), flags, done);
-        }
-        self.metrics.clear(&account.name, outcome.label());
-        report.budget = match self.snapshot(account, done).await {
-            Ok(after) => self.budget(account, &after, done),
-            Err(_) => self.budget(account, &counted(before, &report.target, &outcome), done),
+        let recorded = self
+            .ledger()
+            .record_outcome(account.clone(), id, outcome.clone(), flags.clone(), done)
+            .await;
+        let after = match recorded {
+            Ok(()) => self.snapshot(account, done).await.ok(),
+            Err(e) => {
+                // WeChat has answered: the clear is spent (or not) whatever
+                // the ledger says. Keep the outcome, retry the write until it
+                // lands, and tell people now, with the budget as it will read;
+                // the row stays pending (single-flight holds) until then.
+                tracing::error!(
+                    account = %account.name, appid = %account.appid, attempt = id, outcome = outcome.label(),
+                    error = %e, "Cannot record the clear's outcome; retrying until the ledger takes it"
+                );
+                self.finish_later(account.clone(), id, outcome.clone(), flags, done);
+                None
+            }
         };
+        self.metrics.clear(&account.name, outcome.label());
+        let after = after.unwrap_or_else(|| counted(before, &report.target, &outcome));
+        report.budget = self.budget(account, &after, done);
         report.outcome = Some(outcome.clone());
         self.metrics.budget(&account.name, report.budget.left);
         let err = result.as_ref().err();
@@ -271,14 +278,20 @@ impl Clearer {
         flags: Flags,
         at: DateTime<Utc>,
     ) {
-        let (store, tz, mut delay) = (self.store.clone(), self.timezone, self.outcome_retry);
+        let (ledger, mut delay) = (self.ledger(), self.outcome_retry);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(delay).await;
                 let (o, f) = (outcome.clone(), flags.clone());
-                match record_outcome(store.clone(), tz, account.clone(), id, o, f, at).await {
+                match ledger.record_outcome(account.clone(), id, o, f, at).await {
                     Ok(()) => {
                         tracing::info!(account = %account.name, attempt = id, outcome = outcome.label(), "The clear's outcome is recorded");
+                        return;
+                    }
+                    Err(ClearError::Store(e @ StoreError::Settled { .. })) => {
+                        // Someone else settled the row another way: nothing
+                        // a retry could change.
+                        tracing::error!(account = %account.name, attempt = id, error = %e, "The clear's outcome conflicts with the ledger");
                         return;
                     }
                     Err(e) => {
@@ -343,6 +356,7 @@ impl Clearer {
             trigger: req.trigger.clone(),
             evidence: req.evidence,
             target: report.target.clone(),
+            attempt: report.attempt,
             skip_reason: None,
             outcome: None,
             errcode: None,
@@ -394,60 +408,50 @@ fn policy_input<'a>(
     }
 }
 
-/// `prefer = "api"` with a named API and single-API budget left (as the
-/// snapshot under the lock shows it): that API first; otherwise a full clear.
-fn choose_target(account: &Account, req: &ClearRequest, snapshot: &Snapshot) -> ClearTarget {
-    match &req.cgi_path {
-        Some(cgi_path)
-            if account.policy.prefer == Prefer::Api
-                && !snapshot.api_exhausted
-                && snapshot.api_month_used < account.policy.api_monthly_cap =>
-        {
-            ClearTarget::Api {
-                cgi_path: cgi_path.clone(),
-            }
-        }
-        _ => ClearTarget::Full,
+/// The ledger as the clearer uses it: work runs on the blocking pool (SQLite
+/// waits on its lock and fsync, which must not stall the runtime's workers),
+/// and every result tells [`LedgerHealth`] whether the ledger answers.
+#[derive(Clone)]
+struct Ledger {
+    store: Arc<dyn Store>,
+    health: Arc<LedgerHealth>,
+    timezone: Tz,
+}
+
+impl Ledger {
+    async fn run<T, F>(&self, account: Arc<Account>, work: F) -> Result<T, ClearError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (store, timezone) = (self.store.clone(), self.timezone);
+        let result =
+            tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, timezone)))
+                .await
+                .map_err(|e| ClearError::Join(e.to_string()))?;
+        self.health.observe(&result);
+        result.map_err(ClearError::from)
     }
-}
 
-/// Runs ledger work for `account` on the blocking pool: SQLite waits on its
-/// lock and fsync, which must not stall the runtime's workers.
-async fn on_ledger<T, F>(
-    store: Arc<dyn Store>,
-    timezone: Tz,
-    account: Arc<Account>,
-    work: F,
-) -> Result<T, ClearError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, timezone)))
+    /// Records the outcome, then the account flags a WeChat answer implies.
+    async fn record_outcome(
+        &self,
+        account: Arc<Account>,
+        id: AttemptId,
+        outcome: Outcome,
+        flags: Flags,
+        at: DateTime<Utc>,
+    ) -> Result<(), ClearError> {
+        self.run(account, move |store, key| {
+            store.finish(id, &outcome, at)?;
+            match flags {
+                Flags::Exhausted => store.mark_exhausted(key, at),
+                Flags::Disabled(why) => store.mark_disabled(key, &why, at),
+                Flags::None => Ok(()),
+            }
+        })
         .await
-        .map_err(|e| ClearError::Join(e.to_string()))?
-        .map_err(ClearError::from)
-}
-
-/// Records the outcome, then the account flags a WeChat answer implies.
-async fn record_outcome(
-    store: Arc<dyn Store>,
-    timezone: Tz,
-    account: Arc<Account>,
-    id: AttemptId,
-    outcome: Outcome,
-    flags: Flags,
-    at: DateTime<Utc>,
-) -> Result<(), ClearError> {
-    on_ledger(store, timezone, account, move |store, key| {
-        store.finish(id, &outcome, at)?;
-        match flags {
-            Flags::Exhausted => store.mark_exhausted(key, at),
-            Flags::Disabled(why) => store.mark_disabled(key, &why, at),
-            Flags::None => Ok(()),
-        }
-    })
-    .await
+    }
 }
 
 /// The longest wait between two tries of an outcome write.
@@ -540,8 +544,8 @@ mod tests {
             a: &AccountKey<'_>,
             i: &Intent,
             now: DateTime<Utc>,
-            d: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
-        ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
+            d: &mut dyn FnMut(&Snapshot) -> policy::Verdict,
+        ) -> Result<(Snapshot, Reservation), StoreError> {
             self.inner.reserve(a, i, now, d)
         }
         fn finish(&self, id: AttemptId, o: &Outcome, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -589,6 +593,9 @@ mod tests {
         }
         fn save_log_position(&self, s: &str, p: &str, pos: &LogPosition) -> Result<(), StoreError> {
             self.inner.save_log_position(s, p, pos)
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping()
         }
     }
 
@@ -641,6 +648,7 @@ mod tests {
             events,
             timezone: chrono_tz::Asia::Shanghai,
             outcome_retry: Duration::from_millis(20),
+            health: Default::default(),
         }
     }
 
@@ -653,6 +661,7 @@ mod tests {
             manual: false,
             force: false,
             dry_run: false,
+            keys: Vec::new(),
         }
     }
 
@@ -713,7 +722,7 @@ mod tests {
             stale_reads: true,
         });
         let mut settings = (*account()).clone();
-        settings.policy.prefer = Prefer::Api;
+        settings.policy.prefer = policy::Prefer::Api;
         settings.policy.api_monthly_cap = 1;
         let account = Arc::new(settings);
         // The other process's single-API clear, the last one allowed.
@@ -722,22 +731,20 @@ mod tests {
             cgi_path: "/cgi-bin/message/custom/send".into(),
         };
         let intent = Intent {
-            target: api.clone(),
             source: "other".into(),
-            trigger: String::new(),
             evidence: 1,
-            forced: false,
+            ..Intent::default()
         };
-        let (_, _, id) = ledger
+        let (_, reservation) = ledger
             .inner
-            .reserve(&key(&account, tz), &intent, Utc::now(), &mut |_, _| {
-                Decision::Clear
+            .reserve(&key(&account, tz), &intent, Utc::now(), &mut |_| {
+                policy::Verdict::Clear(api.clone())
             })
             .unwrap();
-        ledger
-            .inner
-            .finish(id.unwrap(), &Outcome::Ok, Utc::now())
-            .unwrap();
+        let Reservation::Clear { id, .. } = reservation else {
+            panic!("{reservation:?}")
+        };
+        ledger.inner.finish(id, &Outcome::Ok, Utc::now()).unwrap();
 
         let clearer = clearer(ledger.clone(), Arc::default(), Arc::new(NoEvents));
         let req = ClearRequest {

@@ -429,6 +429,7 @@ pub async fn clear(
         events,
         timezone: config.daemon.timezone,
         outcome_retry: crate::clearer::OUTCOME_RETRY,
+        health: Default::default(),
     };
     let request = ClearRequest {
         source: "cli".into(),
@@ -438,6 +439,7 @@ pub async fn clear(
         manual: true,
         force: args.force,
         dry_run: args.dry_run,
+        keys: Vec::new(),
     };
     let report = clearer.handle(&account, request).await?;
     let summary = ClearSummary::new(&account, &report);

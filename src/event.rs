@@ -120,6 +120,9 @@ pub struct Event {
     /// Evidence events that supported the decision.
     pub evidence: u32,
     pub target: ClearTarget,
+    /// The ledger's id of the attempt, for attempts (`cleared`, `failed`,
+    /// `exhausted`, `config_error`, `budget_low`): what the history shows.
+    pub attempt: Option<i64>,
     /// Set for `skipped` and `dry_run`.
     pub skip_reason: Option<SkipReason>,
     /// Set for attempts: what the ledger recorded.

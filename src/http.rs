@@ -61,6 +61,8 @@ pub enum ApiError {
     QueueFull,
     #[error("the daemon is shutting down")]
     Stopping,
+    #[error("the ledger is unreachable ({0}); retry later")]
+    LedgerDown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,7 +73,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::QueueFull | Self::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull | Self::Stopping | Self::LedgerDown(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // Client errors are the client's business; server errors are logged once.
@@ -191,8 +195,18 @@ async fn hook(
         _ => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
     };
     authenticate_hook(&rt, spec, &headers, &body)?;
+    ledger_up(&rt)?;
     let parsed = webhook::parse(spec, &rt.config, &body, Utc::now(), state.queue.room())?;
     enqueue(&state, &name, parsed)
+}
+
+/// Signals are accepted only while the ledger answers: one that could not
+/// be decided must be sent again, not answered 202 and lost.
+fn ledger_up(rt: &Runtime) -> Result<(), ApiError> {
+    match rt.clearer.health.unreachable() {
+        Some(why) => Err(ApiError::LedgerDown(why)),
+        None => Ok(()),
+    }
 }
 
 /// Queues a batch whole or not at all, and answers what happened to each item.
@@ -236,6 +250,7 @@ async fn api_signals(
 ) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
+    ledger_up(&rt)?;
     let parsed = webhook::parse_generic(
         "api",
         "account",
@@ -302,6 +317,7 @@ async fn api_clear(
         manual: true,
         force: args.force,
         dry_run: args.dry_run,
+        keys: Vec::new(),
     };
     let report = rt
         .clearer
@@ -318,7 +334,8 @@ async fn api_clear(
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    let ready = state.ready.load(Ordering::SeqCst);
+    let ledger = runtime(&state).clearer.health.unreachable();
+    let ready = state.ready.load(Ordering::SeqCst) && ledger.is_none();
     let sources = state.health.snapshot();
     let status = if ready {
         StatusCode::OK
@@ -327,6 +344,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     };
     let body = json!({
         "ready": ready,
+        "ledger": { "ok": ledger.is_none(), "error": ledger },
         "sources": sources.iter().map(|(k, v)| (k.clone(), json!({ "ok": v.is_none(), "error": v }))).collect::<serde_json::Map<_, _>>(),
     });
     (status, Json(body)).into_response()
@@ -384,6 +402,7 @@ mod tests {
             events: Arc::new(NoEvents),
             timezone: config.daemon.timezone,
             outcome_retry: crate::clearer::OUTCOME_RETRY,
+            health: Default::default(),
         });
         let (_tx, runtime) = watch::channel(Runtime { config, clearer });
         std::mem::forget(_tx);

@@ -13,10 +13,14 @@
 //! - [`wechat`]: the API client, token providers and error classification.
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
+//! - [`verify`]: after a clear, re-reads the quota and marks the attempt verified.
 //! - [`event`]: what happened, for logs, metrics and notifications.
 //! - [`signal`]: the signal type and the bounded queue from sources.
-//! - [`dispatcher`]: from the queue to the clearer: evidence windows,
-//!   duplicates, one clear in flight per account.
+//! - [`decision`]: the pure per-account state machine from signals to a
+//!   request: evidence windows, duplicates, single flight, quiet periods,
+//!   fallback and retries.
+//! - [`dispatcher`]: the loop that feeds the decision step and performs its
+//!   actions on the wall clock.
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
 //! - [`notify`]: chat notifiers and their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
@@ -32,6 +36,7 @@ pub mod calendar;
 pub mod clearer;
 pub mod cli;
 pub mod config;
+pub mod decision;
 pub mod dispatcher;
 pub mod event;
 pub mod http;
@@ -44,6 +49,7 @@ pub mod signal;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 pub mod wechat;
 
 /// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).

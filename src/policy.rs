@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar;
+use crate::event::ClearTarget;
 
 /// What to try first when a signal names one exhausted API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +100,10 @@ pub struct Snapshot {
     pub exhausted: bool,
     /// A configuration error disabled the account (until its config changes).
     pub disabled: Option<String>,
+    /// The part of the evidence under idempotency keys that an attempt which
+    /// counts already acted on within `window` (durable deduplication, shared
+    /// by every replica): not evidence again.
+    pub seen_evidence: u32,
 }
 
 /// Why no clear happens. Names are the SPEC's and appear in logs and metrics.
@@ -189,8 +194,15 @@ pub fn decide(input: &Input<'_>) -> Decision {
     if snap.in_flight {
         return Decision::Skip(Duplicate);
     }
-    if !input.manual && input.evidence < s.min_events {
-        return Decision::Skip(InsufficientEvidence);
+    if !input.manual {
+        let fresh = input.evidence.saturating_sub(snap.seen_evidence);
+        if fresh < s.min_events {
+            // Enough evidence, but some of it was acted on already.
+            return Decision::Skip(match input.evidence >= s.min_events {
+                true => Duplicate,
+                false => InsufficientEvidence,
+            });
+        }
     }
     if !input.force {
         if let Some(reason) = timing_rule(input) {
@@ -201,6 +213,49 @@ pub fn decide(input: &Input<'_>) -> Decision {
         return Decision::Skip(DryRun);
     }
     Decision::Clear
+}
+
+/// The policy's answer under the ledger's lock: clear this target, or why
+/// not and when a clear could next be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Clear(ClearTarget),
+    Skip {
+        reason: SkipReason,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// [`decide`] for `target`, with the instant a refusal ends.
+pub fn verdict(input: &Input<'_>, target: ClearTarget) -> Verdict {
+    match decide(input) {
+        Decision::Clear => Verdict::Clear(target),
+        Decision::Skip(reason) => Verdict::Skip {
+            reason,
+            retry_at: next_possible_clear(input, reason),
+        },
+    }
+}
+
+/// `prefer = "api"` with a named API and single-API budget left (as the
+/// snapshot under the lock shows it): that API first; otherwise a full clear.
+pub fn choose_target(
+    settings: &PolicySettings,
+    cgi_path: Option<&str>,
+    snapshot: &Snapshot,
+) -> ClearTarget {
+    match cgi_path {
+        Some(cgi_path)
+            if settings.prefer == Prefer::Api
+                && !snapshot.api_exhausted
+                && snapshot.api_month_used < settings.api_monthly_cap =>
+        {
+            ClearTarget::Api {
+                cgi_path: cgi_path.to_string(),
+            }
+        }
+        _ => ClearTarget::Full,
+    }
 }
 
 fn timing_rule(input: &Input<'_>) -> Option<SkipReason> {
@@ -400,6 +455,53 @@ mod tests {
                     ..PolicySettings::default()
                 },
                 evidence: 3,
+                ..Case::default()
+            },
+            Case {
+                name: "evidence under keys acted on is a duplicate",
+                snapshot: Snapshot {
+                    seen_evidence: 1,
+                    ..snap()
+                },
+                evidence: 1,
+                want: Decision::Skip(Duplicate),
+                ..Case::default()
+            },
+            Case {
+                name: "fresh evidence beside a seen key still clears",
+                settings: PolicySettings {
+                    min_events: 2,
+                    ..PolicySettings::default()
+                },
+                snapshot: Snapshot {
+                    seen_evidence: 1,
+                    ..snap()
+                },
+                evidence: 3,
+                ..Case::default()
+            },
+            Case {
+                name: "too little fresh evidence beside a seen key",
+                settings: PolicySettings {
+                    min_events: 3,
+                    ..PolicySettings::default()
+                },
+                snapshot: Snapshot {
+                    seen_evidence: 1,
+                    ..snap()
+                },
+                evidence: 2,
+                want: Decision::Skip(InsufficientEvidence),
+                ..Case::default()
+            },
+            Case {
+                name: "a manual clear ignores seen keys",
+                snapshot: Snapshot {
+                    seen_evidence: 5,
+                    ..snap()
+                },
+                evidence: 0,
+                manual: true,
                 ..Case::default()
             },
             Case {

@@ -71,6 +71,7 @@ fn event(kind: EventKind) -> Event {
         trigger: "WeChatQuotaExhausted".into(),
         evidence: 3,
         target: ClearTarget::Full,
+        attempt: None,
         skip_reason: None,
         outcome: (kind == EventKind::Cleared).then_some(Outcome::Ok),
         errcode: None,
@@ -89,6 +90,7 @@ fn event(kind: EventKind) -> Event {
 fn skipped(account: &str, reason: SkipReason) -> Event {
     Event {
         account: account.into(),
+        attempt: None,
         skip_reason: Some(reason),
         ..event(EventKind::Skipped)
     }

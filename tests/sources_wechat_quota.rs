@@ -13,8 +13,8 @@ use quotawatch::clearer::{ClearRequest, Clearer};
 use quotawatch::config::SourceSpec;
 use quotawatch::event::ClearTarget;
 use quotawatch::sources::wechat_quota::{QuotaReadings, WeChatQuotaSource};
-use quotawatch::sources::QuotaVerifier;
 use quotawatch::store::{AttemptRecord, HistoryFilter};
+use quotawatch::verify::QuotaVerifier;
 use sources_support::{Harness, BLOG, SHOP};
 use support::fake_wechat::{FakeWeChat, Fault, QUOTA_GET};
 
@@ -216,6 +216,7 @@ fn clearer(h: &Harness, verifier: QuotaVerifier) -> Clearer {
         events: Arc::new(verifier),
         timezone: h.config.daemon.timezone,
         outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
+        health: Default::default(),
     }
 }
 
@@ -229,6 +230,7 @@ fn request(cgi_path: &str) -> ClearRequest {
         // Past cooldown and reset_guard, so the test passes at any hour.
         force: true,
         dry_run: false,
+        keys: Vec::new(),
     }
 }
 

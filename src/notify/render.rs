@@ -462,6 +462,7 @@ pub(crate) mod tests {
             trigger: "WeChatQuotaExhausted".into(),
             evidence: 4,
             target: ClearTarget::Full,
+            attempt: None,
             skip_reason: None,
             outcome: None,
             errcode: None,

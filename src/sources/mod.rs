@@ -80,4 +80,4 @@ pub mod webhook;
 pub mod wechat_quota;
 
 pub use scheduler::{start_scheduled, ScheduleError, ScheduledSources};
-pub use wechat_quota::{QuotaReadings, QuotaVerifier};
+pub use wechat_quota::QuotaReadings;

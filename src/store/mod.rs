@@ -8,6 +8,7 @@
 //! its exclusive transaction, which is what makes the decision and the intent
 //! row one atomic step across processes.
 
+pub mod health;
 pub mod postgres;
 pub mod sqlite;
 
@@ -18,8 +19,9 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::event::{ClearTarget, Outcome};
-use crate::policy::{Decision, Snapshot};
+use crate::policy::{SkipReason, Snapshot, Verdict};
 
+pub use health::LedgerHealth;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -41,6 +43,12 @@ pub enum StoreError {
     },
     #[error("attempt {0} does not exist")]
     NoSuchAttempt(AttemptId),
+    #[error("attempt {id} is already recorded as {found}; its outcome {ours} was not written")]
+    Settled {
+        id: AttemptId,
+        found: String,
+        ours: &'static str,
+    },
 }
 
 /// Pending rows older than this are ambiguous whoever owns them: no request
@@ -90,13 +98,50 @@ pub struct AccountKey<'a> {
 }
 
 /// What an intent row says about the attempt it opens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Intent {
-    pub target: ClearTarget,
     pub source: String,
     pub trigger: String,
     pub evidence: u32,
     pub forced: bool,
+    /// The idempotency keys behind the evidence, with the evidence each
+    /// carries. A key that an attempt which counts acted on within `window`
+    /// is not evidence again ([`Snapshot::seen_evidence`]); a clear decided
+    /// here stores its keys in the same transaction (SPEC section 2).
+    pub keys: Vec<(String, u32)>,
+    /// How long a key acted on stays known.
+    pub window: Duration,
+}
+
+impl Intent {
+    /// The oldest acted-on key that still counts as seen at `now`.
+    pub(crate) fn keys_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// The evidence under the keys in `seen`.
+    pub(crate) fn evidence_under(&self, seen: &[String]) -> u32 {
+        self.keys
+            .iter()
+            .filter(|(k, _)| seen.contains(k))
+            .map(|(_, n)| *n)
+            .fold(0, u32::saturating_add)
+    }
+}
+
+/// What [`Store::reserve`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The policy said clear: the intent row `id` is committed for `target`.
+    Clear { id: AttemptId, target: ClearTarget },
+    /// The policy refused; nothing was written but recovery.
+    Skip {
+        reason: SkipReason,
+        retry_at: Option<DateTime<Utc>>,
+    },
 }
 
 /// One attempt as the history shows it.
@@ -139,19 +184,19 @@ pub struct LogPosition {
 }
 
 pub trait Store: Send + Sync {
-    /// Atomically: read the account's snapshot at `now`, ask `decide`, and when
-    /// it says [`Decision::Clear`] commit an intent row before returning its id.
-    /// `decide` gets the intent's target to change: the target is chosen
-    /// under the lock too (`prefer = "api"` falls back to a full clear when
-    /// the single-API budget went in the meantime), and the row records the
-    /// target it left.
+    /// Atomically: read the account's snapshot at `now` (with the intent's
+    /// keys already acted on), ask `decide`, and when it says
+    /// [`Verdict::Clear`] commit an intent row for the target it chose, and the
+    /// intent's keys, before returning the row's id. The target is chosen
+    /// under the lock too: `prefer = "api"` falls back to a full clear when the
+    /// single-API budget went in the meantime.
     fn reserve(
         &self,
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
-    ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError>;
+        decide: &mut dyn FnMut(&Snapshot) -> Verdict,
+    ) -> Result<(Snapshot, Reservation), StoreError>;
 
     /// Records an attempt's outcome.
     fn finish(&self, id: AttemptId, outcome: &Outcome, at: DateTime<Utc>)
@@ -198,6 +243,10 @@ pub trait Store: Send + Sync {
         path: &str,
         pos: &LogPosition,
     ) -> Result<(), StoreError>;
+
+    /// Checks that the ledger can be reached and written now (reconnecting
+    /// when needed), for [`LedgerHealth`].
+    fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// The `scope` and `cgi_path` columns that store a target.
@@ -213,6 +262,60 @@ pub(crate) fn target_from_columns(scope: &str, cgi_path: Option<String>) -> Clea
     match (scope, cgi_path) {
         ("api", Some(cgi_path)) => ClearTarget::Api { cgi_path },
         _ => ClearTarget::Full,
+    }
+}
+
+/// What [`Store::finish`] does with a row that is no longer `pending`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The same outcome is there: an earlier write landed (a retry).
+    Already,
+    /// Recovery marked it `ambiguous` while its clear was still in flight
+    /// (the ledger session was lost): WeChat's answer replaces the guess.
+    Reconcile,
+    /// Another outcome that is not a guess: kept, and the caller told.
+    Conflict(String),
+}
+
+impl Settled {
+    pub(crate) fn of(current: &str, ours: &Outcome) -> Self {
+        let (label, ..) = outcome_columns(ours);
+        match current {
+            c if c == label => Settled::Already,
+            "ambiguous" => Settled::Reconcile,
+            c => Settled::Conflict(c.to_string()),
+        }
+    }
+}
+
+/// The rest of [`Store::finish`] when no `pending` row took the outcome:
+/// `current` is the row's outcome (`None`: no such row), and `rewrite` puts
+/// ours over recovery's guess with this `errmsg`.
+pub(crate) fn settle_finished(
+    id: AttemptId,
+    current: Option<String>,
+    outcome: &Outcome,
+    rewrite: impl FnOnce(&str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let current = current.ok_or(StoreError::NoSuchAttempt(id))?;
+    let (label, _, errmsg) = outcome_columns(outcome);
+    match Settled::of(&current, outcome) {
+        Settled::Already => Ok(()),
+        Settled::Reconcile => rewrite(&reconciled(errmsg)),
+        Settled::Conflict(found) => Err(StoreError::Settled {
+            id,
+            found,
+            ours: label,
+        }),
+    }
+}
+
+/// The note kept in `errmsg` when an outcome replaces recovery's guess.
+fn reconciled(errmsg: Option<&str>) -> String {
+    let note = "recovered as ambiguous while in flight, then recorded from WeChat's answer";
+    match errmsg {
+        Some(m) => format!("{m} ({note})"),
+        None => note.to_string(),
     }
 }
 

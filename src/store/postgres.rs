@@ -45,8 +45,10 @@ pub const URL_SHAPE: &str = "postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode
 /// may carry a password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("{0}")]
-    Db(#[from] ::postgres::Error),
+    /// The driver's error with its causes: its own text alone is often
+    /// just `db error`.
+    #[error("{}", error_chain(.0))]
+    Db(::postgres::Error),
     /// The parser's own error is dropped: its details can quote the URL.
     #[error("daemon.state is not a valid PostgreSQL URL; expected {}", URL_SHAPE)]
     Url,
@@ -62,6 +64,12 @@ pub enum PgError {
     Stopped,
     #[error("cannot start the ledger's connection thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl From<::postgres::Error> for PgError {
+    fn from(e: ::postgres::Error) -> Self {
+        PgError::Db(e)
+    }
 }
 
 impl From<::postgres::Error> for StoreError {
@@ -112,7 +120,27 @@ const MIGRATIONS: &[&str] = &[
         byte_offset BIGINT NOT NULL,
         PRIMARY KEY (source, path)
     );",
+    // 2: durable deduplication, as in the SQLite ledger.
+    "CREATE TABLE acted_keys (
+        appid TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        attempt BIGINT NOT NULL REFERENCES attempts (id),
+        acted_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (appid, idem_key)
+    );",
 ];
+
+/// The first key of the session-level advisory lock that marks an attempt in
+/// flight (`pg_advisory_lock(OWNER_CLASS, id)`): the writer's session holds
+/// it from the intent row's commit until its outcome is written, so a pending
+/// row whose lock nobody holds belongs to a session that has ended.
+const OWNER_CLASS: i32 = 0x5157_0001;
+
+/// The second key of an attempt's advisory lock (ids past 2^31 wrap; two
+/// attempts in flight 2^31 ids apart are not a case).
+fn owner_key(id: AttemptId) -> i32 {
+    (id & 0x7fff_ffff) as i32
+}
 
 /// An advisory-lock key: the first 8 bytes of SHA-256 of `name`, stable
 /// across processes and PostgreSQL versions (unlike `hashtext`).
@@ -262,6 +290,9 @@ struct Connection {
     target: Target,
     /// `None` until the first connect, and replaced once it breaks.
     client: Option<Client>,
+    /// Attempts this process has in flight, whose owner locks the session
+    /// holds (taken again on a new session).
+    held: std::collections::BTreeSet<AttemptId>,
 }
 
 impl Connection {
@@ -271,16 +302,34 @@ impl Connection {
             None => true,
         };
         if broken {
-            self.client = Some(self.target.connect()?);
+            let mut client = self.target.connect()?;
+            // A new session: the old one's owner locks are gone. Take them
+            // again for rows still pending (another replica may have
+            // recovered one meanwhile; its outcome write reconciles).
+            for id in &self.held {
+                client.execute(
+                    "SELECT pg_try_advisory_lock($1, $2) FROM attempts WHERE id = $3 AND outcome = 'pending'",
+                    &[&OWNER_CLASS, &owner_key(*id), id],
+                )?;
+            }
+            self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Whether the last failure broke the connection, so that reconnecting
+    /// and trying again once may work (a server restart is noticed only by
+    /// the first statement after it).
+    fn broken(&self) -> bool {
+        self.client.as_ref().is_some_and(Client::is_closed)
     }
 }
 
 pub struct PostgresStore {
     /// Jobs for the thread that owns the connection (see the module docs).
     jobs: mpsc::Sender<Job>,
-    /// `host:pid` written into intent rows, to tell a live owner from a dead one.
+    /// `host:pid` written into intent rows, for people reading them (the
+    /// session's owner lock is what tells a live owner from a dead one).
     owner: String,
 }
 
@@ -357,6 +406,7 @@ impl PostgresStore {
                 let mut conn = Connection {
                     target,
                     client: None,
+                    held: Default::default(),
                 };
                 let opened = conn.client().and_then(migrate);
                 let ok = opened.is_ok();
@@ -394,14 +444,29 @@ impl PostgresStore {
     }
 
     /// Runs `f` on the connection thread and waits for its answer.
-    fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    fn call<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_connection(move |conn| conn.client().and_then(&mut f))
+    }
+
+    /// Runs `f` on the connection thread, once more on a new connection when
+    /// the first try found it broken, and waits for its answer. `f` must be
+    /// safe to run twice: each is one transaction or one idempotent statement.
+    fn with_connection<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Box::new(move |conn| {
-            let _ = reply.send(conn.client().and_then(f));
+            let mut result = f(conn);
+            if result.is_err() && conn.broken() {
+                result = f(conn);
+            }
+            let _ = reply.send(result);
         }))?;
         answer.recv().map_err(stopped)?
     }
@@ -440,34 +505,26 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Marks pending rows ambiguous when their owner on this host has exited or
-/// they are older than [`PENDING_LIMIT`]; only `appid`'s rows when given.
+/// Marks pending rows ambiguous when no session holds their owner lock: the
+/// session that wrote them has ended (on any host, in any namespace); only
+/// `appid`'s rows when given.
 fn recover_in(
     c: &mut impl GenericClient,
-    me: &str,
     now: DateTime<Utc>,
     appid: Option<&str>,
 ) -> Result<usize, StoreError> {
-    let rows = c.query(
-        "SELECT id, owner, started_at FROM attempts
-         WHERE outcome = 'pending' AND ($1::text IS NULL OR appid = $1)",
-        &[&appid],
+    let n = c.execute(
+        "UPDATE attempts a SET outcome = 'ambiguous', finished_at = $2,
+             errmsg = 'the ledger session sending this clear ended before its outcome was recorded'
+         WHERE outcome = 'pending' AND ($1::text IS NULL OR appid = $1)
+           AND NOT EXISTS (
+             SELECT 1 FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.classid = $3::int4::oid AND l.objid = (a.id & 2147483647)::int4::oid)",
+        &[&appid, &now, &OWNER_CLASS],
     )?;
-    let limit = now - chrono::Duration::from_std(PENDING_LIMIT).expect("an hour fits");
-    let mut n = 0;
-    for row in rows {
-        let (id, owner, started): (i64, String, DateTime<Utc>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        if started < limit || !owner_alive(&owner, me) {
-            n += c.execute(
-                "UPDATE attempts SET outcome = 'ambiguous', finished_at = $2,
-                     errmsg = 'the process sending this clear stopped before its outcome was recorded'
-                 WHERE id = $1 AND outcome = 'pending'",
-                &[&id, &now],
-            )? as usize;
-        }
-    }
-    Ok(n)
+    Ok(n as usize)
 }
 
 fn count(v: i64) -> u32 {
@@ -530,6 +587,7 @@ fn snapshot_in(
             Some(fp) if fp == account.fingerprint => Some(disabled_reason.unwrap_or_default()),
             _ => None,
         },
+        seen_evidence: 0,
     })
 }
 
@@ -586,33 +644,68 @@ impl OwnedKey {
 /// the snapshot to decide on (the lock held meanwhile), then the result.
 enum Step {
     Snapshot(Snapshot),
-    Done(Result<Option<AttemptId>, StoreError>),
+    Done(Result<Reservation, StoreError>),
 }
 
 /// The connection thread's half of `reserve`. The caller's `decide` runs on
 /// the caller's thread while this transaction holds the appid's lock; if the
 /// caller goes away instead of answering, the transaction rolls back.
-fn reserve_in(
-    client: &mut Client,
-    account: &OwnedKey,
-    intent: &Intent,
-    owner: &str,
+/// `asked` is set once the snapshot went to the caller: from then on the
+/// step must not be tried again.
+/// What a reserve is about, sent to the connection thread.
+struct ReserveJob {
+    account: OwnedKey,
+    intent: Intent,
+    owner: String,
     now: DateTime<Utc>,
+}
+
+fn reserve_in(
+    conn: &mut Connection,
+    job: &ReserveJob,
     steps: &mpsc::SyncSender<Step>,
-    decisions: &mpsc::Receiver<(Decision, ClearTarget)>,
-) -> Result<Option<AttemptId>, StoreError> {
+    verdicts: &mpsc::Receiver<Verdict>,
+    asked: &mut bool,
+) -> Result<Reservation, StoreError> {
+    let ReserveJob {
+        account,
+        intent,
+        owner,
+        now,
+    } = job;
+    let now = *now;
+    let client = conn.client()?;
     let mut tx = client.transaction()?;
     let lock = lock_key(&format!("quotawatch:reserve:{}", account.appid));
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
-    recover_in(&mut tx, owner, now, Some(&account.appid))?;
-    let snapshot = snapshot_in(&mut tx, &account.key(), now)?;
+    recover_in(&mut tx, now, Some(&account.appid))?;
+    let mut snapshot = snapshot_in(&mut tx, &account.key(), now)?;
+    let since = intent.keys_since(now);
+    let keys: Vec<&str> = intent.keys.iter().map(|(k, _)| k.as_str()).collect();
+    let seen: Vec<String> = match keys.is_empty() {
+        true => Vec::new(),
+        false => tx
+            .query(
+                "SELECT k.idem_key FROM acted_keys k JOIN attempts a ON a.id = k.attempt
+                 WHERE k.appid = $1 AND k.idem_key = ANY($2) AND k.acted_at >= $3
+                   AND a.outcome IN ('pending', 'ok', 'ambiguous')",
+                &[&account.appid, &keys, &since],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?,
+    };
+    snapshot.seen_evidence = intent.evidence_under(&seen);
+    *asked = true;
     steps.send(Step::Snapshot(snapshot)).map_err(stopped)?;
-    let (decision, target) = decisions.recv().map_err(stopped)?;
-    if decision != Decision::Clear {
-        // Commit all the same: the recovery above is worth keeping.
-        tx.commit()?;
-        return Ok(None);
-    }
+    let target = match verdicts.recv().map_err(stopped)? {
+        Verdict::Clear(target) => target,
+        Verdict::Skip { reason, retry_at } => {
+            // Commit all the same: the recovery above is worth keeping.
+            tx.commit()?;
+            return Ok(Reservation::Skip { reason, retry_at });
+        }
+    };
     let (scope, cgi_path) = target_columns(&target);
     let row = tx.query_one(
         "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
@@ -631,8 +724,77 @@ fn reserve_in(
         ],
     )?;
     let id: AttemptId = row.try_get(0)?;
-    tx.commit()?;
-    Ok(Some(id))
+    tx.execute(
+        "DELETE FROM acted_keys WHERE appid = $1 AND acted_at < $2",
+        &[&account.appid, &since],
+    )?;
+    // A seen key keeps the attempt that acted on it first.
+    let fresh: Vec<&str> = keys
+        .into_iter()
+        .filter(|k| !seen.iter().any(|s| s == k))
+        .collect();
+    tx.execute(
+        "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at)
+         SELECT $1, k, $3, $4 FROM UNNEST($2::text[]) AS k
+         ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
+        &[&account.appid, &fresh, &id, &now],
+    )?;
+    // The owner lock is taken before the row is visible to anyone, so no
+    // recovery can see it pending without an owner.
+    tx.execute(
+        "SELECT pg_advisory_lock($1, $2)",
+        &[&OWNER_CLASS, &owner_key(id)],
+    )?;
+    if let Err(e) = tx.commit() {
+        let _ = conn.client().map(|c| {
+            c.execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&OWNER_CLASS, &owner_key(id)],
+            )
+        });
+        return Err(e.into());
+    }
+    conn.held.insert(id);
+    Ok(Reservation::Clear { id, target })
+}
+
+/// The connection thread's half of `finish`: the outcome (reconciled with a
+/// recovery that got there first), then the owner lock let go.
+fn finish_in(
+    conn: &mut Connection,
+    id: AttemptId,
+    outcome: &Outcome,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (label, errcode, errmsg) = outcome_columns(outcome);
+    let c = conn.client()?;
+    let n = c.execute(
+        "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5
+         WHERE id = $1 AND outcome = 'pending'",
+        &[&id, &label, &errcode, &errmsg, &at],
+    )?;
+    let written = match n {
+        1 => Ok(()),
+        _ => {
+            let current = c.query_opt("SELECT outcome FROM attempts WHERE id = $1", &[&id])?;
+            let current = current.map(|r| r.try_get::<_, String>(0)).transpose()?;
+            settle_finished(id, current, outcome, |errmsg| {
+                c.execute(
+                    "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5 WHERE id = $1",
+                    &[&id, &label, &errcode, &errmsg, &at],
+                )?;
+                Ok(())
+            })
+        }
+    };
+    // Written, or settled by someone else: either way no longer in flight.
+    if conn.held.remove(&id) {
+        conn.client()?.execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&OWNER_CLASS, &owner_key(id)],
+        )?;
+    }
+    written
 }
 
 impl Store for PostgresStore {
@@ -641,18 +803,27 @@ impl Store for PostgresStore {
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
-    ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
-        let key = OwnedKey::new(account);
-        let mut target = intent.target.clone();
-        let intent = intent.clone();
-        let owner = self.owner.clone();
+        decide: &mut dyn FnMut(&Snapshot) -> Verdict,
+    ) -> Result<(Snapshot, Reservation), StoreError> {
+        let job = ReserveJob {
+            account: OwnedKey::new(account),
+            intent: intent.clone(),
+            owner: self.owner.clone(),
+            now,
+        };
         let (steps_tx, steps) = mpsc::sync_channel(1);
-        let (decisions, decisions_rx) = mpsc::sync_channel(1);
+        let (verdicts, verdicts_rx) = mpsc::sync_channel(1);
         self.send(Box::new(move |conn| {
-            let done = conn.client().and_then(|client| {
-                reserve_in(client, &key, &intent, &owner, now, &steps_tx, &decisions_rx)
-            });
+            let mut asked = false;
+            let step = |conn: &mut Connection, asked: &mut bool| {
+                reserve_in(conn, &job, &steps_tx, &verdicts_rx, asked)
+            };
+            let mut done = step(conn, &mut asked);
+            // A broken connection before the caller was asked: nothing was
+            // decided, so one more try on a new connection is safe.
+            if done.is_err() && !asked && conn.broken() {
+                done = step(conn, &mut asked);
+            }
             let _ = steps_tx.send(Step::Done(done));
         }))?;
         let snapshot = match steps.recv().map_err(stopped)? {
@@ -660,10 +831,10 @@ impl Store for PostgresStore {
             Step::Done(Err(e)) => return Err(e),
             Step::Done(Ok(_)) => return Err(stopped(())),
         };
-        let decision = decide(&snapshot, &mut target);
-        decisions.send((decision, target)).map_err(stopped)?;
+        let verdict = decide(&snapshot);
+        verdicts.send(verdict).map_err(stopped)?;
         match steps.recv().map_err(stopped)? {
-            Step::Done(id) => Ok((snapshot, decision, id?)),
+            Step::Done(reservation) => Ok((snapshot, reservation?)),
             Step::Snapshot(_) => Err(stopped(())),
         }
     }
@@ -674,19 +845,8 @@ impl Store for PostgresStore {
         outcome: &Outcome,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (label, errcode, errmsg) = outcome_columns(outcome);
-        // The connection thread needs owned values.
-        let errmsg = errmsg.map(str::to_string);
-        let n = self.call(move |c| {
-            Ok(c.execute(
-                "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5 WHERE id = $1",
-                &[&id, &label, &errcode, &errmsg, &at],
-            )?)
-        })?;
-        if n == 0 {
-            return Err(StoreError::NoSuchAttempt(id));
-        }
-        Ok(())
+        let outcome = outcome.clone();
+        self.with_connection(move |conn| finish_in(conn, id, &outcome, at))
     }
 
     fn snapshot(
@@ -777,8 +937,7 @@ impl Store for PostgresStore {
     }
 
     fn recover(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let owner = self.owner.clone();
-        self.call(move |c| recover_in(c, &owner, now, None))
+        self.call(move |c| recover_in(c, now, None))
     }
 
     fn log_position(&self, source: &str, path: &str) -> Result<Option<LogPosition>, StoreError> {
@@ -813,6 +972,10 @@ impl Store for PostgresStore {
             )?;
             Ok(())
         })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.call(|c| Ok(c.batch_execute("SELECT 1")?))
     }
 }
 

@@ -54,7 +54,20 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: every decision looks for pending rows; without this it scans the table.
     "CREATE INDEX attempts_pending ON attempts (appid) WHERE outcome = 'pending';",
+    // 3: durable deduplication: the idempotency keys an attempt acted on.
+    "CREATE TABLE acted_keys (
+        appid TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL REFERENCES attempts (id),
+        acted_at INTEGER NOT NULL,
+        PRIMARY KEY (appid, idem_key)
+    );",
 ];
+
+/// How long a statement waits for another process's write lock.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+/// How long [`Store::ping`] waits for it.
+const PING_WAIT: Duration = Duration::from_secs(1);
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -79,7 +92,7 @@ impl SqliteStore {
             })?;
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_WAIT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -189,7 +202,32 @@ fn snapshot_in(
             Some(fp) if fp == account.fingerprint => Some(disabled_reason.unwrap_or_default()),
             _ => None,
         },
+        seen_evidence: 0,
     })
+}
+
+/// The intent's keys that an attempt which counts acted on since `since`.
+fn seen_keys(
+    conn: &Connection,
+    account: &AccountKey<'_>,
+    intent: &Intent,
+    since: i64,
+) -> Result<Vec<String>, StoreError> {
+    if intent.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM acted_keys k JOIN attempts a ON a.id = k.attempt
+         WHERE k.appid = ?1 AND k.idem_key = ?2 AND k.acted_at >= ?3
+           AND a.outcome IN ('pending', 'ok', 'ambiguous')",
+    )?;
+    let mut seen = Vec::new();
+    for (k, _) in &intent.keys {
+        if stmt.exists(params![account.appid, k, since])? {
+            seen.push(k.clone());
+        }
+    }
+    Ok(seen)
 }
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
@@ -219,26 +257,43 @@ impl Store for SqliteStore {
         account: &AccountKey<'_>,
         intent: &Intent,
         now: DateTime<Utc>,
-        decide: &mut dyn FnMut(&Snapshot, &mut ClearTarget) -> Decision,
-    ) -> Result<(Snapshot, Decision, Option<AttemptId>), StoreError> {
+        decide: &mut dyn FnMut(&Snapshot) -> Verdict,
+    ) -> Result<(Snapshot, Reservation), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         recover_in(&tx, &self.owner, now)?;
-        let snapshot = snapshot_in(&tx, account, now)?;
-        let mut target = intent.target.clone();
-        let decision = decide(&snapshot, &mut target);
-        let mut id = None;
-        if decision == Decision::Clear {
-            let (scope, cgi_path) = target_columns(&target);
-            tx.execute(
-                "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
-                params![account.appid, account.name, scope, cgi_path, ms(now), intent.source, intent.trigger, intent.evidence, intent.forced, self.owner],
-            )?;
-            id = Some(tx.last_insert_rowid());
-        }
+        let mut snapshot = snapshot_in(&tx, account, now)?;
+        let since = ms(intent.keys_since(now));
+        let seen = seen_keys(&tx, account, intent, since)?;
+        snapshot.seen_evidence = intent.evidence_under(&seen);
+        let reservation = match decide(&snapshot) {
+            Verdict::Skip { reason, retry_at } => Reservation::Skip { reason, retry_at },
+            Verdict::Clear(target) => {
+                let (scope, cgi_path) = target_columns(&target);
+                tx.execute(
+                    "INSERT INTO attempts (appid, account, scope, cgi_path, started_at, outcome, source, trigger, evidence, forced, owner)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
+                    params![account.appid, account.name, scope, cgi_path, ms(now), intent.source, intent.trigger, intent.evidence, intent.forced, self.owner],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "DELETE FROM acted_keys WHERE appid = ?1 AND acted_at < ?2",
+                    params![account.appid, since],
+                )?;
+                let mut insert = tx.prepare(
+                    "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
+                )?;
+                // A seen key keeps the attempt that acted on it first.
+                for (k, _) in intent.keys.iter().filter(|(k, _)| !seen.contains(k)) {
+                    insert.execute(params![account.appid, k, id, ms(now)])?;
+                }
+                drop(insert);
+                Reservation::Clear { id, target }
+            }
+        };
         tx.commit()?;
-        Ok((snapshot, decision, id))
+        Ok((snapshot, reservation))
     }
 
     fn finish(
@@ -248,14 +303,29 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (label, errcode, errmsg) = outcome_columns(outcome);
-        let n = self.conn().execute(
-            "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5
+             WHERE id = ?1 AND outcome = 'pending'",
             params![id, label, errcode, errmsg, ms(at)],
         )?;
-        if n == 0 {
-            return Err(StoreError::NoSuchAttempt(id));
+        if n == 1 {
+            return Ok(());
         }
-        Ok(())
+        let current: Option<String> = conn
+            .query_row(
+                "SELECT outcome FROM attempts WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        settle_finished(id, current, outcome, |errmsg| {
+            conn.execute(
+                "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
+                params![id, label, errcode, errmsg, ms(at)],
+            )?;
+            Ok(())
+        })
     }
 
     fn snapshot(
@@ -364,6 +434,16 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        // The write lock, as a decision takes it, then nothing written; with
+        // a short wait, so a probe never holds the connection for long.
+        let conn = self.conn();
+        conn.busy_timeout(PING_WAIT)?;
+        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        conn.busy_timeout(BUSY_WAIT)?;
+        Ok(result?)
+    }
 }
 
 #[cfg(test)]
@@ -386,20 +466,90 @@ mod tests {
 
     fn intent() -> Intent {
         Intent {
-            target: ClearTarget::Full,
             source: "test".into(),
             trigger: "t".into(),
             evidence: 1,
-            forced: false,
+            window: Duration::from_secs(300),
+            ..Intent::default()
         }
     }
 
     fn clear_once(store: &SqliteStore, now: DateTime<Utc>) -> AttemptId {
-        let (_, d, id) = store
-            .reserve(&key(), &intent(), now, &mut |_, _| Decision::Clear)
-            .unwrap();
-        assert_eq!(d, Decision::Clear);
-        id.unwrap()
+        reserve_keys(store, now, &[]).expect("a clear").0
+    }
+
+    /// Reserves a full clear with evidence under `keys` (one each); the id
+    /// when the decision was a clear, and the snapshot's seen evidence.
+    fn reserve_keys(
+        store: &SqliteStore,
+        now: DateTime<Utc>,
+        keys: &[&str],
+    ) -> Option<(AttemptId, u32)> {
+        let intent = Intent {
+            keys: keys.iter().map(|k| (k.to_string(), 1)).collect(),
+            ..intent()
+        };
+        let (snap, r) =
+            store
+                .reserve(&key(), &intent, now, &mut |s| match s.seen_evidence
+                    < keys.len().max(1) as u32
+                {
+                    true => Verdict::Clear(ClearTarget::Full),
+                    false => Verdict::Skip {
+                        reason: SkipReason::Duplicate,
+                        retry_at: None,
+                    },
+                })
+                .unwrap();
+        match r {
+            Reservation::Clear { id, target } => {
+                assert_eq!(target, ClearTarget::Full);
+                Some((id, snap.seen_evidence))
+            }
+            Reservation::Skip { .. } => None,
+        }
+    }
+
+    /// SPEC section 2: a key acted on by an attempt that counts is known for
+    /// the window, to this process and any other on the same file; a failed
+    /// attempt's keys are evidence again.
+    #[test]
+    fn keys_acted_on_are_known_for_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        let now = utc("2026-11-28T02:00:00Z");
+        let secs = |s| now + chrono::Duration::seconds(s);
+        let (a, _) = reserve_keys(&store, now, &["alert-1"]).unwrap();
+        store.finish(a, &Outcome::Ok, now).unwrap();
+        let cases: &[(&SqliteStore, i64, &[&str], bool)] = &[
+            // (store, seconds after, keys, cleared)
+            (&other, 1, &["alert-1"], false),
+            (&store, 299, &["alert-1"], false),
+            (&other, 10, &["alert-1", "alert-2"], true),
+            (&other, 11, &["alert-1"], false),
+        ];
+        for (i, (s, after, keys, cleared)) in cases.iter().enumerate() {
+            let got = reserve_keys(s, secs(*after), keys);
+            assert_eq!(got.is_some(), *cleared, "case {i}: {keys:?} at +{after}s");
+            if let Some((id, _)) = got {
+                s.finish(
+                    id,
+                    &Outcome::Failed {
+                        errcode: Some(-1),
+                        errmsg: "busy".into(),
+                    },
+                    secs(*after),
+                )
+                .unwrap();
+            }
+        }
+        // alert-2's attempt failed: it is evidence again; alert-1 kept its
+        // first attempt, and is evidence again once the window has passed.
+        assert!(reserve_keys(&other, secs(20), &["alert-2"]).is_some());
+        let (b, _) = reserve_keys(&store, secs(301), &["alert-1"]).expect("the window has passed");
+        store.finish(b, &Outcome::Ok, secs(301)).unwrap();
     }
 
     #[test]
@@ -492,13 +642,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("l.db")).unwrap();
         let now = utc("2026-11-28T02:00:00Z");
-        let (_, d, id) = store
-            .reserve(&key(), &intent(), now, &mut |_, _| {
-                Decision::Skip(SkipReason::Cooldown)
+        let (_, r) = store
+            .reserve(&key(), &intent(), now, &mut |_| Verdict::Skip {
+                reason: SkipReason::Cooldown,
+                retry_at: None,
             })
             .unwrap();
-        assert_eq!(d, Decision::Skip(SkipReason::Cooldown));
-        assert!(id.is_none());
+        assert_eq!(
+            r,
+            Reservation::Skip {
+                reason: SkipReason::Cooldown,
+                retry_at: None
+            }
+        );
         assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
     }
 
