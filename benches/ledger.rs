@@ -191,6 +191,7 @@ fn clearer_burst(c: &mut Criterion) {
         timezone: config.daemon.timezone,
         outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
         health: Default::default(),
+        clock: Default::default(),
     });
     let accounts: Vec<Arc<Account>> = config.accounts.values().cloned().collect();
     let mut group = c.benchmark_group("clearer");

@@ -180,6 +180,7 @@ impl Daemon {
             timezone: config.daemon.timezone,
             outcome_retry: crate::clearer::OUTCOME_RETRY,
             health: self.ledger.clone(),
+            clock: Default::default(),
         });
         self.publish_budgets(&config);
         Ok(Generation {

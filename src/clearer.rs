@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::calendar;
+use crate::clock::Clock;
 use crate::config::Account;
 use crate::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use crate::metrics::Metrics;
@@ -88,6 +89,8 @@ pub struct Clearer {
     pub outcome_retry: std::time::Duration,
     /// Whether the ledger answers, as this clearer's ledger work finds it.
     pub health: Arc<LedgerHealth>,
+    /// What "now" is: the wall clock, or a simulation's.
+    pub clock: Clock,
 }
 
 /// The daemon's first wait before retrying an outcome write.
@@ -99,7 +102,7 @@ impl Clearer {
         account: &Arc<Account>,
         req: ClearRequest,
     ) -> Result<Report, ClearError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let (snapshot, reservation) = self.reserve(account, &req, now).await?;
         let (decision, target, attempt) = match &reservation {
             Reservation::Clear { id, target } => (Decision::Clear, target.clone(), Some(*id)),
@@ -230,7 +233,7 @@ impl Clearer {
         );
         let result = self.wechat.clear(account, &report.target).await;
         let outcome = outcome_of(&result);
-        let done = Utc::now();
+        let done = self.clock.now();
         let flags = Flags::of(&report.target, &result);
         let recorded = self
             .ledger()
@@ -649,6 +652,7 @@ mod tests {
             timezone: chrono_tz::Asia::Shanghai,
             outcome_retry: Duration::from_millis(20),
             health: Default::default(),
+            clock: Default::default(),
         }
     }
 

@@ -91,6 +91,8 @@ pub enum Command {
     Enable { account: String },
     /// Send a test message through one notifier and show the platform's answer
     NotifyTest { notifier: String },
+    /// Backtest the policy against never, naive and the hindsight optimum
+    Simulate(crate::simulate::SimulateArgs),
     /// Write shell completions and the man page into DIR (for packaging)
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
@@ -430,6 +432,7 @@ pub async fn clear(
         timezone: config.daemon.timezone,
         outcome_retry: crate::clearer::OUTCOME_RETRY,
         health: Default::default(),
+        clock: Default::default(),
     };
     let request = ClearRequest {
         source: "cli".into(),

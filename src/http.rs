@@ -403,6 +403,7 @@ mod tests {
             timezone: config.daemon.timezone,
             outcome_retry: crate::clearer::OUTCOME_RETRY,
             health: Default::default(),
+            clock: Default::default(),
         });
         let (_tx, runtime) = watch::channel(Runtime { config, clearer });
         std::mem::forget(_tx);

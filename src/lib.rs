@@ -14,6 +14,7 @@
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
 //! - [`verify`]: after a clear, re-reads the quota and marks the attempt verified.
+//! - [`clock`]: the wall clock, or a simulation's.
 //! - [`event`]: what happened, for logs, metrics and notifications.
 //! - [`signal`]: the signal type and the bounded queue from sources.
 //! - [`decision`]: the pure per-account state machine from signals to a
@@ -21,6 +22,8 @@
 //!   fallback and retries.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the wall clock.
+//! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
+//!   SPEC section 8, the reference policies and the daemon's own decision step.
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
 //! - [`notify`]: chat notifiers and their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
@@ -35,6 +38,7 @@ pub mod app;
 pub mod calendar;
 pub mod clearer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decision;
 pub mod dispatcher;
@@ -46,6 +50,7 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod signal;
+pub mod simulate;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -85,6 +85,7 @@ async fn dispatch(
         Command::Enable { account } => cli::enable(&config, &account),
         Command::NotifyTest { notifier } => quotawatch::app::notify_test(&config, &notifier).await,
         Command::GenerateAssets { dir } => cli::generate_assets(&dir),
+        Command::Simulate(args) => quotawatch::simulate::command(&config, &args).await,
     }
 }
 

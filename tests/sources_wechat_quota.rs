@@ -217,6 +217,7 @@ fn clearer(h: &Harness, verifier: QuotaVerifier) -> Clearer {
         timezone: h.config.daemon.timezone,
         outcome_retry: quotawatch::clearer::OUTCOME_RETRY,
         health: Default::default(),
+        clock: Default::default(),
     }
 }
 

@@ -103,6 +103,17 @@ impl SqliteStore {
         })
     }
 
+    /// A ledger that lives in memory and dies with the store: for
+    /// `quotawatch simulate`, whose decisions must not touch the real one.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            owner: owner_id(),
+        })
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions
         // roll back on drop), so a poisoned lock is still usable.
