@@ -138,10 +138,17 @@ pub struct Report {
 /// Runs every policy over `trace`.
 pub async fn backtest(config: &Config, trace: &Trace, delay: Duration) -> anyhow::Result<Report> {
     let cap = |name: &str| config.account(name).map_or(0, |a| a.policy.monthly_cap);
-    let never = world::replay(trace, delay, &[]);
-    let naive = naive(trace, delay);
-    let schedule = oracle::schedule(trace, delay, cap);
-    let oracle = world::replay(trace, delay, &schedule.clears);
+    // The reference runs are independent: never and naive run beside the
+    // oracle's programme.
+    let ((never, naive), oracle) = std::thread::scope(|scope| {
+        let references = scope.spawn(|| (world::replay(trace, delay, &[]), naive(trace, delay)));
+        let schedule = oracle::schedule(trace, delay, cap);
+        let oracle = world::replay(trace, delay, &schedule.clears);
+        (
+            references.join().expect("the reference runs panicked"),
+            oracle,
+        )
+    });
     let policy = policy(config, trace, delay).await?;
     let runs = vec![
         Run {
@@ -184,19 +191,19 @@ fn naive(trace: &Trace, delay: Duration) -> (Vec<Costs>, Vec<Attempt>) {
     while let Some(batch) = world.next_batch() {
         for s in batch {
             let month = crate::calendar::month_label(trace.timezone, s.at);
-            if stopped.get(&s.account) == Some(&month) {
+            if stopped.get(&*s.account) == Some(&month) {
                 continue;
             }
             if last
-                .get(&s.account)
+                .get(&*s.account)
                 .is_some_and(|t| s.at - *t < Duration::seconds(60))
             {
                 continue;
             }
-            last.insert(s.account.clone(), s.at);
+            last.insert(s.account.to_string(), s.at);
             let answer = lock(&side).clear(&s.account, &ClearTarget::Full, s.at);
             if answer.is_err() {
-                stopped.insert(s.account.clone(), month);
+                stopped.insert(s.account.to_string(), month);
             }
         }
     }
@@ -264,7 +271,7 @@ async fn policy(
                 source: "simulate".into(),
                 reason: "45009".into(),
                 count: u32::try_from(s.count).unwrap_or(u32::MAX),
-                cgi_path: Some(s.cgi_path.clone()),
+                cgi_path: Some(s.cgi_path.to_string()),
                 key: None,
                 received_at: s.at,
             };

@@ -159,8 +159,41 @@ impl Day<'_> {
 type Month<'t> = (String, Vec<(Day<'t>, Vec<Best>)>);
 
 /// The oracle's schedule for every account of the trace, `cap` giving each
-/// account's monthly budget.
-pub fn schedule(trace: &Trace, delay: Duration, cap: impl Fn(&str) -> u32) -> Schedule {
+/// account's monthly budget. Accounts are independent: they are planned on
+/// as many threads as the machine has cores.
+pub fn schedule(trace: &Trace, delay: Duration, cap: impl Fn(&str) -> u32 + Sync) -> Schedule {
+    let accounts = trace.accounts();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = accounts.len().div_ceil(threads).max(1);
+    let plans: Vec<(Vec<Attempt>, u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = accounts
+            .chunks(chunk)
+            .map(|names| {
+                let cap = &cap;
+                scope.spawn(move || {
+                    names
+                        .iter()
+                        .map(|a| plan_account(trace, delay, a, cap(a)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("an oracle worker panicked"))
+            .collect()
+    });
+    let locked_minutes = plans.iter().map(|(_, l)| l).sum();
+    let mut clears: Vec<Attempt> = plans.into_iter().flat_map(|(c, _)| c).collect();
+    clears.sort_by(|a, b| (a.time, &a.account).cmp(&(b.time, &b.account)));
+    Schedule {
+        clears,
+        locked_minutes,
+    }
+}
+
+/// One account's best clears, and the locked minutes they leave.
+fn plan_account(trace: &Trace, delay: Duration, account: &str, k_max: u32) -> (Vec<Attempt>, u64) {
     // A signal at a failing minute's end plus the delay; its clear takes
     // effect at the next whole minute.
     let delay_ms = delay.num_milliseconds().max(0) as u64;
@@ -168,54 +201,47 @@ pub fn schedule(trace: &Trace, delay: Duration, cap: impl Fn(&str) -> u32) -> Sc
     let back = Duration::milliseconds((u64::from(lag) * 60_000 - delay_ms) as i64);
     let mut clears = Vec::new();
     let mut locked_minutes = 0;
-    for account in trace.accounts() {
-        let pairs: Vec<usize> = (0..trace.pairs.len())
-            .filter(|&p| trace.pairs[p].account == account)
-            .collect();
-        let k_max = cap(&account);
-        // Per month: each day's best locked minutes for 0..=k_max clears.
-        let mut months: Vec<Month> = Vec::new();
-        let mut day = calendar::day(trace.timezone, trace.start);
-        while day.start < trace.end() {
-            let start = (day.start - trace.start).num_minutes() as u32;
-            let end = ((day.end - trace.start).num_minutes() as u32).min(trace.minutes);
-            let mut d = Day {
-                trace,
-                pairs: &pairs,
-                start,
-                end,
-                lag,
-                memo: HashMap::new(),
-                segments: HashMap::new(),
-            };
-            let row: Vec<Best> = (0..=k_max).map(|k| d.best(start, k)).collect();
-            let label = calendar::month_label(trace.timezone, day.start);
-            match months.last_mut() {
-                Some((l, days)) if *l == label => days.push((d, row)),
-                _ => months.push((label, vec![(d, row)])),
-            }
-            day = calendar::day(trace.timezone, day.end);
+    let pairs: Vec<usize> = (0..trace.pairs.len())
+        .filter(|&p| trace.pairs[p].account == account)
+        .collect();
+    // Per month: each day's best locked minutes for 0..=k_max clears.
+    let mut months: Vec<Month> = Vec::new();
+    let mut day = calendar::day(trace.timezone, trace.start);
+    while day.start < trace.end() {
+        let start = (day.start - trace.start).num_minutes() as u32;
+        let end = ((day.end - trace.start).num_minutes() as u32).min(trace.minutes);
+        let mut d = Day {
+            trace,
+            pairs: &pairs,
+            start,
+            end,
+            lag,
+            memo: HashMap::new(),
+            segments: HashMap::new(),
+        };
+        let row: Vec<Best> = (0..=k_max).map(|k| d.best(start, k)).collect();
+        let label = calendar::month_label(trace.timezone, day.start);
+        match months.last_mut() {
+            Some((l, days)) if *l == label => days.push((d, row)),
+            _ => months.push((label, vec![(d, row)])),
         }
-        for (_, days) in &mut months {
-            let ks = knapsack(days.iter().map(|(_, row)| row.as_slice()), k_max);
-            for ((d, row), k) in days.iter_mut().zip(ks) {
-                locked_minutes += row[k as usize].locked;
-                for b in d.plan(k) {
-                    clears.push(Attempt {
-                        time: trace.at(b) - back,
-                        account: account.clone(),
-                        target: ClearTarget::Full,
-                        errcode: None,
-                    });
-                }
+        day = calendar::day(trace.timezone, day.end);
+    }
+    for (_, days) in &mut months {
+        let ks = knapsack(days.iter().map(|(_, row)| row.as_slice()), k_max);
+        for ((d, row), k) in days.iter_mut().zip(ks) {
+            locked_minutes += row[k as usize].locked;
+            for b in d.plan(k) {
+                clears.push(Attempt {
+                    time: trace.at(b) - back,
+                    account: account.to_string(),
+                    target: ClearTarget::Full,
+                    errcode: None,
+                });
             }
         }
     }
-    clears.sort_by(|a, b| (a.time, &a.account).cmp(&(b.time, &b.account)));
-    Schedule {
-        clears,
-        locked_minutes,
-    }
+    (clears, locked_minutes)
 }
 
 /// Shares `budget` clears over days: each day's row gives its best with at

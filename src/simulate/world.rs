@@ -32,8 +32,8 @@ pub const API_PER_MONTH: u32 = 50;
 pub struct SimSignal {
     pub at: DateTime<Utc>,
     /// The account's config name.
-    pub account: String,
-    pub cgi_path: String,
+    pub account: Arc<str>,
+    pub cgi_path: Arc<str>,
     /// The failed calls of the minute.
     pub count: u64,
 }
@@ -121,6 +121,8 @@ pub struct World<'t> {
     side: Shared,
     /// Account index of each pair, and the account names.
     account_of: Vec<usize>,
+    /// Each pair's (account, cgi_path), shared by its signals.
+    names: Vec<(Arc<str>, Arc<str>)>,
     accounts: Vec<String>,
     used: Vec<u64>,
     /// Per pair, the next demand row to serve.
@@ -152,11 +154,22 @@ impl<'t> World<'t> {
             day_starts.insert((day.start - trace.start).num_minutes() as u32);
             day = calendar::day(trace.timezone, day.end);
         }
+        let names = trace
+            .pairs
+            .iter()
+            .map(|p| {
+                (
+                    Arc::from(p.account.as_str()),
+                    Arc::from(p.cgi_path.as_str()),
+                )
+            })
+            .collect();
         World {
             trace,
             delay,
             side,
             account_of,
+            names,
             used: vec![0; trace.pairs.len()],
             next: vec![0; trace.pairs.len()],
             minute: 0,
@@ -233,8 +246,8 @@ impl<'t> World<'t> {
                 self.failed[a] += failed;
                 self.due.push_back(SimSignal {
                     at: self.trace.at(m + 1) + self.delay,
-                    account: self.trace.pairs[p].account.clone(),
-                    cgi_path: self.trace.pairs[p].cgi_path.clone(),
+                    account: self.names[p].0.clone(),
+                    cgi_path: self.names[p].1.clone(),
                     count: failed,
                 });
             }
@@ -285,7 +298,7 @@ pub fn replay(trace: &Trace, delay: Duration, clears: &[Attempt]) -> (Vec<Costs>
     }
     while let Some(batch) = world.next_batch() {
         for s in batch {
-            let Some(queue) = todo.get_mut(s.account.as_str()) else {
+            let Some(queue) = todo.get_mut(&*s.account) else {
                 continue;
             };
             while queue.front().is_some_and(|c| c.time <= s.at) {

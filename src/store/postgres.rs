@@ -724,21 +724,23 @@ fn reserve_in(
         ],
     )?;
     let id: AttemptId = row.try_get(0)?;
-    tx.execute(
-        "DELETE FROM acted_keys WHERE appid = $1 AND acted_at < $2",
-        &[&account.appid, &since],
-    )?;
-    // A seen key keeps the attempt that acted on it first.
-    let fresh: Vec<&str> = keys
-        .into_iter()
-        .filter(|k| !seen.iter().any(|s| s == k))
-        .collect();
-    tx.execute(
-        "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at)
-         SELECT $1, k, $3, $4 FROM UNNEST($2::text[]) AS k
-         ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
-        &[&account.appid, &fresh, &id, &now],
-    )?;
+    if !keys.is_empty() {
+        tx.execute(
+            "DELETE FROM acted_keys WHERE appid = $1 AND acted_at < $2",
+            &[&account.appid, &since],
+        )?;
+        // A seen key keeps the attempt that acted on it first.
+        let fresh: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| !seen.iter().any(|s| s == k))
+            .collect();
+        tx.execute(
+            "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at)
+             SELECT $1, k, $3, $4 FROM UNNEST($2::text[]) AS k
+             ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
+            &[&account.appid, &fresh, &id, &now],
+        )?;
+    }
     // The owner lock is taken before the row is visible to anyone, so no
     // recovery can see it pending without an owner.
     tx.execute(

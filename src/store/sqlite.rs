@@ -140,8 +140,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn recover_in(conn: &Connection, me: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id, owner, started_at FROM attempts WHERE outcome = 'pending'")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT id, owner, started_at FROM attempts WHERE outcome = 'pending'")?;
     let rows: Vec<(i64, String, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
@@ -287,19 +287,18 @@ impl Store for SqliteStore {
                     params![account.appid, account.name, scope, cgi_path, ms(now), intent.source, intent.trigger, intent.evidence, intent.forced, self.owner],
                 )?;
                 let id = tx.last_insert_rowid();
-                tx.execute(
-                    "DELETE FROM acted_keys WHERE appid = ?1 AND acted_at < ?2",
-                    params![account.appid, since],
-                )?;
-                let mut insert = tx.prepare(
-                    "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
-                )?;
-                // A seen key keeps the attempt that acted on it first.
-                for (k, _) in intent.keys.iter().filter(|(k, _)| !seen.contains(k)) {
-                    insert.execute(params![account.appid, k, id, ms(now)])?;
+                if !intent.keys.is_empty() {
+                    tx.prepare_cached("DELETE FROM acted_keys WHERE appid = ?1 AND acted_at < ?2")?
+                        .execute(params![account.appid, since])?;
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO acted_keys (appid, idem_key, attempt, acted_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (appid, idem_key) DO UPDATE SET attempt = excluded.attempt, acted_at = excluded.acted_at",
+                    )?;
+                    // A seen key keeps the attempt that acted on it first.
+                    for (k, _) in intent.keys.iter().filter(|(k, _)| !seen.contains(k)) {
+                        insert.execute(params![account.appid, k, id, ms(now)])?;
+                    }
                 }
-                drop(insert);
                 Reservation::Clear { id, target }
             }
         };

@@ -1,0 +1,158 @@
+//! `quotawatch simulate` as an instrument (SPEC section 8, issue 12):
+//!
+//!     cargo bench --bench simulate -- recovery [SEEDS]
+//!         per kind of generated month, the configured policy's recovery
+//!         (today's rules at their defaults) over budget-binding months:
+//!         seeds 1..=SEEDS, signal delays 0, 2 and 5 minutes, monthly caps
+//!         3 and 8
+//!     cargo bench --bench simulate -- speed [PAIRS]
+//!         a 30-day trace of 1-minute demand for PAIRS (account, API) pairs
+//!         (default 1,000), every policy, timed
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use quotawatch::config::{self, Config};
+use quotawatch::simulate::{self, synthetic};
+
+fn config(dir: &std::path::Path, accounts: usize, cap: u32) -> Config {
+    let mut text = format!(
+        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\n",
+        dir.join("unused.db").display()
+    );
+    for i in 0..accounts {
+        text.push_str(&format!(
+            "[accounts.a{i:04}]\nappid = \"wx{:016x}\"\nkind = \"mini_program\"\nsecret = \"s\"\n",
+            0x1000 + i
+        ));
+    }
+    let path = dir.join("simulate.toml");
+    std::fs::write(&path, text).unwrap();
+    config::load(&path).expect("bench config")
+}
+
+fn nov() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-01T00:00:00+08:00")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn names(config: &Config) -> Vec<String> {
+    config.accounts.values().map(|a| a.name.clone()).collect()
+}
+
+fn recovery(seeds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("kind       binding  mean_recovery  min_recovery  naive_mean  (seeds 1..={seeds}, delays 0/2m/5m, caps 3/8)");
+    let mut all = Vec::new();
+    for kind in synthetic::KINDS {
+        let accounts = if kind == synthetic::Kind::Mix { 5 } else { 1 };
+        let mut got = Vec::new();
+        let mut naive = Vec::new();
+        for cap in [3, 8] {
+            let config = config(dir.path(), accounts, cap);
+            for seed in 1..=seeds {
+                let trace = synthetic::generate(
+                    kind,
+                    seed,
+                    &names(&config),
+                    config.daemon.timezone,
+                    nov(),
+                    30,
+                );
+                for delay in [0, 2, 5] {
+                    let delay = Duration::minutes(delay);
+                    let report = rt
+                        .block_on(simulate::backtest(&config, &trace, delay))
+                        .unwrap();
+                    let json = report.json();
+                    let oracle = &json["total"]["oracle"];
+                    // Budget-binding: the oracle would spend every clear it may.
+                    let binding =
+                        oracle["clears"].as_u64().unwrap() >= u64::from(cap) * accounts as u64;
+                    if binding {
+                        got.push(report.recovery(None, "policy"));
+                        naive.push(report.recovery(None, "naive"));
+                    }
+                }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let min = got.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "{:<10} {:>7}  {:>13.3}  {:>12.3}  {:>10.3}",
+            kind.name(),
+            got.len(),
+            mean(&got),
+            if got.is_empty() { f64::NAN } else { min },
+            mean(&naive)
+        );
+        all.extend(got);
+    }
+    let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
+    println!("all        {:>7}  {:>13.3}", all.len(), mean);
+}
+
+fn speed(pairs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    // multi_api gives every account three APIs.
+    let accounts = pairs.div_ceil(3);
+    let config = config(dir.path(), accounts, 8);
+    let started = Instant::now();
+    let trace = synthetic::generate(
+        synthetic::Kind::MultiApi,
+        1,
+        &names(&config),
+        config.daemon.timezone,
+        nov(),
+        30,
+    );
+    let generated = started.elapsed();
+    let rows: usize = trace.demand.iter().map(Vec::len).sum();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let report = rt
+        .block_on(simulate::backtest(&config, &trace, Duration::zero()))
+        .unwrap();
+    let ran = started.elapsed();
+    let part = Instant::now();
+    let _ = simulate::world::replay(&trace, Duration::zero(), &[]);
+    let never = part.elapsed();
+    let part = Instant::now();
+    let _ = simulate::oracle::schedule(&trace, Duration::zero(), |_| 8);
+    let oracle = part.elapsed();
+    println!(
+        "speed: of which one world run (never) {:.2} s, the oracle's programme {:.2} s",
+        never.as_secs_f64(),
+        oracle.as_secs_f64()
+    );
+    println!(
+        "speed: {} pairs ({accounts} accounts), 30 days, {rows} demand rows: generated in {:.2} s, all four policies in {:.2} s; total recovery {:.3}",
+        trace.pairs.len(),
+        generated.as_secs_f64(),
+        ran.as_secs_f64(),
+        report.recovery(None, "policy")
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("recovery") => recovery(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
+        Some("speed") => speed(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000)),
+        _ => {
+            recovery(3);
+            speed(100);
+        }
+    }
+}
