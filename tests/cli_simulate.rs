@@ -182,3 +182,78 @@ fn bad_traces_are_refused_with_the_line_that_is_wrong() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("--trace"), "{}", stderr(&out));
 }
+
+#[test]
+fn set_and_sweep_override_policy_keys_for_the_run() {
+    let env = Env::new(CONFIG);
+    let trace = env.file("trace.csv", TRACE);
+    let trace = trace.to_str().unwrap();
+    // Without the 5 minute cooldown the policy also clears on the 10:04
+    // signal: as good as the oracle.
+    let out = env.run(&[
+        "simulate",
+        "--trace",
+        trace,
+        "--set",
+        "cooldown=0s",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = policy(&json, None, "policy");
+    assert_eq!(
+        (p["locked_minutes"].as_u64(), p["clears"].as_u64()),
+        (Some(2), Some(2)),
+        "{p}"
+    );
+
+    let out = env.run(&[
+        "simulate",
+        "--trace",
+        trace,
+        "--set",
+        "cooldown=0s",
+        "--sweep",
+        "monthly_cap=1,2",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["sweep"], "monthly_cap");
+    let rows = json["rows"].as_array().unwrap();
+    let figures = |i: usize, p: &str| {
+        let f = &rows[i]["total"][p];
+        (
+            f["clears"].as_u64().unwrap(),
+            f["locked_minutes"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(rows[0]["value"], "1");
+    // One clear a month: the policy spends it at 10:01 (3 locked), the
+    // oracle too (any one clear leaves 3).
+    assert_eq!(figures(0, "policy"), (1, 3));
+    assert_eq!(figures(0, "oracle"), (1, 3));
+    assert_eq!(figures(1, "policy"), (2, 2));
+    assert_eq!(figures(1, "oracle"), (2, 2));
+
+    let table = env.run(&["simulate", "--trace", trace, "--sweep", "monthly_cap=1,2"]);
+    let text = stdout(&table);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.starts_with("monthly_cap"), "{text}");
+
+    for bad in [
+        ["--set", "monthly_cap=11"],
+        ["--set", "cooldown"],
+        ["--sweep", "nokey"],
+        ["--set", "no_such_key=1"],
+    ] {
+        let out = env.run(&["simulate", "--trace", trace, bad[0], bad[1]]);
+        assert_ne!(out.status.code(), Some(0), "{bad:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("monthly_cap") || err.contains("KEY=VALUE") || err.contains("no_such_key"),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.contains("toml::value"), "{err}");
+    }
+}

@@ -323,12 +323,42 @@ pub fn discover(cli: Option<&Path>) -> PathBuf {
 
 /// Reads, merges and validates the configuration at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_policy(path, &[])
+}
+
+/// [`load`], with `[policy]` keys set on top for every account, over its own
+/// overrides too (`quotawatch simulate --set KEY=VALUE`). A value is read as
+/// TOML (`3`, `true`), else taken as a string (`30m`, `api`), and validated
+/// like the file's.
+pub fn load_with_policy(path: &Path, set: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::single(format!("cannot read config file {}: {e}", path.display()))
     })?;
     let mut figment = Figment::new().merge(Toml::file_exact(path));
     for var in env::providers() {
         figment = figment.merge(var);
+    }
+    if !set.is_empty() {
+        let names: Vec<String> = figment
+            .extract_inner::<BTreeMap<String, figment::value::Value>>("accounts")
+            .map(|a| a.into_keys().collect())
+            .unwrap_or_default();
+        for (key, value) in set {
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            figment = figment.merge(figment::providers::Serialized::default(
+                &format!("policy.{key}"),
+                &value,
+            ));
+            for name in &names {
+                figment = figment.merge(figment::providers::Serialized::default(
+                    &format!("accounts.{name}.policy.{key}"),
+                    &value,
+                ));
+            }
+        }
     }
     let locator = error::Locator {
         figment: &figment,

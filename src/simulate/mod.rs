@@ -58,19 +58,54 @@ pub struct SimulateArgs {
     /// Delay from a failing minute's end to its signal, e.g. 2m (an alert's for: and group_wait)
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub signal_delay: std::time::Duration,
+    /// Override a [policy] key for this run, for every account (repeatable), e.g. cooldown=30m
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run once per value and print one row each, e.g. monthly_cap=4,6,8
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    pub sweep: Option<String>,
     /// Print JSON (the figures and every clear of every policy) instead of the table
     #[arg(long)]
     pub json: bool,
 }
 
-/// Runs `quotawatch simulate`. A backtest asks what the policy would do if it
-/// were live: `dry_run` is ignored.
-pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32> {
-    let mut config = config.clone();
+/// `KEY=VALUE` split at the first `=`.
+fn key_value(text: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = text
+        .split_once('=')
+        .with_context(|| format!("{flag} {text}: expected KEY=VALUE"))?;
+    anyhow::ensure!(
+        !k.trim().is_empty() && !v.trim().is_empty(),
+        "{flag} {text}: expected KEY=VALUE"
+    );
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+/// The config with `set` applied to every account's policy, live (a
+/// backtest asks what the policy would do if it were on: `dry_run` is
+/// ignored).
+fn live_config(config: &Config, set: &[(String, String)]) -> anyhow::Result<Config> {
+    let mut config = match set.is_empty() {
+        true => config.clone(),
+        false => crate::config::load_with_policy(&config.path, set).map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace("&toml::value::Value", "--set"))
+        })?,
+    };
     for account in config.accounts.values_mut() {
         Arc::make_mut(account).policy.dry_run = false;
     }
-    let config = &config;
+    Ok(config)
+}
+
+/// Runs `quotawatch simulate`.
+pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32> {
+    let set: Vec<(String, String)> = args
+        .set
+        .iter()
+        .map(|s| key_value(s, "--set"))
+        .collect::<anyhow::Result<_>>()?;
+    let base = config;
+    let config = &live_config(base, &set)?;
     let trace = match (&args.trace, args.synthetic) {
         (Some(path), _) => {
             let file = std::fs::File::open(path)
@@ -106,6 +141,19 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     let delay = Duration::from_std(args.signal_delay).context("--signal-delay is too long")?;
+    if let Some(sweep) = &args.sweep {
+        let (key, values) = key_value(sweep, "--sweep")?;
+        let mut rows = Vec::new();
+        for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let mut with = set.clone();
+            with.push((key.clone(), value.to_string()));
+            let config = live_config(base, &with)?;
+            let report = backtest(&config, &trace, delay).await?;
+            rows.push((value.to_string(), report));
+        }
+        print!("{}", sweep_output(&key, &rows, args.json)?);
+        return Ok(0);
+    }
     let report = backtest(config, &trace, delay).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
@@ -113,6 +161,43 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         print!("{}", report.table());
     }
     Ok(0)
+}
+
+/// One row per swept value: the policy's totals beside never's and the
+/// oracle's (which moves with `monthly_cap`).
+fn sweep_output(key: &str, rows: &[(String, Report)], json: bool) -> anyhow::Result<String> {
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(v, r)| serde_json::json!({ "value": v, "total": r.json()["total"] }))
+            .collect();
+        let out = serde_json::json!({ "sweep": key, "rows": rows });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
+    }
+    let mut out = format!(
+        "{:<16} {:>7} {:>14} {:>13} {:>9} {:>13} {:>13}\n",
+        key,
+        "clears",
+        "locked_minutes",
+        "failed_calls",
+        "recovery",
+        "never_locked",
+        "oracle_locked"
+    );
+    for (value, r) in rows {
+        let (locked, failed, clears) = r.figures("policy", None);
+        out.push_str(&format!(
+            "{:<16} {:>7} {:>14} {:>13} {:>9.3} {:>13} {:>13}\n",
+            value,
+            clears,
+            locked,
+            failed,
+            r.recovery(None, "policy"),
+            r.figures("never", None).0,
+            r.figures("oracle", None).0
+        ));
+    }
+    Ok(out)
 }
 
 /// The reference policies and the configured one, in table order.
