@@ -1,10 +1,10 @@
 //! `quotawatch simulate` as an instrument (SPEC section 8, issue 12):
 //!
-//!     cargo bench --bench simulate -- recovery [SEEDS]
+//!     cargo bench --bench simulate -- recovery [SEEDS [FIRST]] [pacing]
 //!         per kind of generated month, the configured policy's recovery
-//!         (today's rules at their defaults) over budget-binding months:
-//!         seeds 1..=SEEDS, signal delays 0, 2 and 5 minutes, monthly caps
-//!         3 and 8
+//!         (the default rules, with `pacing = true` when asked) over
+//!         budget-binding months: SEEDS seeds from FIRST (default 10 from 1),
+//!         signal delays 0, 2 and 5 minutes, monthly caps 3 and 8
 //!     cargo bench --bench simulate -- speed [PAIRS]
 //!         a 30-day trace of 1-minute demand for PAIRS (account, API) pairs
 //!         (default 1,000), every policy, timed
@@ -15,9 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 use quotawatch::config::{self, Config};
 use quotawatch::simulate::{self, synthetic};
 
-fn config(dir: &std::path::Path, accounts: usize, cap: u32) -> Config {
+fn config(dir: &std::path::Path, accounts: usize, cap: u32, pacing: bool) -> Config {
     let mut text = format!(
-        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\n",
+        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\npacing = {pacing}\n",
         dir.join("unused.db").display()
     );
     for i in 0..accounts {
@@ -41,21 +41,23 @@ fn names(config: &Config) -> Vec<String> {
     config.accounts.values().map(|a| a.name.clone()).collect()
 }
 
-fn recovery(seeds: u64) {
+fn recovery(seeds: std::ops::RangeInclusive<u64>, pacing: bool) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    println!("kind       binding  mean_recovery  min_recovery  naive_mean  (seeds 1..={seeds}, delays 0/2m/5m, caps 3/8)");
+    println!(
+        "kind       binding  mean_recovery  min_recovery  naive_mean  (seeds {seeds:?}, delays 0/2m/5m, caps 3/8, pacing {pacing})"
+    );
     let mut all = Vec::new();
     for kind in synthetic::KINDS {
         let accounts = if kind == synthetic::Kind::Mix { 5 } else { 1 };
         let mut got = Vec::new();
         let mut naive = Vec::new();
         for cap in [3, 8] {
-            let config = config(dir.path(), accounts, cap);
-            for seed in 1..=seeds {
+            let config = config(dir.path(), accounts, cap, pacing);
+            for seed in seeds.clone() {
                 let trace = synthetic::generate(
                     kind,
                     seed,
@@ -101,7 +103,7 @@ fn speed(pairs: usize) {
     let dir = tempfile::tempdir().unwrap();
     // multi_api gives every account three APIs.
     let accounts = pairs.div_ceil(3);
-    let config = config(dir.path(), accounts, 8);
+    let config = config(dir.path(), accounts, 8, false);
     let started = Instant::now();
     let trace = synthetic::generate(
         synthetic::Kind::MultiApi,
@@ -148,10 +150,15 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     match args.first().map(String::as_str) {
-        Some("recovery") => recovery(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
+        Some("recovery") => {
+            let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let first: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let pacing = args.iter().any(|a| a == "pacing");
+            recovery(first..=first + n - 1, pacing)
+        }
         Some("speed") => speed(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000)),
         _ => {
-            recovery(3);
+            recovery(1..=3, false);
             speed(100);
         }
     }

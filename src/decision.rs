@@ -107,6 +107,56 @@ struct AccountState {
     retry: Option<(DateTime<Utc>, u32)>,
     /// The latest signal's source and reason, for the request.
     last: Option<(String, String)>,
+    /// What pacing has learned (only used with `policy.pacing`).
+    pace: Pace,
+}
+
+/// Pacing (`policy.pacing`): do not spend a clear that the evidence says
+/// will be eaten long before the reset. The calls served between a clear and
+/// the same day's next exhaustion estimate the account's daily quota, and
+/// the evidence's rate (failed calls per minute, the demand while exhausted)
+/// how fast a clear now would go: in a retry storm, a clear lasts minutes,
+/// and waiting for the storm to pass buys the rest of the day instead.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Calls the account's quota serves in a day, as last seen.
+    limit: Option<f64>,
+    /// A clear that took effect, with the evidence rate just before it.
+    cleared: Option<(DateTime<Utc>, f64)>,
+}
+
+impl Pace {
+    /// Takes note of evidence at `now`: the first well after a clear, the
+    /// same day, says how long the clear lasted.
+    fn observe(&mut self, now: DateTime<Utc>, tz: Tz) {
+        // Signals within ten minutes of the clear are late ones from before
+        // it (alerting delays); a reset in between says nothing.
+        if let Some((at, before)) = self.cleared {
+            if now - at >= chrono::Duration::minutes(10) {
+                self.cleared = None;
+                let served = before * minutes(now - at);
+                if calendar::day(tz, at).start == calendar::day(tz, now).start && served > 0.0 {
+                    self.limit = Some(served);
+                }
+            }
+        }
+    }
+
+    /// Whether a clear now would last: not when the evidence says it would
+    /// be eaten in less than half the time to the reset, while more than 90
+    /// minutes are left (a retry storm: wait for it to pass).
+    fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64) -> bool {
+        let to_reset = minutes(calendar::day(tz, now).end - now);
+        let lasts = match self.limit {
+            Some(limit) if rate > 0.0 => limit / rate,
+            _ => f64::INFINITY,
+        };
+        !(lasts < to_reset / 2.0 && to_reset > 90.0)
+    }
+}
+
+fn minutes(d: chrono::Duration) -> f64 {
+    d.num_seconds() as f64 / 60.0
 }
 
 impl AccountState {
@@ -152,6 +202,18 @@ impl AccountState {
             cgi_path,
             key,
         });
+    }
+
+    /// Failed calls per minute in the last five minutes of evidence.
+    fn rate(&self, now: DateTime<Utc>) -> f64 {
+        let since = now - chrono::Duration::minutes(5);
+        let n: u64 = self
+            .events
+            .iter()
+            .filter(|e| e.at > since)
+            .map(|e| u64::from(e.count))
+            .sum();
+        n as f64 / 5.0
     }
 
     fn evidence(&self) -> u32 {
@@ -236,6 +298,9 @@ impl Decider {
             signal.key.clone(),
         );
         state.last = Some((signal.source.clone(), signal.reason.clone()));
+        if policy.pacing {
+            state.pace.observe(now, self.timezone);
+        }
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
             return Vec::new();
@@ -249,6 +314,12 @@ impl Decider {
         let evidence = state.evidence();
         if evidence < policy.min_events {
             return skip(SkipReason::InsufficientEvidence, evidence);
+        }
+        if policy.pacing {
+            let rate = state.rate(now);
+            if !state.pace.worth(now, self.timezone, rate) {
+                return skip(SkipReason::Pacing, evidence);
+            }
         }
         vec![Action::Decide(state.ask(appid))]
     }
@@ -303,6 +374,7 @@ impl Decider {
                         vec![Action::Decide(ask)]
                     }
                     (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), _) => {
+                        state.pace.cleared = Some((now, state.rate(now)));
                         // The evidence was acted on. Its keys stay known for
                         // the window (here and in the ledger); new evidence
                         // starts a new case that the cooldown then judges.
@@ -756,6 +828,59 @@ mod tests {
                 };
                 let got: Vec<String> = actions.iter().map(show).collect();
                 assert_eq!(got, want, "{name}, step {i}");
+            }
+        }
+    }
+
+    /// Pacing: a clear eaten within 20 minutes teaches the quota's size; at
+    /// a storm's rate the next clear would go as fast, so it waits, until
+    /// the rate falls; without pacing the same signals clear at once.
+    #[test]
+    fn pacing_waits_out_a_storm_that_would_eat_the_clear() {
+        let signal = |t: &str, count: u32| crate::signal::Signal {
+            account: "shop".into(),
+            source: "src".into(),
+            reason: "r".into(),
+            count,
+            cgi_path: None,
+            key: None,
+            received_at: cst(t),
+        };
+        // (pacing, the decisions after 10:20 and 16:00)
+        for (pacing, want) in [
+            (
+                true,
+                [vec!["skip pacing 500"], vec!["decide 5 [] full src"]],
+            ),
+            (false, [vec!["decide 500 [] full src"], vec![]]),
+        ] {
+            let policy = PolicySettings {
+                pacing,
+                ..PolicySettings::default()
+            };
+            let mut decider = Decider::new(chrono_tz::Asia::Shanghai);
+            let at = |decider: &mut Decider, t: &str, count: u32| -> Vec<String> {
+                let actions = decider.signal("wx1", &policy, &signal(t, count), cst(t));
+                actions.iter().map(show).collect()
+            };
+            // 500 failed calls in a minute: a storm, 100 a minute over the
+            // last five. The first clear is spent: nothing is known yet.
+            assert_eq!(
+                at(&mut decider, "10:00:00", 500),
+                ["decide 500 [] full src"]
+            );
+            decider.finished("wx1", &policy, cleared(Outcome::Ok), cst("10:00:00"));
+            // Out again 20 minutes later at the same rate: the quota is
+            // about 2,000 calls, and a clear now would last 20 minutes of
+            // the 820 to the reset.
+            assert_eq!(
+                at(&mut decider, "10:20:00", 500),
+                want[0],
+                "pacing {pacing}"
+            );
+            // The storm is over: 1 a minute, a clear would last the day.
+            if pacing {
+                assert_eq!(at(&mut decider, "16:00:00", 5), want[1]);
             }
         }
     }

@@ -51,6 +51,9 @@ pub struct PolicySettings {
     pub api_monthly_cap: u32,
     /// Decide and notify, never call WeChat.
     pub dry_run: bool,
+    /// Spend the month's clears where they buy the most time back (see
+    /// [`crate::decision`]'s pacing), not on the first exhaustions.
+    pub pacing: bool,
 }
 
 impl Default for PolicySettings {
@@ -66,6 +69,7 @@ impl Default for PolicySettings {
             prefer: Prefer::Full,
             api_monthly_cap: 40,
             dry_run: false,
+            pacing: false,
         }
     }
 }
@@ -120,6 +124,8 @@ pub enum SkipReason {
     AccountDisabled,
     UnknownAccount,
     Duplicate,
+    /// Pacing: this clear would buy back less than the budget is saved for.
+    Pacing,
 }
 
 impl SkipReason {
@@ -135,6 +141,7 @@ impl SkipReason {
             Self::AccountDisabled => "account_disabled",
             Self::UnknownAccount => "unknown_account",
             Self::Duplicate => "duplicate",
+            Self::Pacing => "pacing",
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct RawPolicy {
     pub prefer: Option<String>,
     pub api_monthly_cap: Option<i64>,
     pub dry_run: Option<bool>,
+    pub pacing: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -346,6 +346,7 @@ fn policy(
             50,
         ),
         dry_run: raw.dry_run.unwrap_or(base.dry_run),
+        pacing: raw.pacing.unwrap_or(base.pacing),
     };
     if settings.reset_guard >= Duration::from_secs(24 * 3600) {
         ctx.err::<()>(&k("reset_guard"), "must be shorter than a day");

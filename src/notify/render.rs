@@ -284,6 +284,10 @@ impl Renderer {
                 "a duplicate of a signal already handled",
                 "与已处理的信号重复",
             ),
+            SkipReason::Pacing => self.t(
+                "pacing: the budget is kept for a clear that buys more time back",
+                "配额节奏：保留额度给能挽回更多时间的清零",
+            ),
         }
     }
 
