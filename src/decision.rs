@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::calendar;
+use crate::clearer::{ClearRequest, Report};
 use crate::event::{ClearTarget, Outcome};
 use crate::policy::{Decision, PolicySettings, SkipReason};
 use crate::signal::Signal;
@@ -83,6 +84,33 @@ pub enum Finished {
     },
     /// The ledger could not decide (unreachable, locked, full).
     LedgerError,
+}
+
+impl From<Ask> for ClearRequest {
+    /// A request from evidence: never manual, forced or a dry run of its own.
+    fn from(ask: Ask) -> Self {
+        ClearRequest {
+            source: ask.source,
+            trigger: ask.trigger,
+            evidence: ask.evidence,
+            cgi_path: ask.cgi_path,
+            manual: false,
+            force: false,
+            dry_run: false,
+            keys: ask.keys,
+        }
+    }
+}
+
+impl From<Report> for Finished {
+    fn from(report: Report) -> Self {
+        Finished::Decided {
+            decision: report.decision,
+            target: report.target,
+            outcome: report.outcome,
+            retry_at: report.next_clear_at,
+        }
+    }
 }
 
 /// One piece of evidence in the window.

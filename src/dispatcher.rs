@@ -166,24 +166,10 @@ impl Dispatcher {
 
     fn spawn_clear(&self, clearer: Arc<Clearer>, account: Arc<Account>, ask: Ask) {
         let done = self.done_tx.clone();
-        let request = ClearRequest {
-            source: ask.source,
-            trigger: ask.trigger,
-            evidence: ask.evidence,
-            cgi_path: ask.cgi_path,
-            manual: false,
-            force: false,
-            dry_run: false,
-            keys: ask.keys,
-        };
+        let request = ClearRequest::from(ask);
         self.tracker.spawn(async move {
             let finished = match clearer.handle(&account, request).await {
-                Ok(report) => Finished::Decided {
-                    decision: report.decision,
-                    target: report.target,
-                    outcome: report.outcome,
-                    retry_at: report.next_clear_at,
-                },
+                Ok(report) => Finished::from(report),
                 Err(e) => {
                     tracing::error!(account = %account.name, appid = %account.appid, error = %e, "Clear could not be decided; asking again shortly");
                     Finished::LedgerError

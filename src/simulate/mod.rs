@@ -365,26 +365,11 @@ async fn policy(
                 let Action::Decide(ask) = action else {
                     continue;
                 };
-                let request = ClearRequest {
-                    source: ask.source,
-                    trigger: ask.trigger,
-                    evidence: ask.evidence,
-                    cgi_path: ask.cgi_path,
-                    manual: false,
-                    force: false,
-                    dry_run: false,
-                    keys: ask.keys,
-                };
                 let report = clearer
-                    .handle(&account, request)
+                    .handle(&account, ClearRequest::from(ask))
                     .await
                     .context("the simulation's ledger failed")?;
-                let done = Finished::Decided {
-                    decision: report.decision,
-                    target: report.target,
-                    outcome: report.outcome,
-                    retry_at: report.next_clear_at,
-                };
+                let done = Finished::from(report);
                 actions.extend(decider.finished(&account.appid, &account.policy, done, s.at));
             }
         }
