@@ -114,6 +114,14 @@ fn a_worked_trace_gives_the_figures_worked_out_by_hand() {
         "{text}"
     );
     assert!(text.contains("TOTAL"), "{text}");
+    // Progress goes to stderr, never into the table.
+    let progress = stderr(&table);
+    assert!(
+        progress.contains("1 accounts, 1 APIs, 1 days, 5 demand rows"),
+        "{progress}"
+    );
+    assert!(progress.contains("four policies in"), "{progress}");
+    assert!(!text.contains("simulate:"), "{text}");
 }
 
 #[test]

@@ -141,6 +141,13 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     let delay = Duration::from_std(args.signal_delay).context("--signal-delay is too long")?;
+    let rows: usize = trace.demand.iter().map(Vec::len).sum();
+    eprintln!(
+        "simulate: {} accounts, {} APIs, {} days, {rows} demand rows",
+        trace.accounts().len(),
+        trace.pairs.len(),
+        trace.minutes / 1440
+    );
     if let Some(sweep) = &args.sweep {
         let (key, values) = key_value(sweep, "--sweep")?;
         let mut rows = Vec::new();
@@ -148,13 +155,23 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
             let mut with = set.clone();
             with.push((key.clone(), value.to_string()));
             let config = live_config(base, &with)?;
+            let started = std::time::Instant::now();
             let report = backtest(&config, &trace, delay).await?;
+            eprintln!(
+                "simulate: {key} = {value} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             rows.push((value.to_string(), report));
         }
         print!("{}", sweep_output(&key, &rows, args.json)?);
         return Ok(0);
     }
+    let started = std::time::Instant::now();
     let report = backtest(config, &trace, delay).await?;
+    eprintln!(
+        "simulate: four policies in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
