@@ -19,7 +19,7 @@
 //! - [`signal`]: the signal type and the bounded queue from sources.
 //! - [`decision`]: the pure per-account state machine from signals to a
 //!   request: evidence windows, duplicates, single flight, quiet periods,
-//!   fallback and retries.
+//!   fallback, retries and pacing.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the wall clock.
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
