@@ -45,6 +45,15 @@ pub fn day(tz: Tz, now: DateTime<Utc>) -> Period {
     }
 }
 
+/// `now` less `window`: where an evidence window (or the keys a clear acted
+/// on) starts; the earliest instant when the window reaches past it.
+pub fn window_start(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The calendar month containing `now` in `tz`.
 pub fn month(tz: Tz, now: DateTime<Utc>) -> Period {
     let date = now.with_timezone(&tz).date_naive();

@@ -193,10 +193,7 @@ impl AccountState {
     /// 23:59 signal must not spend a clear at 00:00 (SPEC section 2).
     /// Idempotency keys live for the whole window, across the reset.
     fn prune(&mut self, now: DateTime<Utc>, window: Duration, tz: Tz) {
-        let start = chrono::Duration::from_std(window)
-            .ok()
-            .and_then(|w| now.checked_sub_signed(w))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let start = calendar::window_start(now, window);
         let fresh = start.max(calendar::day(tz, now).start);
         while self.events.front().is_some_and(|e| e.at < fresh) {
             self.events.pop_front();
@@ -874,14 +871,8 @@ mod tests {
             key: None,
             received_at: cst(t),
         };
-        // (pacing, the decisions after 10:20 and 16:00)
-        for (pacing, want) in [
-            (
-                true,
-                [vec!["skip pacing 500"], vec!["decide 5 [] full src"]],
-            ),
-            (false, [vec!["decide 500 [] full src"], vec![]]),
-        ] {
+        // (pacing, the decisions at 10:20)
+        for (pacing, at_10_20) in [(true, "skip pacing 500"), (false, "decide 500 [] full src")] {
             let policy = PolicySettings {
                 pacing,
                 ..PolicySettings::default()
@@ -903,12 +894,12 @@ mod tests {
             // the 820 to the reset.
             assert_eq!(
                 at(&mut decider, "10:20:00", 500),
-                want[0],
+                [at_10_20],
                 "pacing {pacing}"
             );
-            // The storm is over: 1 a minute, a clear would last the day.
             if pacing {
-                assert_eq!(at(&mut decider, "16:00:00", 5), want[1]);
+                // The storm is over: 1 a minute, a clear would last the day.
+                assert_eq!(at(&mut decider, "16:00:00", 5), ["decide 5 [] full src"]);
             }
         }
     }

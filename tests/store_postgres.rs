@@ -606,6 +606,16 @@ fn concurrent_reserves_are_single_flight() {
     assert_eq!(reserved, 1);
 }
 
+/// A runtime for the tests that run daemons: its workers are not blocked by
+/// the sync `postgres` client the helpers use.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 const SECRET: &str = "pg-e2e-app-secret";
 const TOKEN: &str = "pg-e2e-bearer-token";
 
@@ -615,11 +625,7 @@ const TOKEN: &str = "pg-e2e-bearer-token";
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn two_daemons_share_the_ledger_and_clear_once() {
     let db = TestDb::new("daemons");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(two_daemons(&db));
 }
 
@@ -915,11 +921,7 @@ async fn deliver(client: &reqwest::Client, d: &Daemon, appid: &str) -> usize {
 #[ignore = "stops PostgreSQL; run alone by ci/postgres.sh"]
 fn outage_restart_and_stop_lose_no_signal() {
     let db = TestDb::new("outage");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let fake = FakeWeChat::start().await;
         for appid in OUTAGE_APPIDS {
@@ -1011,11 +1013,7 @@ fn outage_restart_and_stop_lose_no_signal() {
 #[ignore = "needs PostgreSQL and root; run by ci/postgres.sh"]
 fn a_replica_in_another_pid_namespace_keeps_its_clear_in_flight() {
     let db = TestDb::new("pidns");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let fake = FakeWeChat::start().await;
         fake.add_account(APPID, SECRET);

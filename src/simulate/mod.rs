@@ -30,7 +30,7 @@ use crate::signal::Signal;
 use crate::store::SqliteStore;
 use crate::wechat::{ClearApi, WeChatError};
 use trace::Trace;
-use world::{Attempt, Costs, Shared, WeChatSide, World};
+use world::{lock, Attempt, Costs, Shared, WeChatSide, World};
 
 /// `quotawatch simulate`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -141,9 +141,9 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     let delay = Duration::from_std(args.signal_delay).context("--signal-delay is too long")?;
-    let rows: usize = trace.demand.iter().map(Vec::len).sum();
+    let demand_rows: usize = trace.demand.iter().map(Vec::len).sum();
     eprintln!(
-        "simulate: {} accounts, {} APIs, {} days, {rows} demand rows",
+        "simulate: {} accounts, {} APIs, {} days, {demand_rows} demand rows",
         trace.accounts().len(),
         trace.pairs.len(),
         trace.minutes / 1440
@@ -309,13 +309,7 @@ fn naive(trace: &Trace, delay: Duration) -> (Vec<Costs>, Vec<Attempt>) {
             }
         }
     }
-    let costs = world.finish();
-    let attempts = lock(&side).attempts.clone();
-    (costs, attempts)
-}
-
-fn lock(side: &Shared) -> std::sync::MutexGuard<'_, WeChatSide> {
-    side.lock().unwrap_or_else(|e| e.into_inner())
+    world.finish()
 }
 
 /// WeChat as the simulated world answers it.
@@ -391,9 +385,7 @@ async fn policy(
             }
         }
     }
-    let costs = world.finish();
-    let attempts = lock(&side).attempts.clone();
-    Ok((costs, attempts))
+    Ok(world.finish())
 }
 
 /// Recovery = (never − policy) / (never − oracle) on locked minutes; 1 when
@@ -411,6 +403,12 @@ impl Report {
             .iter()
             .find(|r| r.policy == policy)
             .expect("every policy runs")
+    }
+
+    /// The trace's accounts, in order.
+    fn accounts(&self) -> Vec<String> {
+        let never = &self.run("never").costs;
+        never.iter().map(|c| c.account.clone()).collect()
     }
 
     /// (locked minutes, failed calls, clears) of `policy`, for one account or
@@ -441,12 +439,7 @@ impl Report {
             "{:<16} {:<7} {:>7} {:>14} {:>13} {:>9}\n",
             "account", "policy", "clears", "locked_minutes", "failed_calls", "recovery"
         );
-        let accounts: Vec<String> = self
-            .run("never")
-            .costs
-            .iter()
-            .map(|c| c.account.clone())
-            .collect();
+        let accounts = self.accounts();
         let mut rows: Vec<Option<&str>> = accounts.iter().map(|a| Some(a.as_str())).collect();
         rows.push(None);
         for account in rows {
@@ -468,12 +461,7 @@ impl Report {
 
     /// `--json`: the table's figures and every clear attempt of every policy.
     pub fn json(&self) -> serde_json::Value {
-        let accounts: Vec<String> = self
-            .run("never")
-            .costs
-            .iter()
-            .map(|c| c.account.clone())
-            .collect();
+        let accounts = self.accounts();
         let figures = |account: Option<&str>| {
             let mut m = serde_json::Map::new();
             for policy in POLICIES {

@@ -64,6 +64,11 @@ pub struct WeChatSide {
 /// The side shared by the world and a caller's WeChat client.
 pub type Shared = Arc<Mutex<WeChatSide>>;
 
+/// The shared side, usable after a panic elsewhere (it holds plain counts).
+pub fn lock(side: &Shared) -> std::sync::MutexGuard<'_, WeChatSide> {
+    side.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl WeChatSide {
     pub fn new(tz: chrono_tz::Tz) -> Shared {
         Arc::new(Mutex::new(WeChatSide {
@@ -211,7 +216,7 @@ impl<'t> World<'t> {
             self.used.iter_mut().for_each(|u| *u = 0);
         }
         let effects: Vec<_> = {
-            let mut side = self.side.lock().unwrap_or_else(|e| e.into_inner());
+            let mut side = lock(&self.side);
             let (now, later) = side.effects.drain(..).partition(|(at, ..)| *at <= boundary);
             side.effects = later;
             now
@@ -258,11 +263,13 @@ impl<'t> World<'t> {
         self.minute += 1;
     }
 
-    /// Runs out the period (no more decisions) and reports the costs.
-    pub fn finish(mut self) -> Vec<Costs> {
+    /// Runs out the period (no more decisions) and reports the costs, with
+    /// every clear attempt WeChat answered.
+    pub fn finish(mut self) -> (Vec<Costs>, Vec<Attempt>) {
         while self.next_batch().is_some() {}
-        let side = self.side.lock().unwrap_or_else(|e| e.into_inner());
-        self.accounts
+        let side = lock(&self.side);
+        let costs = self
+            .accounts
             .iter()
             .enumerate()
             .map(|(a, name)| {
@@ -282,7 +289,8 @@ impl<'t> World<'t> {
                     api_clears: api,
                 }
             })
-            .collect()
+            .collect();
+        (costs, side.attempts.clone())
     }
 }
 
@@ -303,20 +311,11 @@ pub fn replay(trace: &Trace, delay: Duration, clears: &[Attempt]) -> (Vec<Costs>
             };
             while queue.front().is_some_and(|c| c.time <= s.at) {
                 let c = queue.pop_front().expect("front");
-                let _ = side
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear(&c.account, &c.target, s.at);
+                let _ = lock(&side).clear(&c.account, &c.target, s.at);
             }
         }
     }
-    let costs = world.finish();
-    let attempts = side
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .attempts
-        .clone();
-    (costs, attempts)
+    world.finish()
 }
 
 #[cfg(test)]
@@ -358,7 +357,7 @@ mod tests {
                 }
             }
         }
-        (world.finish().remove(0), signals)
+        (world.finish().0.remove(0), signals)
     }
 
     #[test]

@@ -116,10 +116,7 @@ pub struct Intent {
 impl Intent {
     /// The oldest acted-on key that still counts as seen at `now`.
     pub(crate) fn keys_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        chrono::Duration::from_std(self.window)
-            .ok()
-            .and_then(|w| now.checked_sub_signed(w))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        crate::calendar::window_start(now, self.window)
     }
 
     /// The evidence under the keys in `seen`.
