@@ -229,6 +229,10 @@ impl Daemon {
         let signal_rx = self.signal_rx.take().context("the daemon runs once")?;
         let dispatch_task = tokio::spawn(dispatcher.run(signal_rx, dispatch_stop.clone()));
 
+        let reports = tokio::spawn(crate::report::run(
+            runtime_rx.clone(),
+            dispatch_stop.clone(),
+        ));
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(HttpState {
             runtime: runtime_rx,
@@ -309,6 +313,7 @@ impl Daemon {
             tracing::warn!("HTTP connections did not close in time");
         }
         let _ = probe.await;
+        let _ = reports.await;
         tracing::info!("quotawatch stopped");
         Ok(())
     }

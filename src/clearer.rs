@@ -184,6 +184,7 @@ impl Clearer {
             forced: req.force,
             keys: req.keys.clone(),
             window: account.policy.window,
+            lockout: !req.manual,
         };
         self.with_store(account, move |store, key| {
             store.reserve(key, &intent, now, &mut |snapshot| {
@@ -366,6 +367,7 @@ impl Clearer {
             errmsg: None,
             budget: report.budget.clone(),
             next_clear_at: report.next_clear_at,
+            report: None,
             route: account.notify.clone(),
         }
     }
@@ -529,7 +531,10 @@ mod tests {
     use super::*;
     use crate::config::{AccountKind, Credential, Secret};
     use crate::policy::PolicySettings;
-    use crate::store::{AttemptRecord, HistoryFilter, Intent, LogPosition, SqliteStore};
+    use crate::store::{
+        AttemptRecord, EpisodeRecord, HistoryFilter, Intent, LockoutNote, LockoutTotal,
+        LogPosition, SqliteStore,
+    };
 
     /// A real SQLite ledger whose outcome writes fail while `failing` > 0
     /// (a full disk, an unreachable database).
@@ -599,6 +604,22 @@ mod tests {
         }
         fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping()
+        }
+        fn note_lockout(&self, a: &AccountKey<'_>, n: &LockoutNote) -> Result<(), StoreError> {
+            self.inner.note_lockout(a, n)
+        }
+        fn episodes(
+            &self,
+            f: &HistoryFilter,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<EpisodeRecord>, StoreError> {
+            self.inner.episodes(f, now)
+        }
+        fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError> {
+            self.inner.lockout_totals(now)
+        }
+        fn claim_report(&self, a: &str, m: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+            self.inner.claim_report(a, m, now)
         }
     }
 

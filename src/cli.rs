@@ -19,7 +19,7 @@ use crate::clearer::{self, ClearRequest, Clearer, EventSink};
 use crate::config::{self, Account, Config, StateLocation};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision};
-use crate::store::{HistoryFilter, PostgresStore, SqliteStore, Store};
+use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, PostgresStore, SqliteStore, Store};
 use crate::wechat::WeChat;
 
 #[derive(Debug, Parser)]
@@ -49,7 +49,7 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// The ledger's attempts, newest first
+    /// The ledger's attempts, and the decisions that did not clear, newest first
     History {
         /// Only this account (name or appid)
         #[arg(long)]
@@ -58,6 +58,20 @@ pub enum Command {
         #[arg(long, value_name = "YYYY-MM")]
         month: Option<String>,
         /// At most this many rows
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Lockout episodes (newest first) and the decisions in each that did not clear
+    Episodes {
+        /// Only this account (name or appid)
+        #[arg(long)]
+        account: Option<String>,
+        /// Only episodes that started in this month, YYYY-MM in daemon.timezone
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<String>,
+        /// At most this many episodes
         #[arg(long)]
         limit: Option<u32>,
         #[command(flatten)]
@@ -190,6 +204,12 @@ pub struct AccountStatus {
     pub exhausted: bool,
     pub disabled: Option<String>,
     pub dry_run: bool,
+    /// Lockout episodes that started this month (SPEC section 5).
+    pub episodes: u32,
+    /// Minutes locked out this month, the open episode's so far included.
+    pub locked_minutes: u64,
+    /// An episode is open now.
+    pub locked: bool,
 }
 
 pub fn account_status(
@@ -200,6 +220,17 @@ pub fn account_status(
 ) -> anyhow::Result<AccountStatus> {
     let tz = config.daemon.timezone;
     let snap = store.snapshot(&clearer::key(account, tz), now)?;
+    let month = calendar::month(tz, now);
+    let episodes = store.episodes(
+        &HistoryFilter {
+            appid: Some(account.appid.clone()),
+            since: Some(month.start),
+            until: Some(month.end),
+            limit: None,
+        },
+        now,
+    )?;
+    let locked: i64 = episodes.iter().map(|e| e.locked(now).num_seconds()).sum();
     let p = &account.policy;
     Ok(AccountStatus {
         account: account.name.clone(),
@@ -219,6 +250,9 @@ pub fn account_status(
         exhausted: snap.exhausted,
         disabled: snap.disabled,
         dry_run: p.dry_run,
+        episodes: episodes.len() as u32,
+        locked_minutes: (locked.max(0) / 60) as u64,
+        locked: episodes.iter().any(|e| e.ended_by == EpisodeEnd::Open),
     })
 }
 
@@ -243,8 +277,16 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} FLAGS",
-        "ACCOUNT", "APPID", "USED/CAP", "LEFT", "TODAY", "LAST CLEAR", "COOLDOWN UNTIL"
+        "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} {:>8} {:>7} FLAGS",
+        "ACCOUNT",
+        "APPID",
+        "USED/CAP",
+        "LEFT",
+        "TODAY",
+        "LAST CLEAR",
+        "COOLDOWN UNTIL",
+        "EPISODES",
+        "LOCKED"
     );
     for r in rows {
         let mut flags = Vec::new();
@@ -260,8 +302,11 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
         if r.dry_run {
             flags.push("dry-run".into());
         }
+        if r.locked {
+            flags.push("locked-out".into());
+        }
         println!(
-            "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} {}",
+            "{:<16} {:<18} {:>9} {:>5} {:>7} {:<16} {:<16} {:>8} {:>7} {}",
             r.account,
             r.appid,
             format!("{}/{}", r.used, r.cap),
@@ -269,6 +314,8 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
             format!("{}/{}", r.used_today, r.daily_max),
             local(r.last_clear_at),
             local(r.cooldown_until),
+            r.episodes,
+            format!("{}m", r.locked_minutes),
             flags.join(", ")
         );
     }
@@ -284,6 +331,75 @@ pub fn history(
 ) -> anyhow::Result<Exit> {
     let store = open_store(config)?;
     let tz = config.daemon.timezone;
+    let filter = filter(config, account, month, limit)?;
+    if json {
+        // The machine-readable history keeps its shape: attempts only (the
+        // refused decisions are in `episodes --json`).
+        print_json(&store.history(&filter)?)?;
+        return Ok(0);
+    }
+    let rows = history_rows(store.as_ref(), &filter, Utc::now())?;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S");
+    println!(
+        "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} DETAIL",
+        "ID", "STARTED", "ACCOUNT", "TARGET", "OUTCOME", "SOURCE"
+    );
+    for row in rows {
+        match row {
+            HistoryRow::Attempt(r) => {
+                let target = match &r.target {
+                    crate::event::ClearTarget::Full => "full".to_string(),
+                    crate::event::ClearTarget::Api { cgi_path } => cgi_path.clone(),
+                };
+                let detail = match (r.errcode, &r.errmsg) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (None, Some(m)) => m.clone(),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} {}",
+                    r.id,
+                    local(r.started_at),
+                    r.account,
+                    target,
+                    r.outcome,
+                    r.source,
+                    detail
+                );
+            }
+            HistoryRow::Decision(d) => {
+                let ended = match d.episode_ended_by {
+                    EpisodeEnd::Open => "still open".to_string(),
+                    end => format!("ended by {}", end.as_str()),
+                };
+                println!(
+                    "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} {}: {} decision{} to {} (episode {}, {})",
+                    "-",
+                    local(d.first_at),
+                    d.account,
+                    "-",
+                    "skip",
+                    "-",
+                    d.reason,
+                    d.count,
+                    if d.count == 1 { "" } else { "s" },
+                    local(d.last_at),
+                    d.episode,
+                    ended
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The rows `--account`, `--month` and `--limit` select.
+fn filter(
+    config: &Config,
+    account: Option<&str>,
+    month: Option<&str>,
+    limit: Option<u32>,
+) -> anyhow::Result<HistoryFilter> {
     let mut filter = HistoryFilter {
         limit,
         ..HistoryFilter::default()
@@ -292,42 +408,118 @@ pub fn history(
         filter.appid = Some(find(config, a)?.appid.clone());
     }
     if let Some(m) = month {
-        let period = calendar::named_month(tz, m)
+        let period = calendar::named_month(config.daemon.timezone, m)
             .with_context(|| format!("--month `{m}` is not YYYY-MM"))?;
         filter.since = Some(period.start);
         filter.until = Some(period.end);
     }
-    let rows = store.history(&filter)?;
+    Ok(filter)
+}
+
+/// `quotawatch episodes`: the lockout episodes, newest first, with the
+/// decisions in each that did not clear.
+pub fn episodes(
+    config: &Config,
+    account: Option<&str>,
+    month: Option<&str>,
+    limit: Option<u32>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let store = open_store(config)?;
+    let tz = config.daemon.timezone;
+    let now = Utc::now();
+    let rows = store.episodes(&filter(config, account, month, limit)?, now)?;
     if json {
         print_json(&rows)?;
         return Ok(0);
     }
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
     println!(
-        "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} DETAIL",
-        "ID", "STARTED", "ACCOUNT", "TARGET", "OUTCOME", "SOURCE"
+        "{:>5} {:<19} {:<19} {:<6} {:>7} {:<14} DECISIONS",
+        "ID", "STARTED", "ENDED", "BY", "LOCKED", "ACCOUNT"
     );
-    for r in rows {
-        let target = match &r.target {
-            crate::event::ClearTarget::Full => "full".to_string(),
-            crate::event::ClearTarget::Api { cgi_path } => cgi_path.clone(),
-        };
-        let detail = match (r.errcode, &r.errmsg) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (None, Some(m)) => m.clone(),
-            _ => String::new(),
-        };
+    for e in rows {
+        let decisions: Vec<String> = e
+            .decisions
+            .iter()
+            .map(|d| format!("{} x{}", d.reason, d.count))
+            .collect();
         println!(
-            "{:>5} {:<19} {:<14} {:<10} {:<9} {:<10} {}",
-            r.id,
-            r.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
-            r.account,
-            target,
-            r.outcome,
-            r.source,
-            detail
+            "{:>5} {:<19} {:<19} {:<6} {:>7} {:<14} {}",
+            e.id,
+            local(e.started_at),
+            e.ended_at.map(local).unwrap_or_else(|| "-".into()),
+            e.ended_by.as_str(),
+            format!("{}m", e.locked(now).num_minutes()),
+            e.account,
+            decisions.join(", ")
         );
     }
     Ok(0)
+}
+
+/// One row of `history`: an attempt, or the decisions of one reason in one
+/// lockout episode that did not clear (dry runs included).
+#[derive(Debug, Clone)]
+pub enum HistoryRow {
+    Attempt(AttemptRecord),
+    Decision(DecisionRow),
+}
+
+/// The decisions of one reason in one episode, as `history` shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub account: String,
+    pub appid: String,
+    pub reason: String,
+    pub count: u32,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub episode: i64,
+    pub episode_started_at: DateTime<Utc>,
+    pub episode_ended_by: EpisodeEnd,
+}
+
+impl HistoryRow {
+    fn at(&self) -> DateTime<Utc> {
+        match self {
+            HistoryRow::Attempt(a) => a.started_at,
+            HistoryRow::Decision(d) => d.first_at,
+        }
+    }
+}
+
+/// Attempts and refused decisions in `filter`, newest first.
+pub fn history_rows(
+    store: &dyn Store,
+    filter: &HistoryFilter,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<HistoryRow>> {
+    let mut rows: Vec<HistoryRow> = store
+        .history(filter)?
+        .into_iter()
+        .map(HistoryRow::Attempt)
+        .collect();
+    for e in store.episodes(filter, now)? {
+        rows.extend(e.decisions.iter().map(|d| {
+            HistoryRow::Decision(DecisionRow {
+                account: e.account.clone(),
+                appid: e.appid.clone(),
+                reason: d.reason.clone(),
+                count: d.count,
+                first_at: d.first_at,
+                last_at: d.last_at,
+                episode: e.id,
+                episode_started_at: e.started_at,
+                episode_ended_by: e.ended_by,
+            })
+        }));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.at()));
+    if let Some(limit) = filter.limit {
+        rows.truncate(limit as usize);
+    }
+    Ok(rows)
 }
 
 /// A clear's result for `clear --json` and `POST /api/v1/accounts/NAME/clear`.

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::clearer::{ClearRequest, Clearer};
 use crate::config::{Account, Config};
 use crate::decision::{Action, Ask, Decider, Finished};
+use crate::lockout::Recorder;
 use crate::metrics::Metrics;
 use crate::policy::SkipReason;
 use crate::signal::Signal;
@@ -38,6 +39,8 @@ pub struct Dispatcher {
     runtime: watch::Receiver<Runtime>,
     metrics: Arc<Metrics>,
     decider: Decider,
+    /// Each signal's evidence, for the ledger's lockout episodes.
+    lockout: Recorder,
     /// The earliest wake-up the decider asked for.
     wake: Option<DateTime<Utc>>,
     tracker: TaskTracker,
@@ -52,8 +55,12 @@ impl Dispatcher {
         tracker: TaskTracker,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let timezone = runtime.borrow().config.daemon.timezone;
+        let (timezone, store) = {
+            let rt = runtime.borrow();
+            (rt.config.daemon.timezone, rt.clearer.store.clone())
+        };
         Self {
+            lockout: Recorder::start(store, &tracker),
             runtime,
             metrics,
             decider: Decider::new(timezone),
@@ -107,6 +114,16 @@ impl Dispatcher {
         let actions =
             self.decider
                 .signal(&account.appid, &account.policy, &signal, signal.received_at);
+        let refused = actions.iter().find_map(|a| match a {
+            Action::Skip { reason, .. } => Some(*reason),
+            _ => None,
+        });
+        // A duplicate is evidence already counted.
+        if refused != Some(SkipReason::Duplicate) {
+            let timezone = config.daemon.timezone;
+            self.lockout
+                .note(account, timezone, signal.received_at, refused);
+        }
         self.perform(actions);
     }
 

@@ -27,10 +27,12 @@ pub enum EventKind {
     Exhausted,
     /// WeChat rejected the account's configuration (40013, 40125, 40164, ...).
     ConfigError,
+    /// On the first day of a month: the month before, per account.
+    MonthlyReport,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         Self::Cleared,
         Self::Failed,
         Self::Skipped,
@@ -38,6 +40,7 @@ impl EventKind {
         Self::BudgetLow,
         Self::Exhausted,
         Self::ConfigError,
+        Self::MonthlyReport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl EventKind {
             Self::BudgetLow => "budget_low",
             Self::Exhausted => "exhausted",
             Self::ConfigError => "config_error",
+            Self::MonthlyReport => "monthly_report",
         }
     }
 
@@ -79,6 +83,19 @@ pub struct Budget {
     pub left: u32,
     /// `YYYY-MM` in `daemon.timezone`.
     pub month: String,
+}
+
+/// One account's month, as the `monthly_report` event tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthReport {
+    /// `YYYY-MM` in `daemon.timezone`.
+    pub month: String,
+    /// Clears that count against the month's budget.
+    pub clears: u32,
+    /// Lockout episodes that started in the month.
+    pub episodes: u32,
+    /// Minutes locked out in them.
+    pub locked_minutes: u64,
 }
 
 /// The outcome of one clear attempt as the ledger records it.
@@ -133,6 +150,9 @@ pub struct Event {
     pub budget: Budget,
     /// When the next clear may happen, for timing skips.
     pub next_clear_at: Option<DateTime<Utc>>,
+    /// For `monthly_report`: the month before's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<MonthReport>,
     /// The notifiers this account routes to (`accounts.NAME.notify`); empty
     /// means every notifier.
     #[serde(skip)]

@@ -350,7 +350,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// How long a scrape waits for the ledger's lockout figures; past it the
+/// scrape shows the last ones read.
+const LOCKOUT_READ: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn metrics(State(state): State<HttpState>) -> Response {
+    refresh_lockout(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -359,6 +364,29 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `quotawatch_locked` and `quotawatch_lockout_seconds_total` come from the
+/// ledger, so every replica shows the same, whoever cleared.
+async fn refresh_lockout(state: &HttpState) {
+    let rt = runtime(state);
+    let store = rt.clearer.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.lockout_totals(Utc::now()));
+    let totals = match tokio::time::timeout(LOCKOUT_READ, read).await {
+        Ok(Ok(Ok(totals))) => totals,
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(error = %e, "Cannot read the lockout figures for /metrics");
+            return;
+        }
+        _ => return,
+    };
+    for account in rt.config.accounts.values() {
+        let (locked, seconds) = totals
+            .iter()
+            .find(|t| t.appid == account.appid)
+            .map_or((false, 0), |t| (t.locked, t.seconds));
+        state.metrics.lockout(&account.name, locked, seconds);
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //!   into runtime types, the masked [`config::Secret`].
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
-//! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default.
+//! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
+//!   attempts, and the lockout episodes of SPEC section 5.
 //! - [`wechat`]: the API client, token providers and error classification.
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
@@ -22,6 +23,9 @@
 //!   fallback, retries and pacing.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the wall clock.
+//! - [`report`]: the `monthly_report` notification on the first day of a month.
+//! - [`lockout`]: takes each signal's evidence to the ledger's lockout
+//!   episodes ([`store::episodes`]) without making the dispatcher wait.
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
 //!   SPEC section 8, the reference policies and the daemon's own decision step.
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
@@ -46,9 +50,11 @@ pub mod event;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
+pub mod lockout;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod report;
 pub mod signal;
 pub mod simulate;
 pub mod sources;

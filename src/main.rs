@@ -58,6 +58,18 @@ async fn dispatch(
             limit,
             json.json,
         ),
+        Command::Episodes {
+            account,
+            month,
+            limit,
+            json,
+        } => cli::episodes(
+            &config,
+            account.as_deref(),
+            month.as_deref(),
+            limit,
+            json.json,
+        ),
         Command::Clear {
             account,
             reason,

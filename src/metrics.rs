@@ -25,6 +25,10 @@ pub struct Metrics {
     pub source_errors: Family<Labels, Counter>,
     /// `quotawatch_source_healthy{source}`: 1 when the last poll worked.
     pub source_healthy: Family<Labels, Gauge>,
+    /// `quotawatch_locked{account}`: 1 while a lockout episode is open.
+    pub locked: Family<Labels, Gauge>,
+    /// `quotawatch_lockout_seconds_total{account}`: the ledger's locked time.
+    pub lockout_seconds: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,6 +47,8 @@ impl Metrics {
         let notifications = Family::default();
         let source_errors = Family::default();
         let source_healthy = Family::default();
+        let locked = Family::default();
+        let lockout_seconds = Family::default();
         registry.register(
             "quotawatch_signals",
             "Signals received, by source",
@@ -78,6 +84,16 @@ impl Metrics {
             "1 when the source's last poll worked",
             source_healthy.clone(),
         );
+        registry.register(
+            "quotawatch_locked",
+            "1 while the account is locked out (a lockout episode is open)",
+            locked.clone(),
+        );
+        registry.register(
+            "quotawatch_lockout_seconds",
+            "Seconds the account was locked out, over every episode in the ledger",
+            lockout_seconds.clone(),
+        );
         Self {
             registry,
             signals,
@@ -87,6 +103,21 @@ impl Metrics {
             notifications,
             source_errors,
             source_healthy,
+            locked,
+            lockout_seconds,
+        }
+    }
+
+    /// The ledger's lockout figures for `account`: the counter moves up to
+    /// `seconds` (the ledger's total only grows; a smaller figure is a read
+    /// of a ledger that lost rows, and the counter keeps its value).
+    pub fn lockout(&self, account: &str, locked: bool, seconds: u64) {
+        let labels = vec![("account", account.to_string())];
+        self.locked.get_or_create(&labels).set(i64::from(locked));
+        let counter = self.lockout_seconds.get_or_create(&labels);
+        let seen = counter.get();
+        if seconds > seen {
+            counter.inc_by(seconds - seen);
         }
     }
 

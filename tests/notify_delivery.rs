@@ -83,6 +83,7 @@ fn event(kind: EventKind) -> Event {
             month: "2026-11".into(),
         },
         next_clear_at: None,
+        report: None,
         route: vec![],
     }
 }

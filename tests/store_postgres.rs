@@ -11,6 +11,9 @@
 
 mod support;
 
+#[path = "contract/lockout.rs"]
+mod lockout_contract;
+
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -479,7 +482,7 @@ fn reopening_keeps_rows_log_positions_and_schema() {
         .query_one("SELECT version FROM quotawatch_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]
@@ -494,6 +497,13 @@ fn newer_schema_is_refused() {
         PostgresStore::open(&Secret::new(&db.url)),
         Err(StoreError::TooNew { found: 99, .. })
     ));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn postgres_episodes_follow_evidence_clears_and_resets() {
+    let db = TestDb::new("episodes");
+    lockout_contract::episodes_follow_evidence_clears_and_resets(&db.open());
 }
 
 #[test]

@@ -620,7 +620,7 @@ fn notifier(ctx: &mut Ctx<'_>, p: &str, name: &str, raw: RawNotifier) -> Option<
         None => EventKind::ALL.to_vec(),
         Some(list) => list.iter().filter_map(|e| match EventKind::ALL.iter().find(|k| k.as_str() == e) {
             Some(k) => Some(*k),
-            None => ctx.err(&format!("{p}.events"), format!("`{e}` is not one of cleared, failed, skipped, dry_run, budget_low, exhausted, config_error")),
+            None => ctx.err(&format!("{p}.events"), format!("`{e}` is not one of cleared, failed, skipped, dry_run, budget_low, exhausted, config_error, monthly_report")),
         }).collect(),
     };
     let language = match raw.language.as_deref().unwrap_or("zh") {

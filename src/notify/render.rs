@@ -182,6 +182,7 @@ impl Renderer {
             EventKind::BudgetLow => self.t("Clear budget low", "清零额度不足"),
             EventKind::Exhausted => self.t("Monthly clears exhausted", "本月清零次数已用尽"),
             EventKind::ConfigError => self.t("Configuration error", "配置错误"),
+            EventKind::MonthlyReport => self.t("Monthly report", "月度报告"),
         }
     }
 
@@ -232,6 +233,19 @@ impl Renderer {
                 "WeChat rejected the account's configuration: quotawatch stops acting for this account until its configuration changes.".to_string(),
                 "微信拒绝了该账号的配置：配置修改之前，quotawatch 不再处理该账号。".to_string(),
             ),
+            EventKind::MonthlyReport => match &ev.report {
+                Some(r) => self.t(
+                    format!(
+                        "In {}: {} clears used, {} lockout episodes, {} minutes locked out.",
+                        r.month, r.clears, r.episodes, r.locked_minutes
+                    ),
+                    format!(
+                        "{}：使用清零 {} 次，限流 {} 次，共 {} 分钟不可用。",
+                        r.month, r.clears, r.episodes, r.locked_minutes
+                    ),
+                ),
+                None => String::new(),
+            },
         }
     }
 
@@ -435,7 +449,7 @@ fn ip_from_errmsg(errmsg: &str) -> Option<&str> {
 
 fn severity(kind: EventKind) -> Severity {
     match kind {
-        EventKind::Cleared | EventKind::DryRun => Severity::Info,
+        EventKind::Cleared | EventKind::DryRun | EventKind::MonthlyReport => Severity::Info,
         EventKind::Skipped => Severity::Notice,
         EventKind::BudgetLow => Severity::Warning,
         EventKind::Failed | EventKind::Exhausted | EventKind::ConfigError => Severity::Critical,
@@ -478,6 +492,7 @@ pub(crate) mod tests {
                 month: "2026-11".into(),
             },
             next_clear_at: None,
+            report: None,
             route: vec![],
         };
         match kind {
@@ -505,6 +520,17 @@ pub(crate) mod tests {
                     left: 2,
                     month: "2026-11".into(),
                 }
+            }
+            EventKind::MonthlyReport => {
+                ev.source = String::new();
+                ev.trigger = String::new();
+                ev.evidence = 0;
+                ev.report = Some(crate::event::MonthReport {
+                    month: "2026-11".into(),
+                    clears: 5,
+                    episodes: 7,
+                    locked_minutes: 213,
+                });
             }
         }
         ev
@@ -535,10 +561,16 @@ pub(crate) mod tests {
                 assert!(text.contains("qw-host-1"), "{text}");
                 assert!(text.contains("2026-11-03 14:05:00 Asia/Shanghai"), "{text}");
                 assert!(text.contains(&r.budget_text(&ev.budget)), "{text}");
-                assert!(
-                    text.contains("alerts") && text.contains("WeChatQuotaExhausted"),
-                    "{text}"
-                );
+                if kind == EventKind::MonthlyReport {
+                    // Not about a signal: the month's figures instead.
+                    assert!(text.contains("213") && text.contains("7"), "{text}");
+                    assert!(!text.contains("alerts"), "{text}");
+                } else {
+                    assert!(
+                        text.contains("alerts") && text.contains("WeChatQuotaExhausted"),
+                        "{text}"
+                    );
+                }
                 assert!(titles.insert(r.event(&ev).title), "titles differ per kind");
             }
         }

@@ -8,6 +8,7 @@
 //! its exclusive transaction, which is what makes the decision and the intent
 //! row one atomic step across processes.
 
+pub mod episodes;
 pub mod health;
 pub mod postgres;
 pub mod sqlite;
@@ -21,6 +22,9 @@ use serde::Serialize;
 use crate::event::{ClearTarget, Outcome};
 use crate::policy::{SkipReason, Snapshot, Verdict};
 
+pub use episodes::{
+    DecisionCount, EpisodeEnd, EpisodeId, EpisodeRecord, LockoutNote, LockoutTotal,
+};
 pub use health::LedgerHealth;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -111,12 +115,35 @@ pub struct Intent {
     pub keys: Vec<(String, u32)>,
     /// How long a key acted on stays known.
     pub window: Duration,
+    /// The decision is about evidence of a lockout (not a manual request):
+    /// it opens or joins the account's episode, and a refusal is counted
+    /// there (SPEC section 5).
+    pub lockout: bool,
 }
 
 impl Intent {
     /// The oldest acted-on key that still counts as seen at `now`.
     pub(crate) fn keys_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         crate::calendar::window_start(now, self.window)
+    }
+
+    /// What a decision at `now` tells the account's episode: nothing for a
+    /// manual request, or for evidence already acted on (a duplicate).
+    pub(crate) fn lockout_note(
+        &self,
+        now: DateTime<Utc>,
+        reservation: &Reservation,
+    ) -> Option<LockoutNote> {
+        let reason = match reservation {
+            Reservation::Skip {
+                reason: SkipReason::Duplicate,
+                ..
+            } => return None,
+            Reservation::Skip { reason, .. } => Some(reason.as_str()),
+            Reservation::Clear { .. } => None,
+        };
+        self.lockout
+            .then(|| LockoutNote::at(now, reason, self.window))
     }
 
     /// The evidence under the keys in `seen`.
@@ -244,6 +271,30 @@ pub trait Store: Send + Sync {
     /// Checks that the ledger can be reached and written now (reconnecting
     /// when needed), for [`LedgerHealth`].
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records evidence of a lockout and the decisions taken on it
+    /// ([`episodes`]): opens the account's episode when none is open.
+    fn note_lockout(&self, account: &AccountKey<'_>, note: &LockoutNote) -> Result<(), StoreError>;
+
+    /// The episodes that started in the filter's period, newest first, each
+    /// as it reads at `now`.
+    fn episodes(
+        &self,
+        filter: &HistoryFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EpisodeRecord>, StoreError>;
+
+    /// Per appid with episodes: locked now, and the locked time of them all.
+    fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError>;
+
+    /// Claims the `monthly_report` of `month` (`YYYY-MM`) for `appid`: true
+    /// the first time only, whichever process asks.
+    fn claim_report(
+        &self,
+        appid: &str,
+        month: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The `scope` and `cgi_path` columns that store a target.

@@ -34,6 +34,7 @@ use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::episodes::{self, EpisodeRow, EpisodeTx};
 use super::*;
 use crate::calendar;
 use crate::config::Secret;
@@ -127,6 +128,31 @@ const MIGRATIONS: &[&str] = &[
         attempt BIGINT NOT NULL REFERENCES attempts (id),
         acted_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (appid, idem_key)
+    );",
+    // 3: lockout accounting, as in the SQLite ledger.
+    "CREATE TABLE episodes (
+        id BIGSERIAL PRIMARY KEY,
+        appid TEXT NOT NULL,
+        account TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        resets_at TIMESTAMPTZ NOT NULL,
+        ended_at TIMESTAMPTZ,
+        attempt BIGINT REFERENCES attempts (id)
+    );
+    CREATE INDEX episodes_by_appid ON episodes (appid, started_at);
+    CREATE TABLE episode_decisions (
+        episode BIGINT NOT NULL REFERENCES episodes (id),
+        reason TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        first_at TIMESTAMPTZ NOT NULL,
+        last_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (episode, reason)
+    );
+    CREATE TABLE reports (
+        appid TEXT NOT NULL,
+        month TEXT NOT NULL,
+        sent_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (appid, month)
     );",
 ];
 
@@ -612,6 +638,97 @@ fn record(r: &Row) -> Result<AttemptRecord, StoreError> {
     })
 }
 
+/// The episode statements on a transaction that holds the account's
+/// episodes lock ([`lock_episodes`]).
+struct Episodes<'a, C: GenericClient>(&'a mut C);
+
+/// Serialises the writers of one account's episodes, so that two replicas
+/// noting the same lockout open one episode.
+fn lock_episodes(c: &mut impl GenericClient, appid: &str) -> Result<(), StoreError> {
+    let lock = lock_key(&format!("quotawatch:episodes:{appid}"));
+    c.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+    Ok(())
+}
+
+fn episode_row(r: &Row) -> Result<EpisodeRow, StoreError> {
+    Ok(EpisodeRow {
+        id: r.try_get("id")?,
+        account: r.try_get("account")?,
+        appid: r.try_get("appid")?,
+        started_at: r.try_get("started_at")?,
+        resets_at: r.try_get("resets_at")?,
+        ended_at: r.try_get("ended_at")?,
+        attempt: r.try_get("attempt")?,
+    })
+}
+
+impl<C: GenericClient> EpisodeTx for Episodes<'_, C> {
+    fn latest_episode(&mut self, appid: &str) -> Result<Option<EpisodeRow>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT * FROM episodes WHERE appid = $1 ORDER BY started_at DESC, id DESC LIMIT 1",
+                &[&appid],
+            )?
+            .as_ref()
+            .map(episode_row)
+            .transpose()
+    }
+
+    fn open_episode(
+        &mut self,
+        account: &AccountKey<'_>,
+        at: DateTime<Utc>,
+        resets_at: DateTime<Utc>,
+    ) -> Result<EpisodeId, StoreError> {
+        let row = self.0.query_one(
+            "INSERT INTO episodes (appid, account, started_at, resets_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&account.appid, &account.name, &at, &resets_at],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn move_episode_start(&mut self, id: EpisodeId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE episodes SET started_at = LEAST(started_at, $2) WHERE id = $1",
+            &[&id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn add_decisions(
+        &mut self,
+        id: EpisodeId,
+        reason: &str,
+        count: u32,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO episode_decisions (episode, reason, count, first_at, last_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (episode, reason) DO UPDATE SET count = episode_decisions.count + excluded.count,
+                 first_at = LEAST(episode_decisions.first_at, excluded.first_at),
+                 last_at = GREATEST(episode_decisions.last_at, excluded.last_at)",
+            &[&id, &reason, &i64::from(count), &first, &last],
+        )?;
+        Ok(())
+    }
+}
+
+/// A clear took effect: it ends the account's open episode.
+fn end_episode(
+    c: &mut impl GenericClient,
+    id: AttemptId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE episodes SET ended_at = $2, attempt = $1
+         WHERE appid = (SELECT appid FROM attempts WHERE id = $1)
+           AND ended_at IS NULL AND resets_at > $2 AND started_at <= $2",
+        &[&id, &at],
+    )?;
+    Ok(())
+}
+
 /// [`AccountKey`] with owned strings, to send to the connection thread.
 struct OwnedKey {
     appid: String,
@@ -702,8 +819,13 @@ fn reserve_in(
         Verdict::Clear(target) => target,
         Verdict::Skip { reason, retry_at } => {
             // Commit all the same: the recovery above is worth keeping.
+            let skip = Reservation::Skip { reason, retry_at };
+            if let Some(note) = intent.lockout_note(now, &skip) {
+                lock_episodes(&mut tx, &account.appid)?;
+                episodes::note(&mut Episodes(&mut tx), &account.key(), &note)?;
+            }
             tx.commit()?;
-            return Ok(Reservation::Skip { reason, retry_at });
+            return Ok(skip);
         }
     };
     let (scope, cgi_path) = target_columns(&target);
@@ -741,6 +863,11 @@ fn reserve_in(
             &[&account.appid, &fresh, &id, &now],
         )?;
     }
+    let reservation = Reservation::Clear { id, target };
+    if let Some(note) = intent.lockout_note(now, &reservation) {
+        lock_episodes(&mut tx, &account.appid)?;
+        episodes::note(&mut Episodes(&mut tx), &account.key(), &note)?;
+    }
     // The owner lock is taken before the row is visible to anyone, so no
     // recovery can see it pending without an owner.
     tx.execute(
@@ -757,7 +884,7 @@ fn reserve_in(
         return Err(e.into());
     }
     conn.held.insert(id);
-    Ok(Reservation::Clear { id, target })
+    Ok(reservation)
 }
 
 /// The connection thread's half of `finish`: the outcome (reconciled with a
@@ -769,26 +896,35 @@ fn finish_in(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (label, errcode, errmsg) = outcome_columns(outcome);
-    let c = conn.client()?;
-    let n = c.execute(
-        "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5
-         WHERE id = $1 AND outcome = 'pending'",
-        &[&id, &label, &errcode, &errmsg, &at],
-    )?;
-    let written = match n {
-        1 => Ok(()),
-        _ => {
-            let current = c.query_opt("SELECT outcome FROM attempts WHERE id = $1", &[&id])?;
+    let written = (|| {
+        let mut tx = conn.client()?.transaction()?;
+        let n = tx.execute(
+            "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5
+             WHERE id = $1 AND outcome = 'pending'",
+            &[&id, &label, &errcode, &errmsg, &at],
+        )?;
+        if n != 1 {
+            let current = tx.query_opt("SELECT outcome FROM attempts WHERE id = $1", &[&id])?;
             let current = current.map(|r| r.try_get::<_, String>(0)).transpose()?;
             settle_finished(id, current, outcome, |errmsg| {
-                c.execute(
+                tx.execute(
                     "UPDATE attempts SET outcome = $2, errcode = $3, errmsg = $4, finished_at = $5 WHERE id = $1",
                     &[&id, &label, &errcode, &errmsg, &at],
                 )?;
                 Ok(())
-            })
+            })?;
         }
-    };
+        if *outcome == Outcome::Ok {
+            end_episode(&mut tx, id, at)?;
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    if written.is_err() && conn.broken() {
+        // The session is gone, and its owner lock with it: the caller tries
+        // once more on a new one (which takes the lock again while pending).
+        return written;
+    }
     // Written, or settled by someone else: either way no longer in flight.
     if conn.held.remove(&id) {
         conn.client()?.execute(
@@ -978,6 +1114,98 @@ impl Store for PostgresStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         self.call(|c| Ok(c.batch_execute("SELECT 1")?))
+    }
+
+    fn note_lockout(&self, account: &AccountKey<'_>, note: &LockoutNote) -> Result<(), StoreError> {
+        let (key, note) = (OwnedKey::new(account), note.clone());
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            lock_episodes(&mut tx, &key.appid)?;
+            episodes::note(&mut Episodes(&mut tx), &key.key(), &note)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn episodes(
+        &self,
+        filter: &HistoryFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EpisodeRecord>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |c| {
+            let rows = c.query(
+                "SELECT * FROM episodes
+                 WHERE ($1::text IS NULL OR appid = $1)
+                   AND ($2::timestamptz IS NULL OR started_at >= $2)
+                   AND ($3::timestamptz IS NULL OR started_at < $3)
+                 ORDER BY started_at DESC, id DESC LIMIT $4",
+                &[
+                    &filter.appid,
+                    &filter.since,
+                    &filter.until,
+                    &filter.limit.map(i64::from),
+                ],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let row = episode_row(row)?;
+                let counts = c
+                    .query(
+                        "SELECT reason, count, first_at, last_at FROM episode_decisions WHERE episode = $1 ORDER BY first_at, reason",
+                        &[&row.id],
+                    )?
+                    .iter()
+                    .map(|r| {
+                        Ok(DecisionCount {
+                            reason: r.try_get(0)?,
+                            count: count(r.try_get(1)?),
+                            first_at: r.try_get(2)?,
+                            last_at: r.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                out.push(row.record(now, counts));
+            }
+            Ok(out)
+        })
+    }
+
+    fn claim_report(
+        &self,
+        appid: &str,
+        month: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (appid, month) = (appid.to_string(), month.to_string());
+        self.call(move |c| {
+            let n = c.execute(
+                "INSERT INTO reports (appid, month, sent_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&appid, &month, &now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError> {
+        self.call(move |c| {
+            c.query(
+                "SELECT appid,
+                        SUM(GREATEST(0, EXTRACT(EPOCH FROM LEAST(COALESCE(ended_at, resets_at), $1) - started_at)))::BIGINT,
+                        BOOL_OR(ended_at IS NULL AND resets_at > $1)
+                 FROM episodes GROUP BY appid ORDER BY appid",
+                &[&now],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(LockoutTotal {
+                    appid: r.try_get(0)?,
+                    seconds: r.try_get::<_, i64>(1)?.max(0) as u64,
+                    locked: r.try_get(2)?,
+                })
+            })
+            .collect()
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::episodes::{self, EpisodeRow, EpisodeTx};
 use super::*;
 use crate::calendar;
 
@@ -62,6 +63,31 @@ const MIGRATIONS: &[&str] = &[
         acted_at INTEGER NOT NULL,
         PRIMARY KEY (appid, idem_key)
     );",
+    // 4: lockout accounting: episodes and the decisions that did not clear.
+    "CREATE TABLE episodes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        appid TEXT NOT NULL,
+        account TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        resets_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        attempt INTEGER REFERENCES attempts (id)
+    );
+    CREATE INDEX episodes_by_appid ON episodes (appid, started_at);
+    CREATE TABLE episode_decisions (
+        episode INTEGER NOT NULL REFERENCES episodes (id),
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (episode, reason)
+    );
+    CREATE TABLE reports (
+        appid TEXT NOT NULL,
+        month TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        PRIMARY KEY (appid, month)
+    );",
 ];
 
 /// How long a statement waits for another process's write lock.
@@ -91,12 +117,7 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_WAIT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn)?;
+        let conn = open_busy(path)?;
         Ok(Self {
             conn: Mutex::new(conn),
             owner: owner_id(),
@@ -118,6 +139,36 @@ impl SqliteStore {
         // A panic while holding the lock leaves SQLite consistent (transactions
         // roll back on drop), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Opens the file in WAL mode and migrates it. Switching a new file to WAL
+/// can answer "database is locked" at once, without the busy handler, while
+/// another process migrates it (processes started together on a new
+/// ledger): that is tried again until [`BUSY_WAIT`].
+fn open_busy(path: &Path) -> Result<Connection, StoreError> {
+    let open = || -> Result<Connection, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_WAIT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(conn)
+    };
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match open() {
+            Err(StoreError::Sqlite(e))
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -262,6 +313,84 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
     })
 }
 
+/// The episode statements on an open transaction (`BEGIN IMMEDIATE` holds
+/// every other writer off).
+struct Episodes<'a>(&'a Connection);
+
+fn episode_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpisodeRow> {
+    Ok(EpisodeRow {
+        id: r.get("id")?,
+        account: r.get("account")?,
+        appid: r.get("appid")?,
+        started_at: from_ms(r.get("started_at")?),
+        resets_at: from_ms(r.get("resets_at")?),
+        ended_at: r.get::<_, Option<i64>>("ended_at")?.map(from_ms),
+        attempt: r.get("attempt")?,
+    })
+}
+
+impl EpisodeTx for Episodes<'_> {
+    fn latest_episode(&mut self, appid: &str) -> Result<Option<EpisodeRow>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT * FROM episodes WHERE appid = ?1 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![appid], episode_row)
+            .optional()?)
+    }
+
+    fn open_episode(
+        &mut self,
+        account: &AccountKey<'_>,
+        at: DateTime<Utc>,
+        resets_at: DateTime<Utc>,
+    ) -> Result<EpisodeId, StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO episodes (appid, account, started_at, resets_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![account.appid, account.name, ms(at), ms(resets_at)])?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn move_episode_start(&mut self, id: EpisodeId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE episodes SET started_at = MIN(started_at, ?2) WHERE id = ?1")?
+            .execute(params![id, ms(at)])?;
+        Ok(())
+    }
+
+    fn add_decisions(
+        &mut self,
+        id: EpisodeId,
+        reason: &str,
+        count: u32,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO episode_decisions (episode, reason, count, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (episode, reason) DO UPDATE SET count = count + excluded.count,
+                     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+            )?
+            .execute(params![id, reason, count, ms(first), ms(last)])?;
+        Ok(())
+    }
+}
+
+/// A clear took effect: it ends the account's open episode.
+fn end_episode(conn: &Connection, id: AttemptId, at: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE episodes SET ended_at = ?2, attempt = ?1
+         WHERE appid = (SELECT appid FROM attempts WHERE id = ?1)
+           AND ended_at IS NULL AND resets_at > ?2 AND started_at <= ?2",
+    )?
+    .execute(params![id, ms(at)])?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn reserve(
         &self,
@@ -302,6 +431,9 @@ impl Store for SqliteStore {
                 Reservation::Clear { id, target }
             }
         };
+        if let Some(note) = intent.lockout_note(now, &reservation) {
+            episodes::note(&mut Episodes(&tx), account, &note)?;
+        }
         tx.commit()?;
         Ok((snapshot, reservation))
     }
@@ -313,29 +445,34 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (label, errcode, errmsg) = outcome_columns(outcome);
-        let conn = self.conn();
-        let n = conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
             "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5
              WHERE id = ?1 AND outcome = 'pending'",
             params![id, label, errcode, errmsg, ms(at)],
         )?;
-        if n == 1 {
-            return Ok(());
+        if n != 1 {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT outcome FROM attempts WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            settle_finished(id, current, outcome, |errmsg| {
+                tx.execute(
+                    "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
+                    params![id, label, errcode, errmsg, ms(at)],
+                )?;
+                Ok(())
+            })?;
         }
-        let current: Option<String> = conn
-            .query_row(
-                "SELECT outcome FROM attempts WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        settle_finished(id, current, outcome, |errmsg| {
-            conn.execute(
-                "UPDATE attempts SET outcome = ?2, errcode = ?3, errmsg = ?4, finished_at = ?5 WHERE id = ?1",
-                params![id, label, errcode, errmsg, ms(at)],
-            )?;
-            Ok(())
-        })
+        if *outcome == Outcome::Ok {
+            end_episode(&tx, id, at)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn snapshot(
@@ -443,6 +580,87 @@ impl Store for SqliteStore {
             params![source, path, pos.file_id, pos.offset as i64],
         )?;
         Ok(())
+    }
+
+    fn note_lockout(&self, account: &AccountKey<'_>, note: &LockoutNote) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        episodes::note(&mut Episodes(&tx), account, note)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn episodes(
+        &self,
+        filter: &HistoryFilter,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EpisodeRecord>, StoreError> {
+        let conn = self.conn();
+        let rows: Vec<EpisodeRow> = conn
+            .prepare_cached(
+                "SELECT * FROM episodes
+                 WHERE (?1 IS NULL OR appid = ?1) AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
+                 ORDER BY started_at DESC, id DESC LIMIT ?4",
+            )?
+            .query_map(
+                params![
+                    filter.appid,
+                    filter.since.map(ms),
+                    filter.until.map(ms),
+                    filter.limit.map(i64::from).unwrap_or(-1)
+                ],
+                episode_row,
+            )?
+            .collect::<Result<_, _>>()?;
+        let mut decisions = conn.prepare_cached(
+            "SELECT reason, count, first_at, last_at FROM episode_decisions WHERE episode = ?1 ORDER BY first_at, reason",
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let counts = decisions
+                    .query_map(params![row.id], |r| {
+                        Ok(DecisionCount {
+                            reason: r.get(0)?,
+                            count: r.get(1)?,
+                            first_at: from_ms(r.get(2)?),
+                            last_at: from_ms(r.get(3)?),
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(row.record(now, counts))
+            })
+            .collect()
+    }
+
+    fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT appid,
+                    SUM(MAX(0, MIN(COALESCE(ended_at, resets_at), ?1) - started_at)),
+                    MAX(ended_at IS NULL AND resets_at > ?1)
+             FROM episodes GROUP BY appid ORDER BY appid",
+        )?;
+        let rows = stmt.query_map(params![ms(now)], |r| {
+            Ok(LockoutTotal {
+                appid: r.get(0)?,
+                seconds: (r.get::<_, i64>(1)?.max(0) / 1000) as u64,
+                locked: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn claim_report(
+        &self,
+        appid: &str,
+        month: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO reports (appid, month, sent_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![appid, month, ms(now)],
+        )?;
+        Ok(n == 1)
     }
 
     fn ping(&self) -> Result<(), StoreError> {
