@@ -50,33 +50,9 @@ pub enum Command {
         json: JsonFlag,
     },
     /// The ledger's attempts, and the decisions that did not clear, newest first
-    History {
-        /// Only this account (name or appid)
-        #[arg(long)]
-        account: Option<String>,
-        /// Only this month, YYYY-MM in daemon.timezone
-        #[arg(long, value_name = "YYYY-MM")]
-        month: Option<String>,
-        /// At most this many rows
-        #[arg(long)]
-        limit: Option<u32>,
-        #[command(flatten)]
-        json: JsonFlag,
-    },
+    History(LedgerQuery),
     /// Lockout episodes (newest first) and the decisions in each that did not clear
-    Episodes {
-        /// Only this account (name or appid)
-        #[arg(long)]
-        account: Option<String>,
-        /// Only episodes that started in this month, YYYY-MM in daemon.timezone
-        #[arg(long, value_name = "YYYY-MM")]
-        month: Option<String>,
-        /// At most this many episodes
-        #[arg(long)]
-        limit: Option<u32>,
-        #[command(flatten)]
-        json: JsonFlag,
-    },
+    Episodes(LedgerQuery),
     /// Clear an account's quota now, through the policy, ledger and notifiers
     Clear {
         /// The account, by name or appid
@@ -110,6 +86,22 @@ pub enum Command {
     /// Write shell completions and the man page into DIR (for packaging)
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+}
+
+/// Which rows of the ledger `history` and `episodes` show.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerQuery {
+    /// Only this account (name or appid)
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only this month (for episodes: that started in it), YYYY-MM in daemon.timezone
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// At most this many rows
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -322,17 +314,11 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
     Ok(0)
 }
 
-pub fn history(
-    config: &Config,
-    account: Option<&str>,
-    month: Option<&str>,
-    limit: Option<u32>,
-    json: bool,
-) -> anyhow::Result<Exit> {
+pub fn history(config: &Config, query: &LedgerQuery) -> anyhow::Result<Exit> {
     let store = open_store(config)?;
     let tz = config.daemon.timezone;
-    let filter = filter(config, account, month, limit)?;
-    if json {
+    let filter = query.filter(config)?;
+    if query.json.json {
         // The machine-readable history keeps its shape: attempts only (the
         // refused decisions are in `episodes --json`).
         print_json(&store.history(&filter)?)?;
@@ -393,43 +379,34 @@ pub fn history(
     Ok(0)
 }
 
-/// The rows `--account`, `--month` and `--limit` select.
-fn filter(
-    config: &Config,
-    account: Option<&str>,
-    month: Option<&str>,
-    limit: Option<u32>,
-) -> anyhow::Result<HistoryFilter> {
-    let mut filter = HistoryFilter {
-        limit,
-        ..HistoryFilter::default()
-    };
-    if let Some(a) = account {
-        filter.appid = Some(find(config, a)?.appid.clone());
+impl LedgerQuery {
+    /// The rows `--account`, `--month` and `--limit` select.
+    fn filter(&self, config: &Config) -> anyhow::Result<HistoryFilter> {
+        let mut filter = HistoryFilter {
+            limit: self.limit,
+            ..HistoryFilter::default()
+        };
+        if let Some(a) = &self.account {
+            filter.appid = Some(find(config, a)?.appid.clone());
+        }
+        if let Some(m) = &self.month {
+            let period = calendar::named_month(config.daemon.timezone, m)
+                .with_context(|| format!("--month `{m}` is not YYYY-MM"))?;
+            filter.since = Some(period.start);
+            filter.until = Some(period.end);
+        }
+        Ok(filter)
     }
-    if let Some(m) = month {
-        let period = calendar::named_month(config.daemon.timezone, m)
-            .with_context(|| format!("--month `{m}` is not YYYY-MM"))?;
-        filter.since = Some(period.start);
-        filter.until = Some(period.end);
-    }
-    Ok(filter)
 }
 
 /// `quotawatch episodes`: the lockout episodes, newest first, with the
 /// decisions in each that did not clear.
-pub fn episodes(
-    config: &Config,
-    account: Option<&str>,
-    month: Option<&str>,
-    limit: Option<u32>,
-    json: bool,
-) -> anyhow::Result<Exit> {
+pub fn episodes(config: &Config, query: &LedgerQuery) -> anyhow::Result<Exit> {
     let store = open_store(config)?;
     let tz = config.daemon.timezone;
     let now = Utc::now();
-    let rows = store.episodes(&filter(config, account, month, limit)?, now)?;
-    if json {
+    let rows = store.episodes(&query.filter(config)?, now)?;
+    if query.json.json {
         print_json(&rows)?;
         return Ok(0);
     }

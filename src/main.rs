@@ -46,30 +46,8 @@ async fn dispatch(
         Command::Run => quotawatch::app::run_daemon(config).await,
         Command::Check(f) => cli::check(&config, f.json),
         Command::Status { account, json } => cli::status(&config, account.as_deref(), json.json),
-        Command::History {
-            account,
-            month,
-            limit,
-            json,
-        } => cli::history(
-            &config,
-            account.as_deref(),
-            month.as_deref(),
-            limit,
-            json.json,
-        ),
-        Command::Episodes {
-            account,
-            month,
-            limit,
-            json,
-        } => cli::episodes(
-            &config,
-            account.as_deref(),
-            month.as_deref(),
-            limit,
-            json.json,
-        ),
+        Command::History(query) => cli::history(&config, &query),
+        Command::Episodes(query) => cli::episodes(&config, &query),
         Command::Clear {
             account,
             reason,
