@@ -108,6 +108,21 @@ struct Generation {
     sources_stop: CancellationToken,
 }
 
+/// What the start step set running, for the reload and stop steps.
+struct Running {
+    gen: Generation,
+    runtime_tx: watch::Sender<Runtime>,
+    /// In-flight clears and the lockout writer.
+    tracker: TaskTracker,
+    dispatch_stop: CancellationToken,
+    dispatch_task: tokio::task::JoinHandle<()>,
+    reports: tokio::task::JoinHandle<()>,
+    ready: Arc<AtomicBool>,
+    http_stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    probe: tokio::task::JoinHandle<()>,
+}
+
 pub struct Daemon {
     config: Arc<Config>,
     store: Arc<dyn Store>,
@@ -124,7 +139,7 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the ledger (recovering attempts a crash left pending).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let store = crate::cli::open_store(&config)?;
+        let store = crate::store::open(&config.daemon.state)?;
         let recovered = store.recover(Utc::now())?;
         if recovered > 0 {
             tracing::warn!(
@@ -194,7 +209,9 @@ impl Daemon {
     fn publish_budgets(&self, config: &Config) {
         let now = Utc::now();
         for account in config.accounts.values() {
-            if let Ok(s) = crate::cli::account_status(self.store.as_ref(), config, account, now) {
+            if let Ok(s) =
+                crate::read_model::account_status(self.store.as_ref(), config, account, now)
+            {
                 self.metrics.budget(&account.name, s.left);
             }
         }
@@ -215,24 +232,42 @@ impl Daemon {
         )
     }
 
+    /// Runs until `shutdown`: the start step, then reloads on `reload`, then
+    /// the stop step.
     pub async fn run(
         mut self,
         listener: TcpListener,
         shutdown: CancellationToken,
         mut reload: mpsc::Receiver<()>,
     ) -> anyhow::Result<()> {
-        let mut gen = self.build(self.config.clone())?;
+        let mut running = self.serve(listener)?;
+        let mut watchdog = lifecycle::watchdog_period().map(tokio::time::interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = reload.recv() => self.reload(&mut running).await?,
+                _ = tick(&mut watchdog) => lifecycle::watchdog(),
+            }
+        }
+        self.stop(running).await;
+        Ok(())
+    }
+
+    /// The start step: the first generation, the dispatcher, the HTTP
+    /// listener and the background tasks; READY once they are up.
+    fn serve(&mut self, listener: TcpListener) -> anyhow::Result<Running> {
+        let gen = self.build(self.config.clone())?;
         let (runtime_tx, runtime_rx) = watch::channel(gen.runtime.clone());
         let tracker = TaskTracker::new();
         let dispatch_stop = CancellationToken::new();
         let dispatcher = Dispatcher::new(runtime_rx.clone(), self.metrics.clone(), tracker.clone());
         let signal_rx = self.signal_rx.take().context("the daemon runs once")?;
         let dispatch_task = tokio::spawn(dispatcher.run(signal_rx, dispatch_stop.clone()));
-
         let reports = tokio::spawn(crate::report::run(
             runtime_rx.clone(),
             dispatch_stop.clone(),
         ));
+
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(HttpState {
             runtime: runtime_rx,
@@ -259,63 +294,79 @@ impl Daemon {
         let summary = Self::summary(&self.config);
         tracing::info!(listen = %addr, state = ?self.config.daemon.state, summary = %summary, "quotawatch is ready");
         lifecycle::ready(&summary);
+        Ok(Running {
+            gen,
+            runtime_tx,
+            tracker,
+            dispatch_stop,
+            dispatch_task,
+            reports,
+            ready,
+            http_stop,
+            server,
+            probe,
+        })
+    }
 
-        let mut watchdog = lifecycle::watchdog_period().map(tokio::time::interval);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(()) = reload.recv() => {
-                    if let Some(next) = self.reload_config(&gen.runtime.config) {
-                        // Stop the old pollers first: two log readers on one file would count twice.
-                        gen.sources_stop.cancel();
-                        if let Some(old_sources) = gen.sources.take() {
-                            old_sources.shutdown().await;
-                        }
-                        let next_gen = match self.build(next.clone()) {
-                            Ok(g) => g,
-                            Err(e) => {
-                                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
-                                self.build(gen.runtime.config.clone())?
-                            }
-                        };
-                        let old = std::mem::replace(&mut gen, next_gen);
-                        self.config = gen.runtime.config.clone();
-                        runtime_tx.send_replace(gen.runtime.clone());
-                        old.notifiers.shutdown(Duration::from_secs(5)).await;
-                        let summary = Self::summary(&self.config);
-                        tracing::info!(summary = %summary, "Configuration reloaded");
-                        lifecycle::ready(&summary);
-                    }
-                }
-                _ = tick(&mut watchdog) => lifecycle::watchdog(),
-            }
+    /// The reload step (SIGHUP): a valid new config replaces the generation;
+    /// an invalid one keeps the old.
+    async fn reload(&mut self, running: &mut Running) -> anyhow::Result<()> {
+        let Some(next) = self.reload_config(&running.gen.runtime.config) else {
+            return Ok(());
+        };
+        // Stop the old pollers first: two log readers on one file would count twice.
+        running.gen.sources_stop.cancel();
+        if let Some(old_sources) = running.gen.sources.take() {
+            old_sources.shutdown().await;
         }
+        let next_gen = match self.build(next.clone()) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
+                self.build(running.gen.runtime.config.clone())?
+            }
+        };
+        let old = std::mem::replace(&mut running.gen, next_gen);
+        self.config = running.gen.runtime.config.clone();
+        running.runtime_tx.send_replace(running.gen.runtime.clone());
+        old.notifiers.shutdown(Duration::from_secs(5)).await;
+        let summary = Self::summary(&self.config);
+        tracing::info!(summary = %summary, "Configuration reloaded");
+        lifecycle::ready(&summary);
+        Ok(())
+    }
 
+    /// The stop step (SIGTERM): stop taking signals, let in-flight clears
+    /// record their outcomes, flush notifications, all within
+    /// `shutdown_timeout`.
+    async fn stop(&self, mut running: Running) {
         lifecycle::stopping();
-        ready.store(false, Ordering::SeqCst);
+        running.ready.store(false, Ordering::SeqCst);
         let timeout = self.config.daemon.shutdown_timeout;
-        http_stop.cancel();
-        gen.sources_stop.cancel();
-        if let Some(s) = gen.sources.take() {
+        running.http_stop.cancel();
+        running.gen.sources_stop.cancel();
+        if let Some(s) = running.gen.sources.take() {
             s.shutdown().await;
         }
-        dispatch_stop.cancel();
-        let _ = dispatch_task.await;
-        tracker.close();
-        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        running.dispatch_stop.cancel();
+        let _ = running.dispatch_task.await;
+        running.tracker.close();
+        if tokio::time::timeout(timeout, running.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::error!(timeout = ?timeout, "In-flight clears did not finish in time; the ledger keeps them pending and the next start counts them as ambiguous");
         }
-        gen.notifiers.shutdown(timeout).await;
-        if tokio::time::timeout(Duration::from_secs(5), server)
+        running.gen.notifiers.shutdown(timeout).await;
+        if tokio::time::timeout(Duration::from_secs(5), running.server)
             .await
             .is_err()
         {
             tracing::warn!("HTTP connections did not close in time");
         }
-        let _ = probe.await;
-        let _ = reports.await;
+        let _ = running.probe.await;
+        let _ = running.reports.await;
         tracing::info!("quotawatch stopped");
-        Ok(())
     }
 
     /// SIGHUP: the new config must load and validate, else the old one stays.
@@ -329,10 +380,10 @@ impl Daemon {
                 return None;
             }
         };
-        if next.daemon.listen != current.daemon.listen
-            || format!("{:?}", next.daemon.state) != format!("{:?}", current.daemon.state)
-        {
+        let restart = current.daemon.restart_needed(&next.daemon);
+        if !restart.is_empty() {
             tracing::warn!(
+                keys = %restart.join(", "),
                 "daemon.listen and daemon.state take effect at the next restart, not on reload"
             );
         }

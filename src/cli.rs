@@ -15,11 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::calendar;
-use crate::clearer::{self, ClearRequest, Clearer, EventSink};
-use crate::config::{self, Account, Config, StateLocation};
+use crate::clearer::{ClearRequest, Clearer, EventSink};
+use crate::config::{self, Account, Config};
 use crate::metrics::Metrics;
-use crate::policy::{self, Decision};
-use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, PostgresStore, SqliteStore, Store};
+use crate::read_model::{account_status, history_rows, ClearSummary, HistoryRow};
+use crate::store::{EpisodeEnd, HistoryFilter};
 use crate::wechat::WeChat;
 
 #[derive(Debug, Parser)]
@@ -118,20 +118,6 @@ pub fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigErro
     config::load(&config::discover(cli_path))
 }
 
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.daemon.state {
-        StateLocation::Sqlite(path) => {
-            Ok(Arc::new(SqliteStore::open(path).with_context(|| {
-                format!("cannot open the ledger {}", path.display())
-            })?))
-        }
-        // The URL may hold a password: the context names no part of it.
-        StateLocation::Postgres(url) => Ok(Arc::new(
-            PostgresStore::open(url).context("cannot open the PostgreSQL ledger (daemon.state)")?,
-        )),
-    }
-}
-
 fn find<'a>(config: &'a Config, account: &str) -> anyhow::Result<&'a Arc<Account>> {
     config
         .account(account)
@@ -176,80 +162,8 @@ fn drop_nulls(value: &mut serde_json::Value) {
     }
 }
 
-/// One account's state, as `status` and `GET /api/v1/accounts` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccountStatus {
-    pub account: String,
-    pub appid: String,
-    pub kind: config::AccountKind,
-    pub month: String,
-    pub used: u32,
-    pub cap: u32,
-    pub left: u32,
-    pub used_today: u32,
-    pub daily_max: u32,
-    pub api_used: u32,
-    pub api_cap: u32,
-    pub last_clear_at: Option<DateTime<Utc>>,
-    pub cooldown_until: Option<DateTime<Utc>>,
-    pub in_flight: bool,
-    pub exhausted: bool,
-    pub disabled: Option<String>,
-    pub dry_run: bool,
-    /// Lockout episodes that started this month (SPEC section 5).
-    pub episodes: u32,
-    /// Minutes locked out this month, the open episode's so far included.
-    pub locked_minutes: u64,
-    /// An episode is open now.
-    pub locked: bool,
-}
-
-pub fn account_status(
-    store: &dyn Store,
-    config: &Config,
-    account: &Account,
-    now: DateTime<Utc>,
-) -> anyhow::Result<AccountStatus> {
-    let tz = config.daemon.timezone;
-    let snap = store.snapshot(&clearer::key(account, tz), now)?;
-    let month = calendar::month(tz, now);
-    let episodes = store.episodes(
-        &HistoryFilter {
-            appid: Some(account.appid.clone()),
-            since: Some(month.start),
-            until: Some(month.end),
-            limit: None,
-        },
-        now,
-    )?;
-    let locked: i64 = episodes.iter().map(|e| e.locked(now).num_seconds()).sum();
-    let p = &account.policy;
-    Ok(AccountStatus {
-        account: account.name.clone(),
-        appid: account.appid.clone(),
-        kind: account.kind,
-        month: calendar::month_label(tz, now),
-        used: snap.month_used,
-        cap: p.monthly_cap,
-        left: p.monthly_cap.saturating_sub(snap.month_used),
-        used_today: snap.day_used,
-        daily_max: p.daily_max,
-        api_used: snap.api_month_used,
-        api_cap: p.api_monthly_cap,
-        last_clear_at: snap.last_clear_at,
-        cooldown_until: policy::cooldown_end(p, &snap).filter(|end| *end > now),
-        in_flight: snap.in_flight,
-        exhausted: snap.exhausted,
-        disabled: snap.disabled,
-        dry_run: p.dry_run,
-        episodes: episodes.len() as u32,
-        locked_minutes: (locked.max(0) / 60) as u64,
-        locked: episodes.iter().any(|e| e.ended_by == EpisodeEnd::Open),
-    })
-}
-
 pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Result<Exit> {
-    let store = open_store(config)?;
+    let store = crate::store::open(&config.daemon.state)?;
     let now = Utc::now();
     let accounts: Vec<&Arc<Account>> = match account {
         Some(a) => vec![find(config, a)?],
@@ -315,7 +229,7 @@ pub fn status(config: &Config, account: Option<&str>, json: bool) -> anyhow::Res
 }
 
 pub fn history(config: &Config, query: &LedgerQuery) -> anyhow::Result<Exit> {
-    let store = open_store(config)?;
+    let store = crate::store::open(&config.daemon.state)?;
     let tz = config.daemon.timezone;
     let filter = query.filter(config)?;
     if query.json.json {
@@ -402,7 +316,7 @@ impl LedgerQuery {
 /// `quotawatch episodes`: the lockout episodes, newest first, with the
 /// decisions in each that did not clear.
 pub fn episodes(config: &Config, query: &LedgerQuery) -> anyhow::Result<Exit> {
-    let store = open_store(config)?;
+    let store = crate::store::open(&config.daemon.state)?;
     let tz = config.daemon.timezone;
     let now = Utc::now();
     let rows = store.episodes(&query.filter(config)?, now)?;
@@ -435,150 +349,6 @@ pub fn episodes(config: &Config, query: &LedgerQuery) -> anyhow::Result<Exit> {
     Ok(0)
 }
 
-/// One row of `history`: an attempt, or the decisions of one reason in one
-/// lockout episode that did not clear (dry runs included).
-#[derive(Debug, Clone)]
-pub enum HistoryRow {
-    Attempt(AttemptRecord),
-    Decision(DecisionRow),
-}
-
-/// The decisions of one reason in one episode, as `history` shows them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRow {
-    pub account: String,
-    pub appid: String,
-    pub reason: String,
-    pub count: u32,
-    pub first_at: DateTime<Utc>,
-    pub last_at: DateTime<Utc>,
-    pub episode: i64,
-    pub episode_started_at: DateTime<Utc>,
-    pub episode_ended_by: EpisodeEnd,
-}
-
-impl HistoryRow {
-    fn at(&self) -> DateTime<Utc> {
-        match self {
-            HistoryRow::Attempt(a) => a.started_at,
-            HistoryRow::Decision(d) => d.first_at,
-        }
-    }
-}
-
-/// Attempts and refused decisions in `filter`, newest first.
-pub fn history_rows(
-    store: &dyn Store,
-    filter: &HistoryFilter,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<HistoryRow>> {
-    let mut rows: Vec<HistoryRow> = store
-        .history(filter)?
-        .into_iter()
-        .map(HistoryRow::Attempt)
-        .collect();
-    for e in store.episodes(filter, now)? {
-        rows.extend(e.decisions.iter().map(|d| {
-            HistoryRow::Decision(DecisionRow {
-                account: e.account.clone(),
-                appid: e.appid.clone(),
-                reason: d.reason.clone(),
-                count: d.count,
-                first_at: d.first_at,
-                last_at: d.last_at,
-                episode: e.id,
-                episode_started_at: e.started_at,
-                episode_ended_by: e.ended_by,
-            })
-        }));
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.at()));
-    if let Some(limit) = filter.limit {
-        rows.truncate(limit as usize);
-    }
-    Ok(rows)
-}
-
-/// A clear's result for `clear --json` and `POST /api/v1/accounts/NAME/clear`.
-#[derive(Debug, Serialize)]
-pub struct ClearSummary {
-    pub account: String,
-    pub appid: String,
-    /// `clear` or `skip`.
-    pub decision: &'static str,
-    pub reason: Option<policy::SkipReason>,
-    pub target: crate::event::ClearTarget,
-    pub attempt: Option<i64>,
-    pub outcome: Option<crate::event::Outcome>,
-    pub budget: crate::event::Budget,
-    pub next_clear_at: Option<DateTime<Utc>>,
-}
-
-impl ClearSummary {
-    pub fn new(account: &Account, report: &clearer::Report) -> Self {
-        let (decision, reason) = match report.decision {
-            Decision::Clear => ("clear", None),
-            Decision::Skip(r) => ("skip", Some(r)),
-        };
-        Self {
-            account: account.name.clone(),
-            appid: account.appid.clone(),
-            decision,
-            reason,
-            target: report.target.clone(),
-            attempt: report.attempt,
-            outcome: report.outcome.clone(),
-            budget: report.budget.clone(),
-            next_clear_at: report.next_clear_at,
-        }
-    }
-
-    /// 0 cleared (or a requested dry run), [`crate::EXIT_REFUSED`] refused by the
-    /// policy, [`crate::EXIT_FAILURE`] attempted and not cleared.
-    pub fn exit_code(&self) -> Exit {
-        match (&self.reason, &self.outcome) {
-            (Some(policy::SkipReason::DryRun), _) => 0,
-            (Some(_), _) => crate::EXIT_REFUSED,
-            (None, Some(crate::event::Outcome::Ok)) => 0,
-            (None, _) => crate::EXIT_FAILURE,
-        }
-    }
-
-    pub fn human(&self) -> String {
-        let budget = format!(
-            "{} of {} clears left in {}",
-            self.budget.left, self.budget.cap, self.budget.month
-        );
-        match (&self.reason, &self.outcome) {
-            (Some(policy::SkipReason::DryRun), _) => {
-                format!("{}: dry run, would clear now ({budget})", self.account)
-            }
-            (Some(r), _) => {
-                let next = self
-                    .next_clear_at
-                    .map(|t| format!("; next possible at {}", t.to_rfc3339()))
-                    .unwrap_or_default();
-                format!("{}: not cleared: {r}{next} ({budget})", self.account)
-            }
-            (None, Some(crate::event::Outcome::Ok)) => {
-                format!("{}: cleared ({budget})", self.account)
-            }
-            (None, Some(crate::event::Outcome::Failed { errcode, errmsg })) => {
-                let fix = errcode
-                    .and_then(|c| crate::wechat::advice(c, errmsg))
-                    .map(|a| format!("\n  fix: {a}"))
-                    .unwrap_or_default();
-                format!("{}: clear failed: {errmsg} ({budget}){fix}", self.account)
-            }
-            (None, Some(crate::event::Outcome::Ambiguous { detail })) => format!(
-                "{}: outcome unknown, counted as spent: {detail} ({budget})",
-                self.account
-            ),
-            (None, None) => format!("{}: no outcome recorded", self.account),
-        }
-    }
-}
-
 pub struct ClearArgs<'a> {
     pub account: &'a str,
     pub reason: &'a str,
@@ -594,7 +364,7 @@ pub async fn clear(
 ) -> anyhow::Result<Exit> {
     let account = find(config, args.account)?.clone();
     let clearer = Clearer {
-        store: open_store(config)?,
+        store: crate::store::open(&config.daemon.state)?,
         wechat: Arc::new(WeChat::new(&config.wechat)?),
         metrics: Arc::new(Metrics::new()),
         events,
@@ -647,7 +417,7 @@ pub async fn quota(
 
 pub fn enable(config: &Config, account: &str) -> anyhow::Result<Exit> {
     let account = find(config, account)?;
-    let store = open_store(config)?;
+    let store = crate::store::open(&config.daemon.state)?;
     if store.enable(&account.appid)? {
         println!("{}: enabled again", account.name);
     } else {

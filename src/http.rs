@@ -26,11 +26,11 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::clearer::ClearRequest;
-use crate::cli::{account_status, ClearSummary};
 use crate::config::{SourceSpec, WebhookSpec};
 use crate::dispatcher::Runtime;
 use crate::metrics::Metrics;
 use crate::policy::Decision;
+use crate::read_model::{account_status, ClearSummary};
 use crate::signal::{QueueError, SignalQueue};
 use crate::sources::webhook::{self, Parsed, PayloadError, SignatureHeaders};
 use crate::sources::SourceHealth;

@@ -6,7 +6,8 @@
 //! # Layout
 //!
 //! - [`config`]: figment loading (file plus `QUOTAWATCH_` environment), validation
-//!   into runtime types, the masked [`config::Secret`].
+//!   into runtime types, the `*_file` rules.
+//! - [`secret`]: the masked [`secret::Secret`], a leaf every module may use.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
@@ -23,6 +24,8 @@
 //!   fallback, retries and pacing.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the wall clock.
+//! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` and a clear's
+//!   summary show, for the CLI and the HTTP surface alike.
 //! - [`report`]: the `monthly_report` notification on the first day of a month.
 //! - [`lockout`]: takes each signal's evidence to the ledger's lockout
 //!   episodes ([`store::episodes`]) without making the dispatcher wait.
@@ -54,7 +57,9 @@ pub mod lockout;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod read_model;
 pub mod report;
+pub mod secret;
 pub mod signal;
 pub mod simulate;
 pub mod sources;

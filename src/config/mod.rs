@@ -80,7 +80,23 @@ pub struct DaemonSettings {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl DaemonSettings {
+    /// The keys that differ in `next` and take effect only at a restart,
+    /// compared by value (a masked PostgreSQL URL prints the same whatever
+    /// its password).
+    pub fn restart_needed(&self, next: &DaemonSettings) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.listen != next.listen {
+            keys.push("daemon.listen");
+        }
+        if self.state != next.state {
+            keys.push("daemon.state");
+        }
+        keys
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateLocation {
     Sqlite(PathBuf),
@@ -376,6 +392,41 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn a_reload_names_the_daemon_keys_that_need_a_restart_by_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |listen: &str, state: &str| {
+            let path = dir.path().join("q.toml");
+            let text = format!(
+                "[daemon]\nlisten = \"{listen}\"\nstate = \"{state}\"\n[accounts.shop]\nappid = \"wx448f04719cd48f69\"\nkind = \"mini_program\"\nsecret = \"s\"\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            load(&path).unwrap().daemon
+        };
+        let pg = |password: &str| format!("postgres://qw:{password}@db.example/qw");
+        let base = load("127.0.0.1:9466", &pg("one"));
+        // (listen, state, keys that need a restart)
+        let table: &[(&str, String, &[&str])] = &[
+            ("127.0.0.1:9466", pg("one"), &[]),
+            // Masked, the two URLs print the same: compared by value.
+            ("127.0.0.1:9466", pg("two"), &["daemon.state"]),
+            ("127.0.0.1:9467", pg("one"), &["daemon.listen"]),
+            (
+                "127.0.0.1:9467",
+                "/var/lib/q.db".into(),
+                &["daemon.listen", "daemon.state"],
+            ),
+        ];
+        for (listen, state, want) in table {
+            let next = load(listen, state);
+            assert_eq!(base.restart_needed(&next), *want, "{listen} {state}");
+        }
+        assert_eq!(
+            format!("{:?}", base.state),
+            format!("{:?}", load("127.0.0.1:9466", &pg("two")).state)
+        );
+    }
 
     /// The keys a section accepts, as the code's serde structs say: an unknown
     /// key's error lists the expected ones.

@@ -332,35 +332,9 @@ impl Renderer {
     }
 
     fn fix(&self, code: i64, ev: &Event, errmsg: &str) -> Option<String> {
-        let account = &ev.account;
-        let fix = match code {
-            // openapi/quota/clear's own budget, not the account's 10 (SPEC section 1).
-            48006 if matches!(ev.target, ClearTarget::Api { .. }) => self.t(
-                "Fix: the 50 single-API clears of this month are used. Nothing to change: quotawatch falls back to a full clear.".to_string(),
-                "处理：本月 50 次单接口清零已用完。无需修改配置：quotawatch 会改用全量清零。".to_string(),
-            ),
-            40013 => self.t(
-                format!("Fix: the appid is not valid. Check accounts.{account}.appid and that the secret or token belongs to that appid."),
-                format!("处理：appid 无效。请检查 accounts.{account}.appid，并确认密钥或令牌属于该 appid。"),
-            ),
-            40125 => self.t(
-                format!("Fix: the appsecret is not valid (it may have been reset in the WeChat console). Update accounts.{account}.secret and reload."),
-                format!("处理：appsecret 无效（可能已在微信后台重置）。请更新 accounts.{account}.secret 并重新加载配置。"),
-            ),
-            40164 => {
-                let ip = ip_from_errmsg(errmsg).unwrap_or("?");
-                self.t(
-                    format!("Fix: this server's IP {ip} is not in the account's IP whitelist. Add it in the WeChat console (Development, Basic configuration, IP whitelist), then reload."),
-                    format!("处理：本机 IP {ip} 不在该账号的 IP 白名单中。请在微信后台「开发 → 基本配置 → IP 白名单」中添加，然后重新加载配置。"),
-                )
-            }
-            48006 => self.t(
-                "Fix: all 10 clears of this month are used, console clears included. Nothing to change: quotawatch waits for next month.".to_string(),
-                "处理：本月 10 次清零已全部用完（包括在后台手动清零）。无需修改配置：quotawatch 会等到下个月。".to_string(),
-            ),
-            _ => return None,
-        };
-        Some(fix)
+        let single_api = matches!(ev.target, ClearTarget::Api { .. });
+        let a = crate::wechat::advice(code, errmsg, &ev.account, single_api)?;
+        Some(self.t(format!("Fix: {}", a.en), format!("处理：{}", a.zh)))
     }
 
     fn signal_line(&self, ev: &Event) -> Option<String> {
@@ -435,16 +409,6 @@ fn wechat_error(ev: &Event) -> (Option<i64>, &str) {
         ev.errcode.or(out_code),
         ev.errmsg.as_deref().unwrap_or(out_msg),
     )
-}
-
-/// WeChat's 40164 errmsg names the caller: "invalid ip 203.0.113.5 ipv6 …, not
-/// in whitelist"; the operator needs exactly that address.
-fn ip_from_errmsg(errmsg: &str) -> Option<&str> {
-    const MARK: &str = "invalid ip ";
-    let rest = &errmsg[errmsg.find(MARK)? + MARK.len()..];
-    rest.split(|c: char| c.is_whitespace() || c == ',')
-        .next()
-        .filter(|ip| !ip.is_empty())
 }
 
 fn severity(kind: EventKind) -> Severity {
@@ -745,19 +709,6 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(!text.contains("WeChat error"), "{text}");
-    }
-
-    #[test]
-    fn ip_is_read_from_the_40164_errmsg() {
-        assert_eq!(
-            ip_from_errmsg("invalid ip 203.0.113.5 ipv6 ::ffff:203.0.113.5, not in whitelist"),
-            Some("203.0.113.5")
-        );
-        assert_eq!(
-            ip_from_errmsg("invalid ip 2001:db8::1, not in whitelist"),
-            Some("2001:db8::1")
-        );
-        assert_eq!(ip_from_errmsg("not in whitelist"), None);
     }
 
     #[test]

@@ -32,6 +32,22 @@ pub use sqlite::SqliteStore;
 /// The row id of an attempt.
 pub type AttemptId = i64;
 
+/// Opens the ledger `daemon.state` names.
+pub fn open(state: &crate::config::StateLocation) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use crate::config::StateLocation;
+    use anyhow::Context;
+    match state {
+        StateLocation::Sqlite(path) => Ok(std::sync::Arc::new(
+            SqliteStore::open(path)
+                .with_context(|| format!("cannot open the ledger {}", path.display()))?,
+        )),
+        // The URL may hold a password: the context names no part of it.
+        StateLocation::Postgres(url) => Ok(std::sync::Arc::new(
+            PostgresStore::open(url).context("cannot open the PostgreSQL ledger (daemon.state)")?,
+        )),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("ledger database error: {0}")]

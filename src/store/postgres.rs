@@ -37,7 +37,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::episodes::{self, EpisodeRow, EpisodeTx};
 use super::*;
 use crate::calendar;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// What `daemon.state` must look like, for errors.
 pub const URL_SHAPE: &str = "postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=require&sslrootcert=/path/to/ca.pem (sslmode is disable, prefer, require, verify-ca or verify-full)";

@@ -76,24 +76,57 @@ pub fn classify(errcode: i64) -> ErrorClass {
 /// The caller IP from a 40164 errmsg ("invalid ip 203.0.113.5 ipv6 ..., not in
 /// whitelist"), for the alert that says which address to whitelist.
 pub fn whitelist_ip(errmsg: &str) -> Option<&str> {
-    let rest = errmsg.split("invalid ip ").nth(1)?;
-    let ip = rest.split([' ', ',']).next()?;
-    (!ip.is_empty()).then_some(ip)
+    const MARK: &str = "invalid ip ";
+    let rest = &errmsg[errmsg.find(MARK)? + MARK.len()..];
+    rest.split(|c: char| c.is_whitespace() || c == ',')
+        .next()
+        .filter(|ip| !ip.is_empty())
 }
 
-/// A plain-language fix for the errors an operator must act on.
-pub fn advice(errcode: i64, errmsg: &str) -> Option<String> {
-    Some(match errcode {
-        40013 => "the appid is not valid: check accounts.NAME.appid (case matters)".to_string(),
-        40125 => "the appsecret is wrong: check the account's secret (it changes when reset in the console)".to_string(),
-        40164 => match whitelist_ip(errmsg) {
-            Some(ip) => format!("this server's IP {ip} is not in the account's IP whitelist: add it in the WeChat console"),
-            None => "this server's IP is not in the account's IP whitelist: add it in the WeChat console".to_string(),
-        },
-        48006 => "the account used all 10 clears of this month (console clears count too): it stays limited until the daily reset, and quotawatch stops trying until next month".to_string(),
-        41002 | 41004 => "the request lacked the appid or appsecret: check the account's credential".to_string(),
+/// What an operator should do about an error WeChat answered, in both
+/// languages: the one table the CLI and the notifications read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    pub en: String,
+    pub zh: String,
+}
+
+/// The fix for the errors an operator must act on. `account` is the
+/// config name the fix names; `single_api` tells a single-API clear's 48006
+/// (its own 50 a month) from a full clear's.
+pub fn advice(errcode: i64, errmsg: &str, account: &str, single_api: bool) -> Option<Advice> {
+    let (en, zh) = match errcode {
+        // openapi/quota/clear's own budget, not the account's 10 (SPEC section 1).
+        48006 if single_api => (
+            "the 50 single-API clears of this month are used. Nothing to change: quotawatch falls back to a full clear.".to_string(),
+            "本月 50 次单接口清零已用完。无需修改配置：quotawatch 会改用全量清零。".to_string(),
+        ),
+        48006 => (
+            "all 10 clears of this month are used, console clears included. Nothing to change: quotawatch waits for next month.".to_string(),
+            "本月 10 次清零已全部用完（包括在后台手动清零）。无需修改配置：quotawatch 会等到下个月。".to_string(),
+        ),
+        40013 => (
+            format!("the appid is not valid. Check accounts.{account}.appid (case matters) and that the secret or token belongs to that appid."),
+            format!("appid 无效。请检查 accounts.{account}.appid（区分大小写），并确认密钥或令牌属于该 appid。"),
+        ),
+        40125 => (
+            format!("the appsecret is not valid (it may have been reset in the WeChat console). Update accounts.{account}.secret and reload."),
+            format!("appsecret 无效（可能已在微信后台重置）。请更新 accounts.{account}.secret 并重新加载配置。"),
+        ),
+        40164 => {
+            let ip = whitelist_ip(errmsg).unwrap_or("?");
+            (
+                format!("this server's IP {ip} is not in the account's IP whitelist. Add it in the WeChat console (Development, Basic configuration, IP whitelist), then reload."),
+                format!("本机 IP {ip} 不在该账号的 IP 白名单中。请在微信后台「开发 → 基本配置 → IP 白名单」中添加，然后重新加载配置。"),
+            )
+        }
+        41002 | 41004 => (
+            format!("the request lacked the appid or appsecret. Check the credential of accounts.{account}."),
+            format!("请求缺少 appid 或 appsecret。请检查 accounts.{account} 的凭据。"),
+        ),
         _ => return None,
-    })
+    };
+    Some(Advice { en, zh })
 }
 
 #[cfg(test)]
@@ -131,7 +164,32 @@ mod tests {
     fn whitelist_ip_from_errmsg() {
         let msg = "invalid ip 203.0.113.5 ipv6 ::ffff:203.0.113.5, not in whitelist rid: 64f0a1b2-1c2d3e4f";
         assert_eq!(whitelist_ip(msg), Some("203.0.113.5"));
-        assert!(advice(40164, msg).unwrap().contains("203.0.113.5"));
+        let fix = advice(40164, msg, "shop", false).unwrap();
+        assert!(fix.en.contains("203.0.113.5") && fix.zh.contains("203.0.113.5"));
+        assert_eq!(
+            whitelist_ip("invalid ip 203.0.113.5 ipv6 ::ffff:203.0.113.5, not in whitelist"),
+            Some("203.0.113.5")
+        );
+        assert_eq!(
+            whitelist_ip("invalid ip 2001:db8::1, not in whitelist"),
+            Some("2001:db8::1")
+        );
+        assert_eq!(whitelist_ip("not in whitelist"), None);
         assert_eq!(whitelist_ip("system error"), None);
+    }
+
+    #[test]
+    fn every_configuration_error_has_advice_in_both_languages() {
+        for code in [40013, 40125, 40164, 41002, 41004, 48006] {
+            assert!(
+                classify(code) == ErrorClass::Config || code == 48006,
+                "{code}"
+            );
+            let a = advice(code, "", "shop", false).unwrap_or_else(|| panic!("{code}"));
+            assert!(!a.en.is_empty() && !a.zh.is_empty(), "{code}");
+        }
+        let single = advice(48006, "", "shop", true).unwrap();
+        assert!(single.en.contains("50 single-API"), "{single:?}");
+        assert_eq!(advice(45009, "", "shop", false), None);
     }
 }

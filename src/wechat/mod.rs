@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use error::{advice, classify, whitelist_ip, ErrorClass, WeChatError};
+pub use error::{advice, classify, whitelist_ip, Advice, ErrorClass, WeChatError};
 
 use crate::config::{Account, AccountKind, Credential, WeChatSettings};
 use crate::event::ClearTarget;
