@@ -1,0 +1,389 @@
+//! `quotawatch simulate --prometheus` with the real binary against a fake
+//! Prometheus on loopback (SPEC section 8): the range is fetched in chunks
+//! under the points limit, a sample at t is the minute [t − 1m, t), values
+//! round to counts, labels name the account and the API, and each way a
+//! server or its series can be wrong is a clear error.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::daemon::*;
+use support::fake_prometheus_range::FakeRangePrometheus;
+
+const CONFIG: &str = r#"[policy]
+reset_guard = "0s"
+cooldown = "5m"
+monthly_cap = 2
+[accounts.shop]
+appid = "wx448f04719cd48f69"
+kind = "mini_program"
+secret = "s"
+[accounts.blog]
+appid = "wx448f04719cd48f70"
+kind = "mini_program"
+secret = "s"
+"#;
+
+const API: &str = "/cgi-bin/message/custom/send";
+
+/// Unix seconds of a time on 2026-11-03 in Beijing.
+fn at(hh_mm: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&format!("2026-11-03T{hh_mm}:00+08:00"))
+        .unwrap()
+        .timestamp()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_range_is_fetched_in_chunks_under_the_points_limit() {
+    let env = Env::new(CONFIG);
+    let prom = FakeRangePrometheus::start().await;
+    prom.series(
+        "calls",
+        &[("appid", "shop"), ("cgi_path", API)],
+        &[(at("10:01"), "12")],
+    );
+    prom.series(
+        "limit",
+        &[("appid", "shop"), ("cgi_path", API)],
+        &[(at("00:01"), "10")],
+    );
+    // 2026-11-01 to 2026-11-14 inclusive: 14 days, 20,160 minutes.
+    let out = env
+        .run_async(&[
+            "simulate",
+            "--prometheus",
+            &prom.url(),
+            "--query",
+            "calls",
+            "--limit-query",
+            "limit",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-14",
+            "--json",
+        ])
+        .await;
+    let report = json(&out);
+    let from = at("00:00") - 2 * 86_400;
+    let to = from + 14 * 86_400;
+    assert_eq!(report["from"], "2026-11-02T16:00:00Z", "the row's day");
+    let requests = prom.requests();
+    for query in ["calls", "limit"] {
+        let chunks: Vec<_> = requests.iter().filter(|r| r.query == query).collect();
+        assert_eq!(chunks.len(), 3, "{query}: 20,160 steps in 3 queries");
+        let mut next = from + 60;
+        for r in &chunks {
+            assert_eq!(r.step, 60, "{query}: a 1-minute step");
+            assert_eq!(r.start, next, "{query}: contiguous, no minute twice");
+            assert!(r.points() <= 10_000, "{query}: {} points", r.points());
+            next = r.end + 60;
+        }
+        assert_eq!(
+            chunks.last().unwrap().end,
+            to,
+            "{query}: the last sample covers the last minute"
+        );
+        assert_eq!(
+            chunks.iter().map(|r| r.points()).sum::<i64>(),
+            14 * 1440,
+            "{query}: every minute once"
+        );
+    }
+    assert_eq!(requests.len(), 6);
+
+    // --to as an instant, --days as the default length.
+    let out = env
+        .run_async(&[
+            "simulate",
+            "--prometheus",
+            &format!("{}/", prom.url()),
+            "--query",
+            "calls",
+            "--daily-limit",
+            "10",
+            "--from",
+            "2026-11-03T10:00:00+08:00",
+            "--to",
+            "2026-11-03T10:30:00+08:00",
+            "--json",
+        ])
+        .await;
+    json(&out);
+    let last = prom.requests().pop().unwrap();
+    assert_eq!((last.start, last.end), (at("10:01"), at("10:30")));
+    let out = env
+        .run_async(&[
+            "simulate",
+            "--prometheus",
+            &prom.url(),
+            "--query",
+            "calls",
+            "--daily-limit",
+            "10",
+            "--from",
+            "2026-11-03",
+            "--days",
+            "1",
+            "--json",
+        ])
+        .await;
+    json(&out);
+    let last = prom.requests().pop().unwrap();
+    assert_eq!((last.start, last.end), (at("00:01"), at("00:00") + 86_400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels() {
+    let env = Env::new(CONFIG);
+    let prom = FakeRangePrometheus::start().await;
+    // By appid; 11.6 and 4.5 round up, NaN and 0.4 are no rows.
+    prom.series(
+        "calls",
+        &[("appid", "wx448f04719cd48f69"), ("cgi_path", API)],
+        &[
+            (at("10:01"), "11.6"),
+            (at("10:02"), "4.5"),
+            (at("10:03"), "NaN"),
+            (at("10:04"), "0.4"),
+            (at("10:05"), "5"),
+        ],
+    );
+    // By config name, with no limit series: --daily-limit applies.
+    prom.series(
+        "calls",
+        &[("appid", "blog"), ("cgi_path", "/a")],
+        &[(at("10:31"), "3")],
+    );
+    // The limit in force is the latest sample at or before the minute.
+    prom.series(
+        "limit",
+        &[("appid", "wx448f04719cd48f69"), ("cgi_path", API)],
+        &[(at("09:00"), "10"), (at("10:03"), "20")],
+    );
+    let written = env.dir.path().join("fetched.csv");
+    let args = [
+        "simulate",
+        "--prometheus",
+        &prom.url(),
+        "--query",
+        "calls",
+        "--limit-query",
+        "limit",
+        "--daily-limit",
+        "100",
+        "--from",
+        "2026-11-03",
+        "--to",
+        "2026-11-03",
+        "--write-trace",
+        written.to_str().unwrap(),
+        "--json",
+    ];
+    let fetched = json(&env.run_async(&args).await);
+    let csv = std::fs::read_to_string(&written).unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "time,account,cgi_path,calls,daily_limit\n\
+             2026-11-03T10:00:00+08:00,shop,{API},12,10\n\
+             2026-11-03T10:01:00+08:00,shop,{API},5,10\n\
+             2026-11-03T10:04:00+08:00,shop,{API},5,20\n\
+             2026-11-03T10:30:00+08:00,blog,/a,3,100\n"
+        )
+    );
+    // The figures are those of the CSV it wrote.
+    let replayed = json(
+        &env.run_async(&["simulate", "--trace", written.to_str().unwrap(), "--json"])
+            .await,
+    );
+    assert_eq!(fetched, replayed);
+    // never: 10:00 fails 2 of 12, 10:01 all 5; 10:04 is under the new limit.
+    let shop = fetched["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "shop")
+        .unwrap();
+    assert_eq!(shop["policies"]["never"]["locked_minutes"], 2);
+    assert_eq!(shop["policies"]["never"]["failed_calls"], 7);
+
+    // Other label names, given by flag.
+    let prom = FakeRangePrometheus::start().await;
+    prom.series(
+        "calls",
+        &[("account", "shop"), ("api", "/b"), ("job", "app")],
+        &[(at("10:01"), "7")],
+    );
+    let renamed = [
+        "simulate",
+        "--prometheus",
+        &prom.url(),
+        "--query",
+        "calls",
+        "--daily-limit",
+        "5",
+        "--from",
+        "2026-11-03",
+        "--to",
+        "2026-11-03",
+        "--write-trace",
+        written.to_str().unwrap(),
+    ];
+    let out = env.run_async(&renamed).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("has no `appid` label") && stderr(&out).contains("--account-label"),
+        "{}",
+        stderr(&out)
+    );
+    let mut with_flags = renamed.to_vec();
+    with_flags.extend(["--account-label", "account", "--api-label", "api"]);
+    let out = env.run_async(&with_flags).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "time,account,cgi_path,calls,daily_limit\n2026-11-03T10:00:00+08:00,shop,/b,7,5\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_server_or_series_is_a_clear_error() {
+    let env = Env::new(CONFIG);
+    let run = |url: String, extra: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "simulate".to_string(),
+                "--prometheus".into(),
+                url,
+                "--query".into(),
+                "calls".into(),
+                "--from".into(),
+                "2026-11-03".into(),
+                "--to".into(),
+                "2026-11-03".into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = env.run_async(&args).await;
+            assert_ne!(out.status.code(), Some(0), "{args:?}");
+            stderr(&out)
+        }
+    };
+    let limit: &[&str] = &["--daily-limit", "10"];
+
+    // Nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let err = run(url.clone(), limit).await;
+    assert!(
+        err.contains(&format!("cannot reach Prometheus at {url}")),
+        "{err}"
+    );
+
+    // Prometheus's error envelope.
+    let prom = FakeRangePrometheus::start().await;
+    prom.answer(
+        400,
+        json!({"status": "error", "errorType": "bad_data", "error": "1:7: parse error: unexpected <EOF>"}),
+    );
+    let err = run(prom.url(), limit).await;
+    assert!(
+        err.contains("Prometheus refused --query (HTTP 400): bad_data: 1:7: parse error"),
+        "{err}"
+    );
+
+    // A proxy's page, not Prometheus.
+    prom.answer_text(502, "<html>Bad Gateway</html>");
+    let err = run(prom.url(), limit).await;
+    assert!(err.contains("answered HTTP 502"), "{err}");
+    assert!(err.contains("Bad Gateway"), "{err}");
+
+    // An instant vector is not a range.
+    prom.answer(
+        200,
+        json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"appid": "shop", "cgi_path": "/a"}, "value": [1_762_000_000, "3"]}]}}),
+    );
+    let err = run(prom.url(), limit).await;
+    assert!(err.contains("returned a vector, not a range"), "{err}");
+
+    // Series that do not name a configured account and an API.
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("cgi_path", "/a")], "has no `appid` label"),
+        (&[("appid", "shop")], "has no `cgi_path` label"),
+        (
+            &[("appid", "wx0000000000000000"), ("cgi_path", "/a")],
+            "names account `wx0000000000000000`, which is not in the config",
+        ),
+        (
+            &[("appid", "shop"), ("cgi_path", "cgi-bin/a")],
+            "does not start with /",
+        ),
+    ];
+    for (labels, want) in cases {
+        let prom = FakeRangePrometheus::start().await;
+        prom.series("calls", labels, &[(at("10:01"), "3")]);
+        let err = run(prom.url(), limit).await;
+        assert!(err.contains(want), "{labels:?}: {err}");
+    }
+
+    // Two series for one (account, API): labels left to aggregate.
+    let prom = FakeRangePrometheus::start().await;
+    for instance in ["a:1", "b:1"] {
+        prom.series(
+            "calls",
+            &[
+                ("appid", "shop"),
+                ("cgi_path", "/a"),
+                ("instance", instance),
+            ],
+            &[(at("10:01"), "3")],
+        );
+    }
+    let err = run(prom.url(), limit).await;
+    assert!(err.contains("two series give (shop, /a)"), "{err}");
+
+    // A value that is no count.
+    let prom = FakeRangePrometheus::start().await;
+    prom.series(
+        "calls",
+        &[("appid", "shop"), ("cgi_path", "/a")],
+        &[(at("10:01"), "-4")],
+    );
+    let err = run(prom.url(), limit).await;
+    assert!(err.contains("has the value -4"), "{err}");
+
+    // The daily limit: needed, and needed for every minute with calls.
+    let prom = FakeRangePrometheus::start().await;
+    prom.series(
+        "calls",
+        &[("appid", "shop"), ("cgi_path", "/a")],
+        &[(at("10:01"), "3")],
+    );
+    let err = run(prom.url(), &[]).await;
+    assert!(err.contains("needs the daily limit"), "{err}");
+    let err = run(prom.url(), &["--limit-query", "limit"]).await;
+    assert!(
+        err.contains("no daily limit for (shop, /a) at 2026-11-03T02:00:00+00:00"),
+        "{err}"
+    );
+
+    // Nothing in the range: one query for the one day, then an error.
+    let prom = FakeRangePrometheus::start().await;
+    let err = run(prom.url(), limit).await;
+    assert!(err.contains("--query returned no calls"), "{err}");
+    assert_eq!(prom.requests().len(), 1);
+
+    // Flags that do not fit are refused before any query.
+    let err = run(prom.url(), &["--daily-limit", "10", "--trace", "x.csv"]).await;
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert_eq!(prom.requests().len(), 1);
+}
