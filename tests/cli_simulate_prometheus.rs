@@ -287,6 +287,10 @@ async fn a_wrong_server_or_series_is_a_clear_error() {
         err.contains(&format!("cannot reach Prometheus at {url}")),
         "{err}"
     );
+    let with_password = url.replace("http://", "http://reader:hunter2@");
+    let err = run(with_password, limit).await;
+    assert!(err.contains("cannot reach Prometheus at http://"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is masked: {err}");
 
     // Prometheus's error envelope.
     let prom = FakeRangePrometheus::start().await;

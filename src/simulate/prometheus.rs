@@ -22,7 +22,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::trace::{Pair, Trace};
-use crate::config::Config;
+use crate::config::{mask_userinfo, Config};
 
 /// Evaluations per range query. Prometheus refuses more than 11,000 points
 /// per series in one query; 10,000 is a round number under it.
@@ -227,7 +227,7 @@ pub async fn fetch(source: &Source, config: &Config) -> Result<Trace, PromError>
         .user_agent(concat!("quotawatch/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| PromError::Unreachable {
-            url: source.url.clone(),
+            url: mask_userinfo(&source.url).into_owned(),
             reason: chain(&e),
         })?;
     let calls = columns(&client, source, &source.query, "--query", config).await?;
@@ -437,8 +437,10 @@ async fn range(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<Series>, PromError> {
+    // A `user:password@` in the URL is sent as basic auth, never shown.
+    let shown = mask_userinfo(url).into_owned();
     let unreachable = |e: reqwest::Error| PromError::Unreachable {
-        url: url.to_string(),
+        url: shown.clone(),
         reason: chain(&e.without_url()),
     };
     let reply = client
@@ -466,7 +468,7 @@ async fn range(
         Err(_) => {
             let text = String::from_utf8_lossy(&body);
             return Err(PromError::Http {
-                url: url.to_string(),
+                url: shown,
                 flag,
                 status: status.as_u16(),
                 body: text
