@@ -391,3 +391,137 @@ async fn a_wrong_server_or_series_is_a_clear_error() {
     assert!(err.contains("cannot be used with"), "{err}");
     assert_eq!(prom.requests().len(), 1);
 }
+
+/// Against Debian's real `prometheus` and `promtool`: 8 days of a counter of
+/// calls and a gauge of the daily limit are backfilled into a TSDB with
+/// `promtool tsdb create-blocks-from openmetrics`, Prometheus serves it on
+/// 127.0.0.1, and `simulate` reads it with the README's queries. The 11,520
+/// steps need two queries (the server refuses more than 11,000 points), and
+/// `increase(...[1m])` at t gives the calls of [t − 1m, t): the trace written
+/// is the counter's minutes. Run by `ci/prometheus-real.sh`; needs the
+/// binaries on PATH (or `$PROMETHEUS_BIN`, `$PROMTOOL_BIN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the prometheus and promtool binaries; run ci/prometheus-real.sh"]
+async fn real_prometheus() {
+    let env = Env::new(CONFIG);
+    let dir = tempfile::tempdir().unwrap();
+    let from = at("00:00") - 2 * 86_400;
+    let minutes = 8 * 1440;
+    let calls = |k: i64| (k * 7) % 13;
+    let mut om = String::from("# TYPE wechat_api_requests counter\n");
+    let mut total = 0;
+    for k in 0..=minutes {
+        om.push_str(&format!(
+            "wechat_api_requests_total{{appid=\"wx448f04719cd48f69\",cgi_path=\"{API}\"}} {total} {}\n",
+            from + 60 * k
+        ));
+        total += calls(k);
+    }
+    om.push_str("# TYPE wechat_daily_limit gauge\n");
+    for k in (0..=minutes).step_by(5) {
+        let limit = if k < 3 * 1440 { 100 } else { 150 };
+        om.push_str(&format!(
+            "wechat_daily_limit{{appid=\"shop\",cgi_path=\"{API}\"}} {limit} {}\n",
+            from + 60 * k
+        ));
+    }
+    om.push_str("# EOF\n");
+    let om_path = dir.path().join("data.om");
+    std::fs::write(&om_path, om).unwrap();
+    let data = dir.path().join("data");
+    let promtool = std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into());
+    let backfill = std::process::Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om_path)
+        .arg(&data)
+        .output()
+        .expect("run promtool");
+    assert!(backfill.status.success(), "{}", stderr(&backfill));
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+    let mut prometheus = tokio::process::Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        // The backfilled month is older than the default 15 days' retention.
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = format!("{url}/-/ready");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reqwest::get(&ready)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus never got ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let written = env.dir.path().join("fetched.csv");
+    let out = env
+        .run_async(&[
+            "simulate",
+            "--prometheus",
+            &url,
+            "--query",
+            "sum by (appid, cgi_path) (increase(wechat_api_requests_total[1m]))",
+            "--limit-query",
+            "max by (appid, cgi_path) (wechat_daily_limit)",
+            "--from",
+            "2026-11-01",
+            "--days",
+            "8",
+            "--write-trace",
+            written.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
+    let _ = prometheus.kill().await;
+    let fetched = json(&out);
+    assert!(
+        stderr(&out).contains("--query chunk 2 of 2"),
+        "{}",
+        stderr(&out)
+    );
+    let mut want = String::from("time,account,cgi_path,calls,daily_limit\n");
+    let tz = chrono_tz::Asia::Shanghai;
+    for k in (0..minutes).filter(|k| calls(*k) > 0) {
+        let t = chrono::DateTime::from_timestamp(from + 60 * k, 0)
+            .unwrap()
+            .with_timezone(&tz);
+        // The gauge's sample at t is the minute before t too.
+        let limit = if k + 1 < 3 * 1440 { 100 } else { 150 };
+        want.push_str(&format!(
+            "{},shop,{API},{},{limit}\n",
+            t.format("%Y-%m-%dT%H:%M:%S%:z"),
+            calls(k)
+        ));
+    }
+    let got = std::fs::read_to_string(&written).unwrap();
+    let diff: Vec<(&str, &str)> = got
+        .lines()
+        .zip(want.lines())
+        .filter(|(a, b)| a != b)
+        .take(3)
+        .collect();
+    assert!(diff.is_empty(), "got, want: {diff:?}");
+    assert_eq!(got.lines().count(), want.lines().count());
+    let replayed = json(
+        &env.run_async(&["simulate", "--trace", written.to_str().unwrap(), "--json"])
+            .await,
+    );
+    assert_eq!(fetched, replayed);
+}
