@@ -244,11 +244,13 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
     );
     let mut with_flags = renamed.to_vec();
     with_flags.extend(["--account-label", "account", "--api-label", "api"]);
+    // A limit of its own for /b beats the plain one.
+    with_flags.extend(["--daily-limit", "/b=6"]);
     let out = env.run_async(&with_flags).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(&written).unwrap(),
-        "time,account,cgi_path,calls,daily_limit\n2026-11-03T10:00:00+08:00,shop,/b,7,5\n"
+        "time,account,cgi_path,calls,daily_limit\n2026-11-03T10:00:00+08:00,shop,/b,7,6\n"
     );
 }
 

@@ -55,9 +55,10 @@ pub struct SimulateArgs {
     /// PromQL: the daily limit per account and API (the same labels as --query)
     #[arg(long, value_name = "PROMQL", requires = "prometheus")]
     pub limit_query: Option<String>,
-    /// The daily limit of every API, or of those --limit-query has no sample for yet
-    #[arg(long, value_name = "N", requires = "prometheus")]
-    pub daily_limit: Option<u64>,
+    /// The daily limit: N for every API, CGI_PATH=N for one (repeatable); where
+    /// --limit-query has no sample yet, or without it
+    #[arg(long, value_name = "[CGI_PATH=]N", requires = "prometheus", value_parser = prometheus::parse_limit)]
+    pub daily_limit: Vec<prometheus::Limit>,
     /// The label naming the account (a config name or appid) in the series
     #[arg(long, value_name = "LABEL", default_value = "appid")]
     pub account_label: String,

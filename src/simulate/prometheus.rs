@@ -55,6 +55,41 @@ pub fn day_start(tz: Tz, day: NaiveDate) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A `--daily-limit` value: `N` for every API, or `CGI_PATH=N` for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    pub cgi_path: Option<String>,
+    pub limit: u64,
+}
+
+/// Parses `N` or `CGI_PATH=N` (clap's value parser).
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    let (cgi_path, n) = match text.rsplit_once('=') {
+        Some((path, n)) if path.starts_with('/') => (Some(path.to_string()), n),
+        Some(_) => {
+            return Err(format!(
+                "`{text}`: expected N or CGI_PATH=N (CGI_PATH starts with /)"
+            ))
+        }
+        None => (None, text),
+    };
+    let limit = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: `{n}` is not a count"))?;
+    Ok(Limit { cgi_path, limit })
+}
+
+/// The constant limit of `cgi_path`: its own `--daily-limit`, else the plain one.
+fn constant(limits: &[Limit], cgi_path: &str) -> Option<u64> {
+    let own = limits
+        .iter()
+        .rev()
+        .find(|l| l.cgi_path.as_deref() == Some(cgi_path));
+    own.or_else(|| limits.iter().rev().find(|l| l.cgi_path.is_none()))
+        .map(|l| l.limit)
+}
+
 /// Where the trace comes from and how its series read.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -65,7 +100,7 @@ pub struct Source {
     /// The daily limit, per (account, API), with the same labels.
     pub limit_query: Option<String>,
     /// The daily limit where `limit_query` gives none (or without it).
-    pub daily_limit: Option<u64>,
+    pub daily_limit: Vec<Limit>,
     pub account_label: String,
     pub api_label: String,
     /// The first minute, inclusive.
@@ -84,7 +119,7 @@ impl Source {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--prometheus needs --query"))?;
         anyhow::ensure!(
-            args.limit_query.is_some() || args.daily_limit.is_some(),
+            args.limit_query.is_some() || !args.daily_limit.is_empty(),
             "--prometheus needs the daily limit: --limit-query Q2 (same labels) or --daily-limit N"
         );
         let day = |d: NaiveDate, flag: &str| {
@@ -111,7 +146,7 @@ impl Source {
             url: url.trim_end_matches('/').to_string(),
             query,
             limit_query: args.limit_query.clone(),
-            daily_limit: args.daily_limit,
+            daily_limit: args.daily_limit.clone(),
             account_label: args.account_label.clone(),
             api_label: args.api_label.clone(),
             from,
@@ -186,7 +221,7 @@ pub enum PromError {
     },
     #[error(
         "no daily limit for ({account}, {cgi_path}) at {at}: --limit-query has no sample at or \
-         before it; give --daily-limit N for such minutes"
+         before it; give --daily-limit N (or CGI_PATH=N) for such minutes"
     )]
     NoLimit {
         account: String,
@@ -235,7 +270,7 @@ pub async fn fetch(source: &Source, config: &Config) -> Result<Trace, PromError>
         Some(q) => columns(&client, source, q, "--limit-query", config).await?,
         None => Columns::new(),
     };
-    let rows = rows(calls, &limits, source.daily_limit)?;
+    let rows = rows(calls, &limits, &source.daily_limit)?;
     let times = || rows.values().flatten().map(|(t, ..)| *t);
     let (Some(first), Some(last)) = (times().min(), times().max()) else {
         return Err(PromError::Empty {
@@ -247,11 +282,11 @@ pub async fn fetch(source: &Source, config: &Config) -> Result<Trace, PromError>
 }
 
 /// The trace's rows: minutes with calls, each with its daily limit (the
-/// latest limit sample at or before it, else the constant). The period of a
+/// latest limit sample at or before it, else `--daily-limit`). The period of a
 /// trace runs from the day of its first row to the day of its last, so rows
 /// with no calls are left out: written with `--write-trace`, the trace
 /// replays to the same figures.
-fn rows(calls: Columns, limits: &Columns, constant: Option<u64>) -> Result<Rows, PromError> {
+fn rows(calls: Columns, limits: &Columns, constants: &[Limit]) -> Result<Rows, PromError> {
     let mut out = BTreeMap::new();
     for (pair, minutes) in calls {
         let mut rows = Vec::new();
@@ -260,11 +295,13 @@ fn rows(calls: Columns, limits: &Columns, constant: Option<u64>) -> Result<Rows,
                 .get(&pair)
                 .and_then(|l| l.range(..=t).next_back())
                 .map(|(_, l)| *l);
-            let limit = sampled.or(constant).ok_or_else(|| PromError::NoLimit {
-                account: pair.account.clone(),
-                cgi_path: pair.cgi_path.clone(),
-                at: t.to_rfc3339(),
-            })?;
+            let limit = sampled
+                .or_else(|| constant(constants, &pair.cgi_path))
+                .ok_or_else(|| PromError::NoLimit {
+                    account: pair.account.clone(),
+                    cgi_path: pair.cgi_path.clone(),
+                    at: t.to_rfc3339(),
+                })?;
             rows.push((t, c, limit));
         }
         if !rows.is_empty() {
@@ -565,6 +602,20 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(count(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_limit_of_its_own_beats_the_plain_one() {
+        let limits: Vec<Limit> = ["100", "/a=5", "/b=7"]
+            .iter()
+            .map(|t| parse_limit(t).unwrap())
+            .collect();
+        assert_eq!(constant(&limits, "/a"), Some(5));
+        assert_eq!(constant(&limits, "/c"), Some(100));
+        assert_eq!(constant(&limits[1..], "/c"), None);
+        for bad in ["x", "a=5", "/a=x", "-1"] {
+            assert!(parse_limit(bad).is_err(), "{bad}");
         }
     }
 
