@@ -95,10 +95,11 @@ pub fn report(report: &Report, trace: &Trace, delay: Duration) -> String {
         out,
         "<h2>Timelines</h2>\n<p>One point per {bucket} minutes. Line: the busiest API's calls \
          attempted since 00:00 as a share of its daily limit (dashed: 100%, where it runs out \
-         without a clear). Red: minutes the policy left the account locked (darker: more of \
-         the {bucket} minutes). Strip below: the oracle's locked minutes. Marks: \
-         <span class=\"key-policy\">policy clears</span> (top), <span class=\"key-oracle\">oracle \
-         clears</span> (bottom); dashed: answered 48006.</p>"
+         without a clear; clipped at 400%). Red: minutes the policy left the account locked \
+         (darker: more of the {bucket} minutes). Green strip below: the oracle's locked \
+         minutes. Marks at the decision times: <span class=\"key-policy\">policy clears</span> \
+         (across the chart), <span class=\"key-oracle\">oracle clears</span> (on the strip); \
+         dashed: answered 48006.</p>"
     );
     for (a, name) in accounts.iter().enumerate() {
         let pairs: Vec<usize> = (0..trace.pairs.len())
