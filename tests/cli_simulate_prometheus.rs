@@ -9,6 +9,7 @@ mod support;
 use serde_json::{json, Value};
 use support::daemon::*;
 use support::fake_prometheus_range::FakeRangePrometheus;
+use support::real_prometheus::RealPrometheus;
 
 const CONFIG: &str = r#"[policy]
 reset_guard = "0s"
@@ -321,66 +322,59 @@ async fn a_wrong_server_or_series_is_a_clear_error() {
     let err = run(prom.url(), limit).await;
     assert!(err.contains("returned a vector, not a range"), "{err}");
 
-    // Series that do not name a configured account and an API.
-    let cases: [(&[(&str, &str)], &str); 4] = [
-        (&[("cgi_path", "/a")], "has no `appid` label"),
-        (&[("appid", "shop")], "has no `cgi_path` label"),
+    // One series each: (labels, value, flags, error). Series that do not
+    // name a configured account and an API, a value that is no count, and
+    // a daily limit missing altogether or for a minute with calls.
+    let shop_a: &[(&str, &str)] = &[("appid", "shop"), ("cgi_path", "/a")];
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        &'static [&'static str],
+        &'a str,
+    );
+    let cases: [Case; 7] = [
+        (&[("cgi_path", "/a")], "3", limit, "has no `appid` label"),
+        (&[("appid", "shop")], "3", limit, "has no `cgi_path` label"),
         (
             &[("appid", "wx0000000000000000"), ("cgi_path", "/a")],
+            "3",
+            limit,
             "names account `wx0000000000000000`, which is not in the config",
         ),
         (
             &[("appid", "shop"), ("cgi_path", "cgi-bin/a")],
+            "3",
+            limit,
             "does not start with /",
         ),
+        (shop_a, "-4", limit, "has the value -4"),
+        (shop_a, "3", &[], "needs the daily limit"),
+        (
+            shop_a,
+            "3",
+            &["--limit-query", "limit"],
+            "no daily limit for (shop, /a) at 2026-11-03T02:00:00+00:00",
+        ),
     ];
-    for (labels, want) in cases {
+    for (labels, value, flags, want) in cases {
         let prom = FakeRangePrometheus::start().await;
-        prom.series("calls", labels, &[(at("10:01"), "3")]);
-        let err = run(prom.url(), limit).await;
-        assert!(err.contains(want), "{labels:?}: {err}");
+        prom.series("calls", labels, &[(at("10:01"), value)]);
+        let err = run(prom.url(), flags).await;
+        assert!(err.contains(want), "{labels:?} {value} {flags:?}: {err}");
     }
 
     // Two series for one (account, API): labels left to aggregate.
     let prom = FakeRangePrometheus::start().await;
     for instance in ["a:1", "b:1"] {
-        prom.series(
-            "calls",
-            &[
-                ("appid", "shop"),
-                ("cgi_path", "/a"),
-                ("instance", instance),
-            ],
-            &[(at("10:01"), "3")],
-        );
+        let labels = [
+            ("appid", "shop"),
+            ("cgi_path", "/a"),
+            ("instance", instance),
+        ];
+        prom.series("calls", &labels, &[(at("10:01"), "3")]);
     }
     let err = run(prom.url(), limit).await;
     assert!(err.contains("two series give (shop, /a)"), "{err}");
-
-    // A value that is no count.
-    let prom = FakeRangePrometheus::start().await;
-    prom.series(
-        "calls",
-        &[("appid", "shop"), ("cgi_path", "/a")],
-        &[(at("10:01"), "-4")],
-    );
-    let err = run(prom.url(), limit).await;
-    assert!(err.contains("has the value -4"), "{err}");
-
-    // The daily limit: needed, and needed for every minute with calls.
-    let prom = FakeRangePrometheus::start().await;
-    prom.series(
-        "calls",
-        &[("appid", "shop"), ("cgi_path", "/a")],
-        &[(at("10:01"), "3")],
-    );
-    let err = run(prom.url(), &[]).await;
-    assert!(err.contains("needs the daily limit"), "{err}");
-    let err = run(prom.url(), &["--limit-query", "limit"]).await;
-    assert!(
-        err.contains("no daily limit for (shop, /a) at 2026-11-03T02:00:00+00:00"),
-        "{err}"
-    );
 
     // Nothing in the range: one query for the one day, then an error.
     let prom = FakeRangePrometheus::start().await;
@@ -440,37 +434,15 @@ async fn real_prometheus() {
         .expect("run promtool");
     assert!(backfill.status.success(), "{}", stderr(&backfill));
 
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
-    let mut prometheus = tokio::process::Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        // The backfilled month is older than the default 15 days' retention.
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = format!("{url}/-/ready");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !reqwest::get(&ready)
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "prometheus never got ready"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    // The backfilled days are older than the default 15 days' retention.
+    let prometheus = RealPrometheus::start(
+        dir.path(),
+        "global:\n  scrape_interval: 1m\n",
+        &data,
+        &["--storage.tsdb.retention.time=100y"],
+    )
+    .await;
+    let url = prometheus.url.clone();
 
     let written = env.dir.path().join("fetched.csv");
     let out = env
@@ -491,7 +463,7 @@ async fn real_prometheus() {
             "--json",
         ])
         .await;
-    let _ = prometheus.kill().await;
+    prometheus.stop().await;
     let fetched = json(&out);
     assert!(
         stderr(&out).contains("--query chunk 2 of 2"),
