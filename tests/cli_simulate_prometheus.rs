@@ -34,6 +34,13 @@ fn at(hh_mm: &str) -> i64 {
         .timestamp()
 }
 
+/// `quotawatch simulate --prometheus URL --query calls` and `rest`.
+async fn simulate(env: &Env, url: &str, rest: &[&str]) -> std::process::Output {
+    let mut args = vec!["simulate", "--prometheus", url, "--query", "calls"];
+    args.extend_from_slice(rest);
+    env.run_async(&args).await
+}
+
 fn json(out: &std::process::Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -54,13 +61,10 @@ async fn a_long_range_is_fetched_in_chunks_under_the_points_limit() {
         &[(at("00:01"), "10")],
     );
     // 2026-11-01 to 2026-11-14 inclusive: 14 days, 20,160 minutes.
-    let out = env
-        .run_async(&[
-            "simulate",
-            "--prometheus",
-            &prom.url(),
-            "--query",
-            "calls",
+    let out = simulate(
+        &env,
+        &prom.url(),
+        &[
             "--limit-query",
             "limit",
             "--from",
@@ -68,8 +72,9 @@ async fn a_long_range_is_fetched_in_chunks_under_the_points_limit() {
             "--to",
             "2026-11-14",
             "--json",
-        ])
-        .await;
+        ],
+    )
+    .await;
     let report = json(&out);
     let from = at("00:00") - 2 * 86_400;
     let to = from + 14 * 86_400;
@@ -98,45 +103,33 @@ async fn a_long_range_is_fetched_in_chunks_under_the_points_limit() {
     }
     assert_eq!(requests.len(), 6);
 
-    // --to as an instant, --days as the default length.
-    let out = env
-        .run_async(&[
-            "simulate",
-            "--prometheus",
-            &format!("{}/", prom.url()),
-            "--query",
-            "calls",
-            "--daily-limit",
-            "10",
-            "--from",
-            "2026-11-03T10:00:00+08:00",
-            "--to",
-            "2026-11-03T10:30:00+08:00",
-            "--json",
-        ])
-        .await;
-    json(&out);
-    let last = prom.requests().pop().unwrap();
-    assert_eq!((last.start, last.end), (at("10:01"), at("10:30")));
-    let out = env
-        .run_async(&[
-            "simulate",
-            "--prometheus",
+    // --to as an instant (and a URL with a trailing /), --days as the
+    // default length: (url, range flags, first and last evaluation).
+    let slash = format!("{}/", prom.url());
+    let cases = [
+        (
+            slash.as_str(),
+            [
+                "--from",
+                "2026-11-03T10:00:00+08:00",
+                "--to",
+                "2026-11-03T10:30:00+08:00",
+            ],
+            (at("10:01"), at("10:30")),
+        ),
+        (
             &prom.url(),
-            "--query",
-            "calls",
-            "--daily-limit",
-            "10",
-            "--from",
-            "2026-11-03",
-            "--days",
-            "1",
-            "--json",
-        ])
-        .await;
-    json(&out);
-    let last = prom.requests().pop().unwrap();
-    assert_eq!((last.start, last.end), (at("00:01"), at("00:00") + 86_400));
+            ["--from", "2026-11-03", "--days", "1"],
+            (at("00:01"), at("00:00") + 86_400),
+        ),
+    ];
+    for (url, range, want) in cases {
+        let mut rest = vec!["--daily-limit", "10", "--json"];
+        rest.extend(range);
+        json(&simulate(&env, url, &rest).await);
+        let last = prom.requests().pop().unwrap();
+        assert_eq!((last.start, last.end), want, "{range:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,11 +162,6 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
     );
     let written = env.dir.path().join("fetched.csv");
     let args = [
-        "simulate",
-        "--prometheus",
-        &prom.url(),
-        "--query",
-        "calls",
         "--limit-query",
         "limit",
         "--daily-limit",
@@ -186,7 +174,7 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
         written.to_str().unwrap(),
         "--json",
     ];
-    let fetched = json(&env.run_async(&args).await);
+    let fetched = json(&simulate(&env, &prom.url(), &args).await);
     let csv = std::fs::read_to_string(&written).unwrap();
     assert_eq!(
         csv,
@@ -222,11 +210,6 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
         &[(at("10:01"), "7")],
     );
     let renamed = [
-        "simulate",
-        "--prometheus",
-        &prom.url(),
-        "--query",
-        "calls",
         "--daily-limit",
         "5",
         "--from",
@@ -236,7 +219,7 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
         "--write-trace",
         written.to_str().unwrap(),
     ];
-    let out = env.run_async(&renamed).await;
+    let out = simulate(&env, &prom.url(), &renamed).await;
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("has no `appid` label") && stderr(&out).contains("--account-label"),
@@ -247,7 +230,7 @@ async fn samples_become_the_minute_before_them_rounded_and_named_by_their_labels
     with_flags.extend(["--account-label", "account", "--api-label", "api"]);
     // A limit of its own for /b beats the plain one.
     with_flags.extend(["--daily-limit", "/b=6"]);
-    let out = env.run_async(&with_flags).await;
+    let out = simulate(&env, &prom.url(), &with_flags).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(&written).unwrap(),
@@ -261,20 +244,9 @@ async fn a_wrong_server_or_series_is_a_clear_error() {
     let run = |url: String, extra: &'static [&'static str]| {
         let env = &env;
         async move {
-            let mut args = vec![
-                "simulate".to_string(),
-                "--prometheus".into(),
-                url,
-                "--query".into(),
-                "calls".into(),
-                "--from".into(),
-                "2026-11-03".into(),
-                "--to".into(),
-                "2026-11-03".into(),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = env.run_async(&args).await;
+            let mut args = vec!["--from", "2026-11-03", "--to", "2026-11-03"];
+            args.extend_from_slice(extra);
+            let out = simulate(env, &url, &args).await;
             assert_ne!(out.status.code(), Some(0), "{args:?}");
             stderr(&out)
         }
