@@ -249,8 +249,8 @@ pub fn chunks(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Dat
     out
 }
 
-/// Per (account, API), a value per minute (the minute's start).
-type Columns = BTreeMap<Pair, BTreeMap<DateTime<Utc>, u64>>;
+/// Per (account, API), a value per minute (the minute's start), in order.
+type Columns = BTreeMap<Pair, Vec<(DateTime<Utc>, u64)>>;
 
 /// Per (account, API), its rows: (minute, calls, daily_limit).
 type Rows = BTreeMap<Pair, Vec<(DateTime<Utc>, u64, u64)>>;
@@ -291,10 +291,10 @@ fn rows(calls: Columns, limits: &Columns, constants: &[Limit]) -> Result<Rows, P
     for (pair, minutes) in calls {
         let mut rows = Vec::new();
         for (t, c) in minutes.into_iter().filter(|(_, c)| *c > 0) {
-            let sampled = limits
-                .get(&pair)
-                .and_then(|l| l.range(..=t).next_back())
-                .map(|(_, l)| *l);
+            let sampled = limits.get(&pair).and_then(|l| {
+                let after = l.partition_point(|(m, _)| *m <= t);
+                after.checked_sub(1).map(|i| l[i].1)
+            });
             let limit = sampled
                 .or_else(|| constant(constants, &pair.cgi_path))
                 .ok_or_else(|| PromError::NoLimit {
@@ -331,7 +331,7 @@ async fn columns(
         );
         for s in series {
             let pair = pair(&s.metric, source, flag, config)?;
-            let column = out.entry(pair.clone()).or_default();
+            let column = out.entry(pair).or_default();
             for (ts, value) in s.values {
                 let minute = minute_of(ts).ok_or_else(|| PromError::Malformed {
                     flag,
@@ -346,15 +346,21 @@ async fn columns(
                 else {
                     continue;
                 };
-                if column.insert(minute, n).is_some() {
-                    return Err(PromError::Duplicate {
-                        flag,
-                        account: pair.account,
-                        cgi_path: pair.cgi_path,
-                        at: minute.to_rfc3339(),
-                    });
-                }
+                column.push((minute, n));
             }
+        }
+    }
+    // One series per pair comes in time order already; two series of one
+    // pair meet here.
+    for (pair, column) in &mut out {
+        column.sort_by_key(|(m, _)| *m);
+        if let Some(w) = column.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PromError::Duplicate {
+                flag,
+                account: pair.account.clone(),
+                cgi_path: pair.cgi_path.clone(),
+                at: w[0].0.to_rfc3339(),
+            });
         }
     }
     Ok(out)
