@@ -68,13 +68,31 @@ pub fn escape(text: &str) -> String {
 /// The page.
 pub fn report(report: &Report, trace: &Trace, delay: Duration) -> String {
     let bucket = bucket_minutes(trace.minutes.max(1));
-    let accounts = report.accounts();
-    let clears = |p: &str| report.run(p).clears.clone();
-    let locked_policy = world::locked_minutes(trace, delay, &clears("policy"));
-    let locked_oracle = world::locked_minutes(trace, delay, &clears("oracle"));
+    let locked = |p: &str| world::locked_minutes(trace, delay, &report.run(p).clears);
+    let (locked_policy, locked_oracle) = (locked("policy"), locked("oracle"));
+    let mut out = head(report, trace, bucket);
+    // The world's accounts and the report's are the trace's, in one order.
+    for (a, name) in report.accounts().iter().enumerate() {
+        let pairs: Vec<usize> = (0..trace.pairs.len())
+            .filter(|p| trace.pairs[*p].account == *name)
+            .collect();
+        let timeline = Timeline {
+            trace,
+            bucket,
+            share: share(trace, &pairs, bucket),
+            locked_policy: locked_policy.get(a).map_or(&[][..], Vec::as_slice),
+            locked_oracle: locked_oracle.get(a).map_or(&[][..], Vec::as_slice),
+        };
+        out.push_str(&section(report, name, &pairs, &timeline));
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// The document's head, the period, the table and the key to the timelines.
+fn head(report: &Report, trace: &Trace, bucket: u32) -> String {
     let tz = trace.timezone;
-    let mut out = String::new();
-    out.push_str(
+    let mut out = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>quotawatch backtest</title>\n<style>\n",
     );
@@ -90,7 +108,7 @@ pub fn report(report: &Report, trace: &Trace, delay: Duration) -> String {
         escape(tz.name()),
         report.signal_delay_seconds
     );
-    out.push_str(&table(report, &accounts));
+    out.push_str(&table(report, &report.accounts()));
     let _ = writeln!(
         out,
         "<h2>Timelines</h2>\n<p>One point per {bucket} minutes. Line: the busiest API's calls \
@@ -101,41 +119,30 @@ pub fn report(report: &Report, trace: &Trace, delay: Duration) -> String {
          (across the chart), <span class=\"key-oracle\">oracle clears</span> (on the strip); \
          dashed: answered 48006.</p>"
     );
-    for (a, name) in accounts.iter().enumerate() {
-        let pairs: Vec<usize> = (0..trace.pairs.len())
-            .filter(|p| trace.pairs[*p].account == *name)
-            .collect();
-        let apis: Vec<String> = pairs
-            .iter()
-            .map(|p| format!("<code>{}</code>", escape(&trace.pairs[*p].cgi_path)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<section class=\"account\">\n<h3>{}</h3>\n<p>APIs: {}</p>",
-            escape(name),
-            apis.join(", ")
-        );
-        let timeline = Timeline {
-            trace,
-            bucket,
-            share: share(trace, &pairs, bucket),
-            locked_policy: locked_policy.get(a).map_or(&[][..], Vec::as_slice),
-            locked_oracle: locked_oracle.get(a).map_or(&[][..], Vec::as_slice),
-        };
-        let mine = |p: &str| -> Vec<Attempt> {
-            report
-                .run(p)
-                .clears
-                .iter()
-                .filter(|c| c.account == *name)
-                .cloned()
-                .collect()
-        };
-        out.push_str(&timeline.svg(&mine("policy"), &mine("oracle")));
-        out.push_str("</section>\n");
-    }
-    out.push_str("</body>\n</html>\n");
     out
+}
+
+/// One account: its name, its APIs and its timeline.
+fn section(report: &Report, name: &str, pairs: &[usize], timeline: &Timeline) -> String {
+    let apis: Vec<String> = pairs
+        .iter()
+        .map(|p| {
+            format!(
+                "<code>{}</code>",
+                escape(&timeline.trace.pairs[*p].cgi_path)
+            )
+        })
+        .collect();
+    let mine = |p: &str| -> Vec<Attempt> {
+        let clears = report.run(p).clears.iter();
+        clears.filter(|c| c.account == name).cloned().collect()
+    };
+    format!(
+        "<section class=\"account\">\n<h3>{}</h3>\n<p>APIs: {}</p>\n{}</section>\n",
+        escape(name),
+        apis.join(", "),
+        timeline.svg(&mine("policy"), &mine("oracle"))
+    )
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\n\

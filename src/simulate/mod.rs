@@ -7,6 +7,10 @@
 //! ([`crate::decision`]) and clearer ([`crate::clearer`]) on a simulated
 //! clock, with a throwaway in-memory ledger. There is no second copy of the
 //! rules: a backtest cannot disagree with the daemon.
+//!
+//! The trace is a CSV file, a generated month ([`synthetic`]) or Prometheus's
+//! range queries ([`prometheus`]); the report is the table, `--json`, and
+//! optionally a self-contained HTML page ([`html`]).
 
 pub mod html;
 pub mod oracle;
