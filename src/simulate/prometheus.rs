@@ -8,8 +8,10 @@
 //! fetched in chunks of at most [`MAX_STEPS`] evaluations, under the points
 //! limit Prometheus enforces per series and query (11,000). Each series names
 //! its account (config name or appid) in one label and its API in another.
-//! The daily limit comes from a second query with the same labels, or a
-//! constant, or both (the constant where the second query has nothing yet).
+//! The daily limit comes from a second query with the same labels (its
+//! samples map to minutes the same way; a minute takes the latest at or
+//! before it), or from `--daily-limit` (for every API or per cgi_path), or
+//! both (the constant where the second query has nothing yet).
 //!
 //! This module only reads: the rows go to [`Trace::from_rows`], and the rest
 //! of the backtest cannot tell them from a CSV's.
