@@ -82,7 +82,7 @@ pub enum Command {
     /// Send a test message through one notifier and show the platform's answer
     NotifyTest { notifier: String },
     /// Backtest the policy against never, naive and the hindsight optimum
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(Box<crate::simulate::SimulateArgs>),
     /// Write shell completions and the man page into DIR (for packaging)
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },

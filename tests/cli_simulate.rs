@@ -265,3 +265,167 @@ fn set_and_sweep_override_policy_keys_for_the_run() {
         assert!(!err.contains("toml::value"), "{err}");
     }
 }
+
+/// The figures of one account (or TOTAL) and policy, as the table prints them.
+fn row(json: &Value, account: &str, p: &str) -> Vec<String> {
+    let f = policy(json, (account != "TOTAL").then_some(account), p);
+    vec![
+        account.to_string(),
+        p.to_string(),
+        f["clears"].to_string(),
+        f["locked_minutes"].to_string(),
+        f["failed_calls"].to_string(),
+        format!("{:.3}", f["recovery"].as_f64().unwrap()),
+    ]
+}
+
+#[test]
+fn the_html_report_is_one_page_with_a_timeline_per_account_and_the_table() {
+    let env = Env::new(&format!(
+        "{CONFIG}[accounts.blog]\nappid = \"wx448f04719cd48f70\"\nkind = \"mini_program\"\nsecret = \"s\"\n"
+    ));
+    let html = env.dir.path().join("report.html");
+    let args = [
+        "simulate",
+        "--synthetic",
+        "storm",
+        "--seed",
+        "3",
+        "--from",
+        "2026-11-01",
+        "--days",
+        "7",
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let out = env.run(&with_json);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+
+    // One self-contained document.
+    assert!(
+        page.starts_with("<!DOCTYPE html>\n<html"),
+        "{}",
+        &page[..80]
+    );
+    assert!(page.ends_with("</html>\n"));
+    assert_eq!(page.matches("<html").count(), 1);
+    assert_eq!(page.matches("</html>").count(), 1);
+    for external in ["<script", "src=", "href=", "<link", "url("] {
+        assert!(!page.contains(external), "{external}");
+    }
+    assert!(
+        page.len() < 200_000,
+        "7 days, 2 accounts: {} bytes",
+        page.len()
+    );
+
+    // The table, figure for figure: the JSON's and the text output's.
+    let cell = regex::Regex::new(
+        r"<tr(?: class=.total.)?><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>",
+    )
+    .unwrap();
+    let rows: Vec<Vec<String>> = cell
+        .captures_iter(&page)
+        .map(|c| (1..=6).map(|i| c[i].to_string()).collect())
+        .collect();
+    let accounts = ["blog", "shop", "TOTAL"];
+    let mut want = Vec::new();
+    for a in accounts {
+        for p in ["never", "naive", "oracle", "policy"] {
+            want.push(row(&json, a, p));
+        }
+    }
+    assert_eq!(rows, want);
+    let text = stdout(&env.run(&args));
+    let printed: Vec<Vec<String>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows, printed, "the table the text output prints");
+
+    // Per account one timeline, with a mark per clear attempt of the policy
+    // and of the oracle (48006 answers dashed).
+    let sections: Vec<&str> = page.split("<section class=\"account\">").skip(1).collect();
+    assert_eq!(sections.len(), 2);
+    assert_eq!(page.matches("<svg ").count(), 2);
+    for (section, name) in sections.iter().zip(["blog", "shop"]) {
+        assert!(
+            section.starts_with(&format!("\n<h3>{name}</h3>")),
+            "{section:.80}"
+        );
+        assert_eq!(section.matches("<svg ").count(), 1, "{name}");
+        assert!(section.matches("</svg>").count() == 1, "{name}");
+        assert!(section.contains("class=\"demand\""), "{name}");
+        for p in ["policy", "oracle"] {
+            let attempts: Vec<&Value> = json["clears"][p]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["account"] == name)
+                .collect();
+            let refused = attempts.iter().filter(|c| c["errcode"] == 48006).count();
+            assert_eq!(
+                section.matches(&format!("class=\"clear {p}")).count(),
+                attempts.len(),
+                "{name} {p}"
+            );
+            assert_eq!(
+                section
+                    .matches(&format!("class=\"clear {p} refused\""))
+                    .count(),
+                refused,
+                "{name} {p}"
+            );
+        }
+        let locked = policy(&json, Some(name), "policy")["locked_minutes"].as_u64();
+        assert_eq!(
+            section.contains("class=\"locked\""),
+            locked != Some(0),
+            "{name}: the policy's locked minutes are shaded"
+        );
+    }
+    let clears = json["clears"]["policy"].as_array().unwrap().len();
+    assert!(clears > 0, "a storm week makes the policy clear");
+
+    // Account names are letters, digits, - and _; a trace's cgi_path can be
+    // anything, and shows escaped.
+    let trace = env.file(
+        "odd.csv",
+        "time,account,cgi_path,calls,daily_limit\n2026-11-03T10:00:00+08:00,shop,/a<b>&\"c',12,10\n",
+    );
+    let out = env.run(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<code>/a&lt;b&gt;&amp;&quot;c&#39;</code>"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>"));
+
+    let out = env.run(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--sweep",
+        "monthly_cap=1,2",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -13,6 +13,7 @@ use quotawatch::config::SourceSpec;
 use quotawatch::sources::prometheus::PrometheusSource;
 use sources_support::{Harness, BLOG, SHOP};
 use support::fake_prometheus::FakePrometheus;
+use support::real_prometheus::RealPrometheus;
 
 const QUERY: &str = r#"sum by (appid) (increase(wechat_api_errors_total{errcode="45009"}[5m]))"#;
 
@@ -235,33 +236,17 @@ async fn real_prometheus() {
          wechat_api_errors_total{{appid=\"{BLOG}\",errcode=\"0\"}} 400\n"
     ));
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let target = exporter.url().trim_start_matches("http://").to_string();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let prometheus = RealPrometheus::start(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
         ),
+        &dir.path().join("data"),
+        &[],
     )
-    .unwrap();
-    let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
-    let mut prometheus = tokio::process::Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let url = format!("http://127.0.0.1:{port}");
+    .await;
+    let url = prometheus.url.clone();
 
     // Last value per series, so one scrape is enough to see it.
     let query = r#"max by (appid) (last_over_time(wechat_api_errors_total{errcode="45009"}[1m]))"#;
@@ -279,7 +264,7 @@ async fn real_prometheus() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = prometheus.kill().await;
+    prometheus.stop().await;
     let got: Vec<(&str, u32)> = signals
         .iter()
         .map(|s| (s.account.as_str(), s.count))

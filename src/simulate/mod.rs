@@ -7,8 +7,14 @@
 //! ([`crate::decision`]) and clearer ([`crate::clearer`]) on a simulated
 //! clock, with a throwaway in-memory ledger. There is no second copy of the
 //! rules: a backtest cannot disagree with the daemon.
+//!
+//! The trace is a CSV file, a generated month ([`synthetic`]) or Prometheus's
+//! range queries ([`prometheus`]); the report is the table, `--json`, and
+//! optionally a self-contained HTML page ([`html`]).
 
+pub mod html;
 pub mod oracle;
+pub mod prometheus;
 pub mod synthetic;
 pub mod trace;
 pub mod world;
@@ -34,7 +40,7 @@ use world::{lock, Attempt, Costs, Shared, WeChatSide, World};
 
 /// `quotawatch simulate`'s options.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["trace", "synthetic"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["trace", "synthetic", "prometheus"])))]
 pub struct SimulateArgs {
     /// A CSV trace: time,account,cgi_path,calls,daily_limit (SPEC section 8)
     #[arg(long, value_name = "FILE")]
@@ -43,16 +49,41 @@ pub struct SimulateArgs {
     /// steady, storm, campaign, late, multi_api, mix or quiet
     #[arg(long, value_name = "KIND")]
     pub synthetic: Option<synthetic::Kind>,
+    /// A trace from Prometheus's range queries at this URL (SPEC section 8), with --query
+    #[arg(long, value_name = "URL", requires = "query")]
+    pub prometheus: Option<String>,
+    /// PromQL: calls attempted per minute per account and API, e.g.
+    /// 'sum by (appid, cgi_path) (increase(wechat_api_requests_total[1m]))'
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub query: Option<String>,
+    /// PromQL: the daily limit per account and API (the same labels as --query)
+    #[arg(long, value_name = "PROMQL", requires = "prometheus")]
+    pub limit_query: Option<String>,
+    /// The daily limit: N for every API, CGI_PATH=N for one (repeatable); where
+    /// --limit-query has no sample yet, or without it
+    #[arg(long, value_name = "[CGI_PATH=]N", requires = "prometheus", value_parser = prometheus::parse_limit)]
+    pub daily_limit: Vec<prometheus::Limit>,
+    /// The label naming the account (a config name or appid) in the series
+    #[arg(long, value_name = "LABEL", default_value = "appid")]
+    pub account_label: String,
+    /// The label naming the API (its cgi_path) in the series
+    #[arg(long, value_name = "LABEL", default_value = "cgi_path")]
+    pub api_label: String,
     /// The generator's seed
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The generated trace's first day, YYYY-MM-DD (default: the 1st of this month)
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub from: Option<chrono::NaiveDate>,
-    /// Days the generated trace covers
+    /// The first day, YYYY-MM-DD (--prometheus also takes RFC 3339; --synthetic's
+    /// default: the 1st of this month)
+    #[arg(long, value_name = "TIME", value_parser = prometheus::parse_moment)]
+    pub from: Option<prometheus::Moment>,
+    /// With --prometheus, the end: a day is included to its 24:00, an RFC 3339
+    /// time is the end of the last minute (default: --days after --from)
+    #[arg(long, value_name = "TIME", value_parser = prometheus::parse_moment, requires = "prometheus")]
+    pub to: Option<prometheus::Moment>,
+    /// Days the generated (or fetched, without --to) trace covers
     #[arg(long, default_value_t = 30)]
     pub days: u32,
-    /// Write the generated trace to FILE as CSV (to replay it with --trace)
+    /// Write the generated or fetched trace to FILE as CSV (to replay it with --trace)
     #[arg(long, value_name = "FILE")]
     pub write_trace: Option<std::path::PathBuf>,
     /// Delay from a failing minute's end to its signal, e.g. 2m (an alert's for: and group_wait)
@@ -67,6 +98,9 @@ pub struct SimulateArgs {
     /// Print JSON (the figures and every clear of every policy) instead of the table
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML report (per account a timeline, and the table)
+    #[arg(long, value_name = "FILE", conflicts_with = "sweep")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// `KEY=VALUE` split at the first `=`.
@@ -119,11 +153,11 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         (None, Some(kind)) => {
             let tz = config.daemon.timezone;
             let first = match args.from {
-                Some(date) => date
-                    .and_hms_opt(0, 0, 0)
-                    .and_then(|t| t.and_local_timezone(tz).earliest())
-                    .context("--from is not a day in daemon.timezone")?
-                    .with_timezone(&Utc),
+                Some(prometheus::Moment::Day(date)) => prometheus::day_start(tz, date)
+                    .context("--from is not a day in daemon.timezone")?,
+                Some(prometheus::Moment::Time(_)) => {
+                    anyhow::bail!("--from with --synthetic takes a day, YYYY-MM-DD")
+                }
                 None => crate::calendar::month(tz, Utc::now()).start,
             };
             anyhow::ensure!(args.days >= 1, "--days must be at least 1");
@@ -134,7 +168,13 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
             );
             synthetic::generate(kind, args.seed, &names, tz, first, args.days)
         }
-        (None, None) => anyhow::bail!("give --trace FILE or --synthetic KIND"),
+        (None, None) => match &args.prometheus {
+            Some(url) => {
+                let source = prometheus::Source::from_args(args, url, config.daemon.timezone)?;
+                prometheus::fetch(&source, config).await?
+            }
+            None => anyhow::bail!("give --trace FILE, --synthetic KIND or --prometheus URL"),
+        },
     };
     if let Some(path) = &args.write_trace {
         std::fs::write(path, trace.to_csv())
@@ -172,6 +212,10 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         "simulate: four policies in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::report(&report, &trace, delay))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {

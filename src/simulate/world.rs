@@ -138,6 +138,8 @@ pub struct World<'t> {
     due: VecDeque<SimSignal>,
     locked: Vec<u64>,
     failed: Vec<u64>,
+    /// Per account, each minute it was locked, when the HTML report asks.
+    locked_at: Option<Vec<Vec<u32>>>,
 }
 
 impl<'t> World<'t> {
@@ -182,6 +184,7 @@ impl<'t> World<'t> {
             due: VecDeque::new(),
             locked: vec![0; accounts.len()],
             failed: vec![0; accounts.len()],
+            locked_at: None,
             accounts,
         }
     }
@@ -259,6 +262,9 @@ impl<'t> World<'t> {
         }
         for (a, l) in locked.into_iter().enumerate() {
             self.locked[a] += u64::from(l);
+            if let (true, Some(at)) = (l, &mut self.locked_at) {
+                at[a].push(m);
+            }
         }
         self.minute += 1;
     }
@@ -298,8 +304,23 @@ impl<'t> World<'t> {
 /// policy's schedule): each is made at the first signal for its account at
 /// or after its time. The costs of that run.
 pub fn replay(trace: &Trace, delay: Duration, clears: &[Attempt]) -> (Vec<Costs>, Vec<Attempt>) {
+    replayed(trace, delay, clears, false).finish()
+}
+
+/// The minutes each account (in the trace's account order) is locked when
+/// `clears` are replayed as [`replay`] does.
+pub fn locked_minutes(trace: &Trace, delay: Duration, clears: &[Attempt]) -> Vec<Vec<u32>> {
+    let mut world = replayed(trace, delay, clears, true);
+    world.locked_at.take().unwrap_or_default()
+}
+
+/// The world at the end of the period, with `clears` made on their signals.
+fn replayed<'t>(trace: &'t Trace, delay: Duration, clears: &[Attempt], record: bool) -> World<'t> {
     let side = WeChatSide::new(trace.timezone);
     let mut world = World::new(trace, delay, side.clone());
+    if record {
+        world.locked_at = Some(vec![Vec::new(); world.accounts.len()]);
+    }
     let mut todo: HashMap<&str, VecDeque<&Attempt>> = HashMap::new();
     for c in clears {
         todo.entry(c.account.as_str()).or_default().push_back(c);
@@ -315,7 +336,7 @@ pub fn replay(trace: &Trace, delay: Duration, clears: &[Attempt]) -> (Vec<Costs>
             }
         }
     }
-    world.finish()
+    world
 }
 
 #[cfg(test)]
