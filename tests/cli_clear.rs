@@ -2,13 +2,18 @@
 //! checked on both sides: what the fake received (and let take effect) and what
 //! the ledger says afterwards (`status --json`, `history --json`).
 
-mod support;
+pub mod support {
+    pub mod cli;
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::cli::{assert_no_secrets, show};
 use support::{daemon::*, fake_wechat::*};
 
 const APP: &str = "wx448f04719cd48f69";
@@ -36,15 +41,6 @@ fn shop_with_secret(secret: &str) -> String {
 
 fn code(o: &Output) -> i32 {
     o.status.code().expect("quotawatch was killed by a signal")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
 }
 
 fn json_of(o: &Output) -> Value {
@@ -77,23 +73,6 @@ async fn history(env: &Env) -> Vec<Value> {
         .as_array()
         .expect("history --json is an array")
         .clone()
-}
-
-fn assert_no_secrets(outputs: &[&Output], secrets: &[&str]) {
-    for o in outputs {
-        for s in secrets {
-            assert!(
-                !stdout(o).contains(s),
-                "secret {s:?} in stdout:\n{}",
-                show(o)
-            );
-            assert!(
-                !stderr(o).contains(s),
-                "secret {s:?} in stderr:\n{}",
-                show(o)
-            );
-        }
-    }
 }
 
 fn assert_clean(fake: &FakeWeChat) {

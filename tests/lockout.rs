@@ -2,7 +2,9 @@
 //! SQLite file, and the real daemon on the example config, where the README's
 //! test alert must show up in `history`, `status` and `/metrics`.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+}
 
 #[path = "contract/lockout.rs"]
 mod contract;

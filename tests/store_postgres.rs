@@ -9,7 +9,10 @@
 //! (`localhost`) with `sslmode=require` and `sslrootcert` = the CA that signed
 //! its certificate, and `QW_POSTGRES_OTHER_CA` is a CA file that did not.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 #[path = "contract/lockout.rs"]
 mod lockout_contract;

@@ -1,6 +1,5 @@
 //! Runs the real `quotawatch` binary: one-shot commands and the daemon, each
 //! with its own temp directory, config file and ledger.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

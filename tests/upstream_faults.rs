@@ -16,7 +16,11 @@
 //! | 48006 | 1 | failed, 48006 | exhausted | month exhausted, no more calls |
 //! | 40164 | 1 | failed, 40164 | config_error naming the IP | account disabled, no more calls |
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;

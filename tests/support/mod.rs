@@ -1,4 +1,0 @@
-pub mod daemon;
-pub mod fake_chat;
-pub mod fake_prometheus;
-pub mod fake_wechat;
