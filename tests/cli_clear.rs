@@ -8,7 +8,7 @@ pub mod support {
     pub mod fake_wechat;
 }
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -815,12 +815,7 @@ async fn the_refresh_rereads_the_token_file() {
     let old = fake.issue_token(APP);
     let new = fake.issue_token(APP);
     let env = Env::new(&body(&fake, "2s", "", &token_file_account()));
-    let fifo = env.dir.path().join("shop-token");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = env.fifo("shop-token");
     fake.push_fault(Some(CLEAR_QUOTA), Fault::ExpireToken);
 
     let mut cmd = env.command(&["clear", "shop", "--json"]);
@@ -852,33 +847,6 @@ async fn the_refresh_rereads_the_token_file() {
     assert_eq!(fake.clears_effective(APP), 1);
     assert_eq!(history(&env).await.len(), 1);
     assert_clean(&fake);
-}
-
-/// Writes one token into the FIFO once a reader has it open (non-blocking open
-/// fails with ENXIO until then, so a dead reader fails the test, not hangs it).
-async fn feed_fifo(fifo: &std::path::Path, token: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let open = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo);
-        match open {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(format!("{token}\n").as_bytes()).unwrap();
-                return;
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "quotawatch never read the token file"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("open fifo: {e}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
