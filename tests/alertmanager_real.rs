@@ -4,7 +4,10 @@
 //! Ignored by default because it needs `prometheus-alertmanager` installed;
 //! `.ci/run` installs it and runs `cargo test --test alertmanager_real -- --ignored`.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

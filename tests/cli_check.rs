@@ -3,12 +3,17 @@
 //! came from, environment overrides reach WeChat intact, and no secret is ever
 //! printed.
 
-mod support;
+pub mod support {
+    pub mod cli;
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::cli::{assert_no_secrets, show};
 use support::{daemon::*, fake_wechat::*};
 
 const APP: &str = "wx448f04719cd48f69";
@@ -18,30 +23,6 @@ const FILE_SECRET: &str = "file-appsecret-beef17";
 const ENV_SECRET: &str = "0123456789";
 const ALL_SECRETS: [&str; 3] = [INLINE_SECRET, FILE_SECRET, ENV_SECRET];
 const CONFIG_ERROR: i32 = 78;
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-
-fn assert_no_secrets(o: &Output) {
-    for s in ALL_SECRETS {
-        assert!(
-            !stdout(o).contains(s),
-            "secret {s:?} in stdout:\n{}",
-            show(o)
-        );
-        assert!(
-            !stderr(o).contains(s),
-            "secret {s:?} in stderr:\n{}",
-            show(o)
-        );
-    }
-}
 
 /// `check` with extra environment variables.
 fn check(env: &Env, vars: &[(&str, &str)]) -> Output {
@@ -132,13 +113,13 @@ fn a_valid_config_prints_the_effective_config_with_secrets_masked() {
         "secrets appear masked: {}",
         show(&o)
     );
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 
     let o = env.run(&["check", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["accounts"]["shop"]["policy"]["monthly_cap"], 5);
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[test]
@@ -162,7 +143,7 @@ fn an_unknown_key_is_named_with_file_and_line() {
         line_of(&env.config, "cooldwon")
     );
     assert!(err.contains(&at), "names {at}: {}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[test]
@@ -179,7 +160,7 @@ fn an_unknown_key_in_an_account_is_named_with_file_and_line() {
         line_of(&env.config, "secert_file")
     );
     assert!(err.contains(&at), "names {at}: {}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[test]
@@ -195,7 +176,7 @@ fn an_out_of_range_cap_from_the_environment_names_the_variable() {
         show(&o)
     );
     assert!(err.contains("11"), "{}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 
     let o = check(
         &env,
@@ -213,7 +194,7 @@ fn an_out_of_range_cap_from_the_environment_names_the_variable() {
         "{}",
         show(&o)
     );
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 
     // In range, the same variable is accepted and wins over the file.
     let env = env_with(&format!("[policy]\nmonthly_cap = 5\n\n{}", accounts()));
@@ -245,13 +226,13 @@ fn a_missing_secret_file_is_a_config_error() {
         line_of(&env.config, "no-such-secret")
     );
     assert!(err.contains(&at), "names {at}: {}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 
     // Every command refuses such a config the same way, before any work.
     let o = env.run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
     assert!(!env.db.exists(), "no ledger is created for a bad config");
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[test]
@@ -266,7 +247,7 @@ fn a_bad_appid_and_a_missing_credential_are_reported_together() {
     let err = stderr(&o);
     assert!(err.contains("accounts.news.appid"), "{}", show(&o));
     assert!(err.contains("credential"), "{}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +268,7 @@ async fn a_numeric_secret_from_the_environment_is_used_verbatim() {
 
     let o = check(&env, &[var]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 
     let mut cmd = env.command(&["clear", "shop", "--json"]);
     cmd.env(var.0, var.1);
@@ -295,7 +276,7 @@ async fn a_numeric_secret_from_the_environment_is_used_verbatim() {
         .await
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
     let reqs = fake.requests_to(CLEAR_QUOTA_V2);
     assert_eq!(reqs.len(), 1);
     assert_eq!(
@@ -333,7 +314,7 @@ fn a_wrongly_typed_secret_is_not_echoed_in_the_error() {
         "the bearer token is printed:\n{}",
         show(&o)
     );
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +338,7 @@ async fn relative_secret_files_are_read_from_the_credentials_directory() {
         .await
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_no_secrets(&o);
+    assert_no_secrets(&[&o], &ALL_SECRETS);
     let reqs = fake.requests_to(CLEAR_QUOTA_V2);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].body_str("appsecret").as_deref(), Some(FILE_SECRET));
@@ -495,7 +476,7 @@ fn check_masks_the_userinfo_of_every_url_it_prints() {
         );
         assert!(out.contains("127.0.0.1:9090"), "{}", show(&o));
         assert!(out.contains("@127.0.0.1:9"), "the host stays: {}", show(&o));
-        assert_no_secrets(&o);
+        assert_no_secrets(&[&o], &ALL_SECRETS);
     }
 
     // An invalid URL's error masks it too.

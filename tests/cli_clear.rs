@@ -2,13 +2,18 @@
 //! checked on both sides: what the fake received (and let take effect) and what
 //! the ledger says afterwards (`status --json`, `history --json`).
 
-mod support;
+pub mod support {
+    pub mod cli;
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::cli::{assert_no_secrets, show};
 use support::{daemon::*, fake_wechat::*};
 
 const APP: &str = "wx448f04719cd48f69";
@@ -36,15 +41,6 @@ fn shop_with_secret(secret: &str) -> String {
 
 fn code(o: &Output) -> i32 {
     o.status.code().expect("quotawatch was killed by a signal")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
 }
 
 fn json_of(o: &Output) -> Value {
@@ -77,23 +73,6 @@ async fn history(env: &Env) -> Vec<Value> {
         .as_array()
         .expect("history --json is an array")
         .clone()
-}
-
-fn assert_no_secrets(outputs: &[&Output], secrets: &[&str]) {
-    for o in outputs {
-        for s in secrets {
-            assert!(
-                !stdout(o).contains(s),
-                "secret {s:?} in stdout:\n{}",
-                show(o)
-            );
-            assert!(
-                !stderr(o).contains(s),
-                "secret {s:?} in stderr:\n{}",
-                show(o)
-            );
-        }
-    }
 }
 
 fn assert_clean(fake: &FakeWeChat) {
@@ -836,12 +815,7 @@ async fn the_refresh_rereads_the_token_file() {
     let old = fake.issue_token(APP);
     let new = fake.issue_token(APP);
     let env = Env::new(&body(&fake, "2s", "", &token_file_account()));
-    let fifo = env.dir.path().join("shop-token");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = env.fifo("shop-token");
     fake.push_fault(Some(CLEAR_QUOTA), Fault::ExpireToken);
 
     let mut cmd = env.command(&["clear", "shop", "--json"]);
@@ -873,33 +847,6 @@ async fn the_refresh_rereads_the_token_file() {
     assert_eq!(fake.clears_effective(APP), 1);
     assert_eq!(history(&env).await.len(), 1);
     assert_clean(&fake);
-}
-
-/// Writes one token into the FIFO once a reader has it open (non-blocking open
-/// fails with ENXIO until then, so a dead reader fails the test, not hangs it).
-async fn feed_fifo(fifo: &std::path::Path, token: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let open = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo);
-        match open {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(format!("{token}\n").as_bytes()).unwrap();
-                return;
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "quotawatch never read the token file"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("open fifo: {e}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

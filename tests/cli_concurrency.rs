@@ -1,12 +1,17 @@
 //! Many `quotawatch clear` processes on one ledger at once: the ledger's lock,
 //! not luck, decides who clears.
 
-mod support;
+pub mod support {
+    pub mod cli;
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::cli::show;
 use support::{daemon::*, fake_wechat::*};
 
 const APP: &str = "wx448f04719cd48f69";
@@ -19,15 +24,6 @@ fn config(fake: &FakeWeChat, policy: &str) -> String {
          [policy]\nreset_guard = \"0s\"\n{policy}\n\n\
          [accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n",
         fake.base_url()
-    )
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
     )
 }
 

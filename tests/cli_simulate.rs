@@ -2,7 +2,9 @@
 //! trace whose figures are worked out here, a generated month written out
 //! and replayed, and clear errors for bad traces.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+}
 
 use serde_json::Value;
 use support::daemon::*;

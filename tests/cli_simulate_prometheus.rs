@@ -4,7 +4,11 @@
 //! round to counts, labels name the account and the API, and each way a
 //! server or its series can be wrong is a clear error.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_prometheus_range;
+    pub mod real_prometheus;
+}
 
 use serde_json::{json, Value};
 use support::daemon::*;

@@ -2,12 +2,15 @@
 //! `history` filtered by account and by month (months in Beijing time), and
 //! unknown accounts.
 
-mod support;
-
-use std::process::Output;
+pub mod support {
+    pub mod cli;
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use support::cli::show;
 use support::{daemon::*, fake_wechat::*};
 
 const APP: &str = "wx448f04719cd48f69";
@@ -21,15 +24,6 @@ fn body(fake_url: &str) -> String {
          [policy]\nreset_guard = \"0s\"\ncooldown = \"0s\"\ndaily_max = 10\n\n\
          [accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n\n\
          [accounts.blog]\nappid = \"{OTHER}\"\nkind = \"official_account\"\nsecret = \"{OTHER_SECRET}\"\n"
-    )
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
     )
 }
 

@@ -2,7 +2,11 @@
 //! a hanging chat platform does not delay clears, and `notify-test` reports
 //! the platform's answer (issue 5).
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
 use std::time::{Duration, Instant};
 

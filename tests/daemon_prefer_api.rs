@@ -2,7 +2,11 @@
 //! the daemon spends a single-API clear; two APIs low and it spends a full
 //! clear; the verifier records that `used` dropped (issue 4).
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
 use std::time::Duration;
 

@@ -2,7 +2,9 @@
 //! RELOADING=1 then READY=1 around a SIGHUP, WATCHDOG=1 keep-alives when
 //! `WATCHDOG_USEC` is set, STOPPING=1 on SIGTERM (issue 3).
 
-mod support;
+pub mod support {
+    pub mod daemon;
+}
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

@@ -1,7 +1,9 @@
 //! Tests of the fake WeChat server itself, over real HTTP, so the integration tests
 //! that rely on it rest on rules that are known to hold.
 
-mod support;
+pub mod support {
+    pub mod fake_wechat;
+}
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,10 @@
 //! daemon under a 1,024 file limit, 2,000 sockets that sent half a request
 //! line do not keep a valid alert or `/healthz` from being answered.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::os::unix::process::CommandExt;
 use std::time::Duration;

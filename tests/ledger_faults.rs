@@ -4,7 +4,11 @@
 //! notified at once and recorded once the ledger returns, while hooks and
 //! `/readyz` say the ledger is unreachable instead of accepting signals.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
 use std::time::Duration;
 

@@ -1,24 +1,17 @@
-//! Lockout accounting (SPEC section 5): the episodes' contract on a real
-//! SQLite file, and the real daemon on the example config, where the README's
-//! test alert must show up in `history`, `status` and `/metrics`.
+//! Lockout accounting (SPEC section 5) end to end: the real daemon on the
+//! example config, where the README's test alert must show up in `history`,
+//! `episodes`, `status` and `/metrics`. The episodes' contract on each ledger
+//! is in `tests/contract/lockout.rs`, run by `tests/store_sqlite.rs` and
+//! `tests/store_postgres.rs`.
 
-mod support;
-
-#[path = "contract/lockout.rs"]
-mod contract;
+pub mod support {
+    pub mod daemon;
+}
 
 use std::time::Duration;
 
-use quotawatch::store::SqliteStore;
 use serde_json::Value;
 use support::daemon::*;
-
-#[test]
-fn sqlite_episodes_follow_evidence_clears_and_resets() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
-    contract::episodes_follow_evidence_clears_and_resets(&store);
-}
 
 /// The test alert of the README's set-up, as the README prints it.
 fn readme_alert() -> String {

@@ -5,7 +5,9 @@
 //! The crate's tokio has no `test-util`, so these use real time; waits are kept
 //! to the platforms' own limits (WeCom's 3 s is the longest).
 
-mod support;
+pub mod support {
+    pub mod fake_chat;
+}
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

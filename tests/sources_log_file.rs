@@ -2,7 +2,9 @@
 //! ledger: appends, rotation by rename and create, copytruncate, a file that
 //! appears late, a 10 MB line, a restart in the middle, two accounts.
 
-mod sources_support;
+pub mod support {
+    pub mod sources;
+}
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::path::Path;
 use quotawatch::config::SourceSpec;
 use quotawatch::signal::Signal;
 use quotawatch::sources::log_file::LogFileSource;
-use sources_support::{Harness, BLOG, SHOP};
+use support::sources::{Harness, BLOG, SHOP};
 
 const SOURCE: &str = r#"
 [sources.app_log]

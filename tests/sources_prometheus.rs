@@ -2,8 +2,11 @@
 //! (vector, matrix, scalar, error, down), and, ignored by default, against a
 //! real Prometheus (`ci/prometheus-real.sh`).
 
-mod sources_support;
-mod support;
+pub mod support {
+    pub mod fake_prometheus;
+    pub mod real_prometheus;
+    pub mod sources;
+}
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -11,9 +14,9 @@ use std::time::Duration;
 
 use quotawatch::config::SourceSpec;
 use quotawatch::sources::prometheus::PrometheusSource;
-use sources_support::{Harness, BLOG, SHOP};
 use support::fake_prometheus::FakePrometheus;
 use support::real_prometheus::RealPrometheus;
+use support::sources::{Harness, BLOG, SHOP};
 
 const QUERY: &str = r#"sum by (appid) (increase(wechat_api_errors_total{errcode="45009"}[5m]))"#;
 

@@ -3,16 +3,18 @@
 //! and shutdown stops them promptly. These run on real time (the scheduler
 //! reads the wall clock), with one-second schedules.
 
-mod sources_support;
-mod support;
+pub mod support {
+    pub mod fake_wechat;
+    pub mod sources;
+}
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use quotawatch::sources::start_scheduled;
-use sources_support::{Harness, SHOP};
 use support::fake_wechat::{FakeWeChat, Fault, QUOTA_GET};
+use support::sources::{Harness, SHOP};
 
 const SEND: &str = "/cgi-bin/message/custom/send";
 

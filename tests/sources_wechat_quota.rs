@@ -2,8 +2,10 @@
 //! on 127.0.0.1: low quotas become signals naming their cgi_path, polls are
 //! spread and limited, and a clear is re-read and recorded as verified.
 
-mod sources_support;
-mod support;
+pub mod support {
+    pub mod fake_wechat;
+    pub mod sources;
+}
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +17,8 @@ use quotawatch::event::ClearTarget;
 use quotawatch::sources::wechat_quota::{QuotaReadings, WeChatQuotaSource};
 use quotawatch::store::{AttemptRecord, HistoryFilter};
 use quotawatch::verify::QuotaVerifier;
-use sources_support::{Harness, BLOG, SHOP};
 use support::fake_wechat::{FakeWeChat, Fault, QUOTA_GET};
+use support::sources::{Harness, BLOG, SHOP};
 
 const SEND: &str = "/cgi-bin/message/custom/send";
 const CHECK: &str = "/wxa/msg_sec_check";

@@ -1,6 +1,8 @@
-//! The PostgreSQL ledger against a real server (SPEC 7): the same contract the
-//! SQLite ledger's unit tests check, the single-flight across processes that
-//! share the database, and two real daemons that must clear once between them.
+//! The PostgreSQL ledger against a real server (SPEC 7): the store contracts
+//! (`tests/contract/`, which `tests/store_sqlite.rs` runs on SQLite), what
+//! only PostgreSQL has (pending rows owned by database sessions, the schema
+//! table, TLS, outages), the single-flight across processes that share the
+//! database, and two real daemons that must clear once between them.
 //!
 //! Every test is ignored unless PostgreSQL is at hand: `ci/postgres.sh` starts
 //! a throwaway server and runs them with `QW_POSTGRES_URL` set to a role that
@@ -9,27 +11,27 @@
 //! (`localhost`) with `sslmode=require` and `sslrootcert` = the CA that signed
 //! its certificate, and `QW_POSTGRES_OTHER_CA` is a CA file that did not.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 #[path = "contract/lockout.rs"]
 mod lockout_contract;
+#[path = "contract/store.rs"]
+mod store_contract;
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use quotawatch::config::Secret;
 use quotawatch::event::{ClearTarget, Outcome};
 use quotawatch::policy::{Decision, SkipReason, Snapshot, Verdict};
-use quotawatch::store::{
-    AccountKey, AttemptId, HistoryFilter, Intent, LogPosition, PostgresStore, Reservation, Store,
-    StoreError,
-};
+use quotawatch::store::{HistoryFilter, PostgresStore, Reservation, Store, StoreError};
 use serde_json::{json, Value};
+use store_contract::{clear_once, intent, key, skip, utc, APPID};
 use support::daemon::*;
 use support::fake_wechat::*;
-
-const APPID: &str = "wx448f04719cd48f69";
 
 /// A database made for one test and dropped after it.
 struct TestDb {
@@ -57,6 +59,11 @@ impl TestDb {
 
     fn open(&self) -> PostgresStore {
         PostgresStore::open(&Secret::new(&self.url)).unwrap()
+    }
+
+    /// Opens one more store on the database, as another replica would.
+    fn opener(&self) -> impl Fn() -> Box<dyn Store> + '_ {
+        || Box::new(self.open())
     }
 
     /// A direct connection, to do what the store never does.
@@ -87,189 +94,32 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn key() -> AccountKey<'static> {
-    AccountKey {
-        appid: APPID,
-        name: "shop",
-        fingerprint: "fp1",
-        timezone: chrono_tz::Asia::Shanghai,
-    }
-}
-
-fn intent() -> Intent {
-    Intent {
-        source: "test".into(),
-        trigger: "t".into(),
-        evidence: 1,
-        window: Duration::from_secs(300),
-        ..Intent::default()
-    }
-}
-
-fn skip(reason: SkipReason) -> Verdict {
-    Verdict::Skip {
-        reason,
-        retry_at: None,
-    }
-}
-
-/// A clear of `target` reserved; its id.
-fn reserve_target(
-    store: &dyn Store,
-    account: &AccountKey<'_>,
-    intent: &Intent,
-    target: ClearTarget,
-    now: DateTime<Utc>,
-) -> AttemptId {
-    let (_, r) = store
-        .reserve(account, intent, now, &mut |_| {
-            Verdict::Clear(target.clone())
-        })
-        .unwrap();
-    match r {
-        Reservation::Clear { id, target: t } => {
-            assert_eq!(t, target);
-            id
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-fn clear_once(store: &dyn Store, account: &AccountKey<'_>, now: DateTime<Utc>) -> AttemptId {
-    reserve_target(store, account, &intent(), ClearTarget::Full, now)
-}
-
-/// Reserves with evidence under `keys` (one each) the way the policy
-/// would with min_events 1: a clear while some evidence is fresh.
-fn reserve_keys(store: &dyn Store, now: DateTime<Utc>, keys: &[&str]) -> Option<AttemptId> {
-    let intent = Intent {
-        evidence: keys.len() as u32,
-        keys: keys.iter().map(|k| (k.to_string(), 1)).collect(),
-        ..intent()
-    };
-    let (_, r) = store
-        .reserve(
-            &key(),
-            &intent,
-            now,
-            &mut |s| match s.seen_evidence < intent.evidence {
-                true => Verdict::Clear(ClearTarget::Full),
-                false => skip(SkipReason::Duplicate),
-            },
-        )
-        .unwrap();
-    match r {
-        Reservation::Clear { id, .. } => Some(id),
-        Reservation::Skip { .. } => None,
-    }
-}
-
-/// SPEC section 2, as the SQLite ledger's unit test checks it: a key acted
-/// on by an attempt that counts is known to every replica for the window; a
-/// failed attempt's keys are evidence again.
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn keys_acted_on_are_known_for_the_window() {
     let db = TestDb::new("keys");
-    let (store, other) = (db.open(), db.open());
-    let now = utc("2026-11-28T02:00:00Z");
-    let secs = |s| now + chrono::Duration::seconds(s);
-    let a = reserve_keys(&store, now, &["alert-1"]).unwrap();
-    store.finish(a, &Outcome::Ok, now).unwrap();
-    let failed = Outcome::Failed {
-        errcode: Some(-1),
-        errmsg: "busy".into(),
-    };
-    let cases: &[(&PostgresStore, i64, &[&str], bool)] = &[
-        // (store, seconds after, keys, cleared)
-        (&other, 1, &["alert-1"], false),
-        (&store, 299, &["alert-1"], false),
-        (&other, 10, &["alert-1", "alert-2"], true),
-        (&other, 11, &["alert-1"], false),
-    ];
-    for (i, (s, after, keys, cleared)) in cases.iter().enumerate() {
-        let got = reserve_keys(*s, secs(*after), keys);
-        assert_eq!(got.is_some(), *cleared, "case {i}: {keys:?} at +{after}s");
-        if let Some(id) = got {
-            s.finish(id, &failed, secs(*after)).unwrap();
-        }
-    }
-    assert!(reserve_keys(&other, secs(20), &["alert-2"]).is_some());
-    let b = reserve_keys(&store, secs(301), &["alert-1"]).expect("the window has passed");
-    store.finish(b, &Outcome::Ok, secs(301)).unwrap();
+    store_contract::keys_acted_on_are_known_for_the_window(&db.opener());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn counts_ok_and_ambiguous_not_failed() {
     let db = TestDb::new("counts");
-    let store = db.open();
-    let now = utc("2026-11-28T02:00:00Z");
-    let a = clear_once(&store, &key(), now);
-    store.finish(a, &Outcome::Ok, now).unwrap();
-    let b = clear_once(&store, &key(), now);
-    let failed = Outcome::Failed {
-        errcode: Some(-1),
-        errmsg: "system error".into(),
-    };
-    store.finish(b, &failed, now).unwrap();
-    let c = clear_once(&store, &key(), now);
-    let ambiguous = Outcome::Ambiguous {
-        detail: "timeout".into(),
-    };
-    store.finish(c, &ambiguous, now).unwrap();
-    let snap = store.snapshot(&key(), now).unwrap();
-    assert_eq!(snap.month_used, 2);
-    assert_eq!(snap.day_used, 2);
-    assert_eq!(snap.api_month_used, 0);
-    assert!(!snap.in_flight);
-    assert_eq!(snap.last_clear_at, Some(now));
-    let h = store.history(&HistoryFilter::default()).unwrap();
-    assert_eq!(h.len(), 3);
-    assert_eq!(h[1].errcode, Some(-1));
-    assert_eq!(h[1].outcome, "failed");
-    assert!(matches!(
-        store.finish(9999, &Outcome::Ok, now),
-        Err(StoreError::NoSuchAttempt(9999))
-    ));
-    store.set_verified(a, true).unwrap();
-    let h = store.history(&HistoryFilter::default()).unwrap();
-    assert_eq!(h.iter().find(|r| r.id == a).unwrap().verified, Some(true));
+    store_contract::counts_ok_and_ambiguous_not_failed(&db.open());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn api_clears_have_their_own_count() {
     let db = TestDb::new("api");
-    let store = db.open();
-    let now = utc("2026-11-28T02:00:00Z");
-    let api = ClearTarget::Api {
-        cgi_path: "/cgi-bin/message/custom/send".into(),
-    };
-    let id = reserve_target(&store, &key(), &intent(), api.clone(), now);
-    store.finish(id, &Outcome::Ok, now).unwrap();
-    let snap = store.snapshot(&key(), now).unwrap();
-    assert_eq!((snap.month_used, snap.api_month_used), (0, 1));
-    let h = store.history(&HistoryFilter::default()).unwrap();
-    assert_eq!(h[0].target, api);
+    store_contract::api_clears_have_their_own_count(&db.open());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn months_follow_beijing_time() {
     let db = TestDb::new("months");
-    let store = db.open();
-    let nov = utc("2026-11-30T15:59:00Z"); // 23:59 CST 30 Nov
-    let dec = utc("2026-11-30T16:01:00Z"); // 00:01 CST 1 Dec
-    let id = clear_once(&store, &key(), nov);
-    store.finish(id, &Outcome::Ok, nov).unwrap();
-    assert_eq!(store.snapshot(&key(), nov).unwrap().month_used, 1);
-    assert_eq!(store.snapshot(&key(), dec).unwrap().month_used, 0);
-    assert_eq!(store.snapshot(&key(), dec).unwrap().day_used, 0);
+    store_contract::months_follow_beijing_time(&db.open());
 }
 
 /// A pending row belongs to the database session that wrote it: never
@@ -382,101 +232,28 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn skip_inserts_nothing() {
     let db = TestDb::new("skip");
-    let store = db.open();
-    let now = utc("2026-11-28T02:00:00Z");
-    let (_, r) = store
-        .reserve(&key(), &intent(), now, &mut |_| skip(SkipReason::Cooldown))
-        .unwrap();
-    assert_eq!(
-        r,
-        Reservation::Skip {
-            reason: SkipReason::Cooldown,
-            retry_at: None
-        }
-    );
-    assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
+    store_contract::skip_inserts_nothing(&db.open());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn a_panicking_decision_rolls_back_and_releases_the_lock() {
     let db = TestDb::new("panic");
-    let store = db.open();
-    let now = utc("2026-11-28T02:00:00Z");
-    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        store.reserve(&key(), &intent(), now, &mut |_| panic!("decide failed"))
-    }));
-    assert!(panicked.is_err());
-    // The same store, and another one, can still reserve the account.
-    clear_once(&store, &key(), now);
-    let (snap, _) = db
-        .open()
-        .reserve(&key(), &intent(), now, &mut |_| skip(SkipReason::Duplicate))
-        .unwrap();
-    assert_eq!(snap.month_used, 1);
+    store_contract::a_panicking_decision_rolls_back_and_releases_the_lock(&db.opener());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn exhausted_until_month_end_and_disabled_until_config_changes() {
     let db = TestDb::new("flags");
-    let store = db.open();
-    let now = utc("2026-11-28T02:00:00Z");
-    store.mark_exhausted(&key(), now).unwrap();
-    assert!(store.snapshot(&key(), now).unwrap().exhausted);
-    let next_month = utc("2026-11-30T16:00:00Z");
-    assert!(!store.snapshot(&key(), next_month).unwrap().exhausted);
-    store
-        .mark_disabled(&key(), "40164 invalid ip", now)
-        .unwrap();
-    assert_eq!(
-        store.snapshot(&key(), now).unwrap().disabled.as_deref(),
-        Some("40164 invalid ip")
-    );
-    assert!(store.snapshot(&key(), now).unwrap().exhausted, "both flags");
-    let changed = AccountKey {
-        fingerprint: "fp2",
-        ..key()
-    };
-    assert!(store.snapshot(&changed, now).unwrap().disabled.is_none());
-    assert!(store.enable(key().appid).unwrap());
-    assert!(
-        !store.enable(key().appid).unwrap(),
-        "nothing left to enable"
-    );
-    assert!(store.snapshot(&key(), now).unwrap().disabled.is_none());
+    store_contract::exhausted_until_month_end_and_disabled_until_config_changes(&db.open());
 }
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn reopening_keeps_rows_log_positions_and_schema() {
     let db = TestDb::new("reopen");
-    let now = utc("2026-11-28T02:00:00Z");
-    {
-        let store = db.open();
-        let id = clear_once(&store, &key(), now);
-        store.finish(id, &Outcome::Ok, now).unwrap();
-        let pos = LogPosition {
-            file_id: "1:2".into(),
-            offset: 42,
-        };
-        store.save_log_position("app", "/x.log", &pos).unwrap();
-        let moved = LogPosition {
-            file_id: "1:3".into(),
-            offset: 7,
-        };
-        store.save_log_position("app", "/y.log", &moved).unwrap();
-        store.save_log_position("app", "/y.log", &moved).unwrap();
-    }
-    let store = db.open();
-    assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
-    let pos = store.log_position("app", "/x.log").unwrap().unwrap();
-    assert_eq!((pos.file_id.as_str(), pos.offset), ("1:2", 42));
-    assert_eq!(
-        store.log_position("app", "/y.log").unwrap().unwrap().offset,
-        7
-    );
-    assert!(store.log_position("other", "/x.log").unwrap().is_none());
+    store_contract::reopening_keeps_rows_and_log_positions(&db.opener());
     let version: i32 = db
         .raw()
         .query_one("SELECT version FROM quotawatch_schema", &[])
@@ -510,46 +287,7 @@ fn postgres_episodes_follow_evidence_clears_and_resets() {
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn history_filters_by_account_time_and_limit() {
     let db = TestDb::new("history");
-    let store = db.open();
-    let other = AccountKey {
-        appid: "wx0000000000000002",
-        name: "blog",
-        ..key()
-    };
-    let t1 = utc("2026-10-15T02:00:00Z");
-    let t2 = utc("2026-11-15T02:00:00Z");
-    let t3 = utc("2026-11-20T02:00:00Z");
-    for t in [t1, t2, t3] {
-        clear_once(&store, &key(), t);
-    }
-    clear_once(&store, &other, t2);
-    let all = store.history(&HistoryFilter::default()).unwrap();
-    assert_eq!(all.len(), 4);
-    assert!(all.windows(2).all(|w| w[0].started_at >= w[1].started_at));
-    let shop = HistoryFilter {
-        appid: Some(APPID.into()),
-        ..Default::default()
-    };
-    assert_eq!(store.history(&shop).unwrap().len(), 3);
-    let november = HistoryFilter {
-        since: Some(utc("2026-10-31T16:00:00Z")),
-        until: Some(utc("2026-11-30T16:00:00Z")),
-        ..shop.clone()
-    };
-    let rows = store.history(&november).unwrap();
-    assert_eq!(
-        rows.iter().map(|r| r.started_at).collect::<Vec<_>>(),
-        vec![t3, t2]
-    );
-    let latest = HistoryFilter {
-        limit: Some(1),
-        ..Default::default()
-    };
-    let rows = store.history(&latest).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].started_at, t3);
-    assert_eq!(rows[0].account, "shop");
-    assert_eq!(rows[0].outcome, "pending");
+    store_contract::history_filters_by_account_time_and_limit(&db.open());
 }
 
 /// 16 threads, each with its own store (its own connection, as replicas

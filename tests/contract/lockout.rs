@@ -1,5 +1,5 @@
 //! The lockout episodes' contract (SPEC section 5), written once and run
-//! against every ledger: SQLite in `tests/lockout.rs`, PostgreSQL in
+//! against every ledger: SQLite in `tests/store_sqlite.rs`, PostgreSQL in
 //! `tests/store_postgres.rs` (under `ci/postgres.sh`).
 
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! Runs the real `quotawatch` binary: one-shot commands and the daemon, each
 //! with its own temp directory, config file and ledger.
-#![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,6 +40,15 @@ impl Env {
     pub fn file(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// A FIFO in the temp dir, for a `token_file` that [`feed_fifo`] fills
+    /// one read at a time.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        let made = Command::new("mkfifo").arg(&p).status().unwrap();
+        assert!(made.success(), "mkfifo {}", p.display());
         p
     }
 
@@ -180,6 +190,33 @@ async fn wait_ready(log: &Path) -> SocketAddr {
             "daemon not ready in 20 s; logs:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes one token into the FIFO once a reader has it open (a non-blocking
+/// open fails with ENXIO until then, so a dead reader fails the test instead
+/// of hanging it).
+pub async fn feed_fifo(fifo: &Path, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo);
+        match open {
+            Ok(mut f) => {
+                f.write_all(format!("{token}\n").as_bytes()).unwrap();
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "quotawatch never read the token file"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("open fifo: {e}"),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! an HTTP error, a 429 with `Retry-After` (and Discord's JSON `retry_after`), or
 //! no answer at all. Answers queued with `push` are used once each, in order;
 //! then the default (success unless `set_default` says otherwise).
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

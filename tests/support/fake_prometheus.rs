@@ -6,7 +6,6 @@
 //! the answer last set (a vector by default: empty), and records the query
 //! strings it received. [`FakePrometheus::stop`] closes the listener so the
 //! next request finds Prometheus down.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,7 +8,6 @@
 //! error, a query over 11,000 points per series, and records every request.
 //! [`FakeRangePrometheus::answer`] replaces the model with a fixed answer
 //! (an error, a vector, a body that is not JSON).
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

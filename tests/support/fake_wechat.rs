@@ -16,7 +16,6 @@
 //!   suffix, except the 40164 helper which copies WeChat's full format.
 //! - Month and day boundaries use Asia/Shanghai on the fake's clock (`set_now`);
 //!   request timestamps use the real wall clock so tests can measure backoff.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -182,7 +181,6 @@ enum TokenStatus {
 #[derive(Debug, Clone)]
 struct TokenInfo {
     appid: String,
-    kind: TokenKind,
     status: TokenStatus,
 }
 
@@ -251,10 +249,6 @@ impl FakeWeChat {
         format!("http://{}", self.addr)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     // A poisoned mutex only means another test thread panicked; the data is fine.
     fn st(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -310,23 +304,10 @@ impl FakeWeChat {
         self.st().set_token_status(token, TokenStatus::Expired);
     }
 
-    /// Expires every token of an appid.
-    pub fn expire_tokens_of(&self, appid: &str) {
-        let mut st = self.st();
-        for info in st.tokens.values_mut().filter(|t| t.appid == appid) {
-            info.status = TokenStatus::Expired;
-        }
-    }
-
     /// Whether WeChat would accept this token now.
     pub fn token_is_valid(&self, token: &str) -> bool {
         let st = self.st();
         matches!(st.tokens.get(token), Some(t) if t.status == TokenStatus::Valid)
-    }
-
-    /// The token stable_token currently hands out for the appid, if any.
-    pub fn current_stable_token(&self, appid: &str) -> Option<String> {
-        self.st().stable.get(appid).cloned()
     }
 
     /// stable_token calls with force_refresh=true for the appid (refused included).
@@ -402,11 +383,6 @@ impl FakeWeChat {
     pub fn push_fault(&self, path: Option<&str>, fault: Fault) {
         let key = path.map(str::to_string);
         self.st().faults.entry(key).or_default().push_back(fault);
-    }
-
-    /// Drops every queued fault.
-    pub fn clear_faults(&self) {
-        self.st().faults.clear();
     }
 
     /// Faults still queued (all queues).
@@ -615,7 +591,6 @@ impl State {
         let token = format!("{prefix}_{appid}_{:06}", self.next_token);
         let info = TokenInfo {
             appid: appid.to_string(),
-            kind,
             status: TokenStatus::Valid,
         };
         self.tokens.insert(token.clone(), info);

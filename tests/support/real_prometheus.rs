@@ -1,7 +1,6 @@
 //! Debian's real `prometheus` on 127.0.0.1 for the ignored tests that
 //! `ci/prometheus-real.sh` runs: the binary from `$PROMETHEUS_BIN` or PATH,
 //! a free port, a config written into the given directory, killed on drop.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

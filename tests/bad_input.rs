@@ -11,9 +11,12 @@
 //! agree.
 //!
 //! The default case counts keep this file at a few seconds in CI. The long
-//! run: `PROPTEST_CASES=100000 cargo test --release --test proof_input`.
+//! run: `PROPTEST_CASES=100000 cargo test --release --test bad_input`.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::collections::HashMap;
 use std::io::Read;

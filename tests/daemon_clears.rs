@@ -1,7 +1,10 @@
 //! The real daemon on port 0 against the fake WeChat: webhooks to clears,
 //! bursts, crashes, reloads and graceful stops (issue 3).
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::time::Duration;
 

@@ -13,7 +13,10 @@
 //! seconds each). The long run is `QW_CRASH_ROUNDS=50`; `QW_CRASH_SEED=N`
 //! replays a failing run (the seed is printed at the start).
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_wechat;
+}
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,6 @@
-//! Shared by the `sources_*` tests: a [`SourceContext`] built by hand from a
+//! For the `sources_*` tests: a [`SourceContext`] built by hand from a
 //! TOML config in a temp dir, with a real SQLite ledger and the signal queue's
 //! receiving end.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -25,7 +25,11 @@
 //! (scheduling, the loopback stack, allocation) is orders of magnitude above
 //! a byte-compare difference, so such a test would be flaky or vacuous.
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
 use std::process::Output;
 use std::time::Duration;

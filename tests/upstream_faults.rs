@@ -16,9 +16,12 @@
 //! | 48006 | 1 | failed, 48006 | exhausted | month exhausted, no more calls |
 //! | 40164 | 1 | failed, 40164 | config_error naming the IP | account disabled, no more calls |
 
-mod support;
+pub mod support {
+    pub mod daemon;
+    pub mod fake_chat;
+    pub mod fake_wechat;
+}
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -90,9 +93,7 @@ async fn start(case: &Case) -> Run {
     let chat = FakeChat::start(Flavor::Webhook).await;
     let env = Env::new(&config(&fake, &chat, case.credential));
     if case.credential == Credential::TokenFifo {
-        let fifo = env.dir.path().join("shop-token");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success());
+        env.fifo("shop-token");
     }
     for fault in &case.faults {
         fake.push_fault(Some(clear_path(case.credential)), fault.clone());
@@ -130,33 +131,6 @@ fn json_out(env: &Env, args: &[&str]) -> Value {
     let out = env.run(args);
     assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Writes one token into the FIFO once a reader has it open (a non-blocking
-/// open fails with ENXIO until then).
-async fn feed_fifo(fifo: &std::path::Path, token: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let open = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo);
-        match open {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(format!("{token}\n").as_bytes()).unwrap();
-                return;
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the daemon never read the token file"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(e) => panic!("open fifo: {e}"),
-        }
-    }
 }
 
 /// One signal, then every trace the attempt left is checked against `case`.

@@ -1,0 +1,328 @@
+//! The ledger's contract (SPEC sections 2 and 7), written once and run against
+//! every store: SQLite in `tests/store_sqlite.rs`, PostgreSQL in
+//! `tests/store_postgres.rs` (under `ci/postgres.sh`). What only one backend
+//! has (how a pending row's owner is told alive or dead, where the schema
+//! version lives) stays in that backend's file.
+//!
+//! A check that needs a second store on the same ledger (another replica, or
+//! the same ledger after a restart) takes `open`, which opens one more.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use quotawatch::event::{ClearTarget, Outcome};
+use quotawatch::policy::{SkipReason, Verdict};
+use quotawatch::store::{
+    AccountKey, AttemptId, HistoryFilter, Intent, LogPosition, Reservation, Store, StoreError,
+};
+
+/// Opens one more store on the ledger under test.
+pub type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
+
+pub const APPID: &str = "wx448f04719cd48f69";
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+pub fn key() -> AccountKey<'static> {
+    AccountKey {
+        appid: APPID,
+        name: "shop",
+        fingerprint: "fp1",
+        timezone: chrono_tz::Asia::Shanghai,
+    }
+}
+
+pub fn intent() -> Intent {
+    Intent {
+        source: "test".into(),
+        trigger: "t".into(),
+        evidence: 1,
+        window: Duration::from_secs(300),
+        ..Intent::default()
+    }
+}
+
+pub fn skip(reason: SkipReason) -> Verdict {
+    Verdict::Skip {
+        reason,
+        retry_at: None,
+    }
+}
+
+/// A clear of `target` reserved; its id.
+pub fn reserve_target(
+    store: &dyn Store,
+    account: &AccountKey<'_>,
+    intent: &Intent,
+    target: ClearTarget,
+    now: DateTime<Utc>,
+) -> AttemptId {
+    let (_, r) = store
+        .reserve(account, intent, now, &mut |_| {
+            Verdict::Clear(target.clone())
+        })
+        .unwrap();
+    match r {
+        Reservation::Clear { id, target: t } => {
+            assert_eq!(t, target);
+            id
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+pub fn clear_once(store: &dyn Store, account: &AccountKey<'_>, now: DateTime<Utc>) -> AttemptId {
+    reserve_target(store, account, &intent(), ClearTarget::Full, now)
+}
+
+/// Reserves with evidence under `keys` (one each) the way the policy
+/// would with min_events 1: a clear while some evidence is fresh.
+fn reserve_keys(store: &dyn Store, now: DateTime<Utc>, keys: &[&str]) -> Option<AttemptId> {
+    let intent = Intent {
+        evidence: keys.len() as u32,
+        keys: keys.iter().map(|k| (k.to_string(), 1)).collect(),
+        ..intent()
+    };
+    let (_, r) = store
+        .reserve(
+            &key(),
+            &intent,
+            now,
+            &mut |s| match s.seen_evidence < intent.evidence {
+                true => Verdict::Clear(ClearTarget::Full),
+                false => skip(SkipReason::Duplicate),
+            },
+        )
+        .unwrap();
+    match r {
+        Reservation::Clear { id, .. } => Some(id),
+        Reservation::Skip { .. } => None,
+    }
+}
+
+/// SPEC section 2: a key acted on by an attempt that counts is known to
+/// every replica for the window; a failed attempt's keys are evidence again.
+pub fn keys_acted_on_are_known_for_the_window(open: Open<'_>) {
+    let (store, other) = (open(), open());
+    let (store, other) = (&*store, &*other);
+    let now = utc("2026-11-28T02:00:00Z");
+    let secs = |s| now + chrono::Duration::seconds(s);
+    let a = reserve_keys(store, now, &["alert-1"]).unwrap();
+    store.finish(a, &Outcome::Ok, now).unwrap();
+    let failed = Outcome::Failed {
+        errcode: Some(-1),
+        errmsg: "busy".into(),
+    };
+    let cases: &[(&dyn Store, i64, &[&str], bool)] = &[
+        // (store, seconds after, keys, cleared)
+        (other, 1, &["alert-1"], false),
+        (store, 299, &["alert-1"], false),
+        (other, 10, &["alert-1", "alert-2"], true),
+        (other, 11, &["alert-1"], false),
+    ];
+    for (i, (s, after, keys, cleared)) in cases.iter().enumerate() {
+        let got = reserve_keys(*s, secs(*after), keys);
+        assert_eq!(got.is_some(), *cleared, "case {i}: {keys:?} at +{after}s");
+        if let Some(id) = got {
+            s.finish(id, &failed, secs(*after)).unwrap();
+        }
+    }
+    // alert-2's attempt failed: it is evidence again; alert-1 kept its
+    // first attempt, and is evidence again once the window has passed.
+    assert!(reserve_keys(other, secs(20), &["alert-2"]).is_some());
+    let b = reserve_keys(store, secs(301), &["alert-1"]).expect("the window has passed");
+    store.finish(b, &Outcome::Ok, secs(301)).unwrap();
+}
+
+/// Ok and ambiguous attempts count against the budget, failed ones do not;
+/// history keeps all three; an unknown attempt is an error; a verified
+/// clear says so.
+pub fn counts_ok_and_ambiguous_not_failed(store: &dyn Store) {
+    let now = utc("2026-11-28T02:00:00Z");
+    let a = clear_once(store, &key(), now);
+    store.finish(a, &Outcome::Ok, now).unwrap();
+    let b = clear_once(store, &key(), now);
+    let failed = Outcome::Failed {
+        errcode: Some(-1),
+        errmsg: "system error".into(),
+    };
+    store.finish(b, &failed, now).unwrap();
+    let c = clear_once(store, &key(), now);
+    let ambiguous = Outcome::Ambiguous {
+        detail: "timeout".into(),
+    };
+    store.finish(c, &ambiguous, now).unwrap();
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!(snap.month_used, 2);
+    assert_eq!(snap.day_used, 2);
+    assert_eq!(snap.api_month_used, 0);
+    assert!(!snap.in_flight);
+    assert_eq!(snap.last_clear_at, Some(now));
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[1].errcode, Some(-1));
+    assert_eq!(h[1].outcome, "failed");
+    assert!(matches!(
+        store.finish(9999, &Outcome::Ok, now),
+        Err(StoreError::NoSuchAttempt(9999))
+    ));
+    store.set_verified(a, true).unwrap();
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h.iter().find(|r| r.id == a).unwrap().verified, Some(true));
+}
+
+/// Single-API clears have a monthly count of their own.
+pub fn api_clears_have_their_own_count(store: &dyn Store) {
+    let now = utc("2026-11-28T02:00:00Z");
+    let api = ClearTarget::Api {
+        cgi_path: "/cgi-bin/message/custom/send".into(),
+    };
+    let id = reserve_target(store, &key(), &intent(), api.clone(), now);
+    store.finish(id, &Outcome::Ok, now).unwrap();
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!((snap.month_used, snap.api_month_used), (0, 1));
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h[0].target, api);
+}
+
+pub fn months_follow_beijing_time(store: &dyn Store) {
+    let nov = utc("2026-11-30T15:59:00Z"); // 23:59 CST 30 Nov
+    let dec = utc("2026-11-30T16:01:00Z"); // 00:01 CST 1 Dec
+    let id = clear_once(store, &key(), nov);
+    store.finish(id, &Outcome::Ok, nov).unwrap();
+    assert_eq!(store.snapshot(&key(), nov).unwrap().month_used, 1);
+    assert_eq!(store.snapshot(&key(), dec).unwrap().month_used, 0);
+    assert_eq!(store.snapshot(&key(), dec).unwrap().day_used, 0);
+}
+
+pub fn skip_inserts_nothing(store: &dyn Store) {
+    let now = utc("2026-11-28T02:00:00Z");
+    let (_, r) = store
+        .reserve(&key(), &intent(), now, &mut |_| skip(SkipReason::Cooldown))
+        .unwrap();
+    assert_eq!(
+        r,
+        Reservation::Skip {
+            reason: SkipReason::Cooldown,
+            retry_at: None
+        }
+    );
+    assert!(store.history(&HistoryFilter::default()).unwrap().is_empty());
+}
+
+pub fn a_panicking_decision_rolls_back_and_releases_the_lock(open: Open<'_>) {
+    let store = open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.reserve(&key(), &intent(), now, &mut |_| panic!("decide failed"))
+    }));
+    assert!(panicked.is_err());
+    // The same store, and another one, can still reserve the account.
+    clear_once(&*store, &key(), now);
+    let (snap, _) = open()
+        .reserve(&key(), &intent(), now, &mut |_| skip(SkipReason::Duplicate))
+        .unwrap();
+    assert_eq!(snap.month_used, 1);
+}
+
+pub fn exhausted_until_month_end_and_disabled_until_config_changes(store: &dyn Store) {
+    let now = utc("2026-11-28T02:00:00Z");
+    store.mark_exhausted(&key(), now).unwrap();
+    assert!(store.snapshot(&key(), now).unwrap().exhausted);
+    let next_month = utc("2026-11-30T16:00:00Z");
+    assert!(!store.snapshot(&key(), next_month).unwrap().exhausted);
+    store
+        .mark_disabled(&key(), "40164 invalid ip", now)
+        .unwrap();
+    assert_eq!(
+        store.snapshot(&key(), now).unwrap().disabled.as_deref(),
+        Some("40164 invalid ip")
+    );
+    assert!(store.snapshot(&key(), now).unwrap().exhausted, "both flags");
+    let changed = AccountKey {
+        fingerprint: "fp2",
+        ..key()
+    };
+    assert!(store.snapshot(&changed, now).unwrap().disabled.is_none());
+    assert!(store.enable(key().appid).unwrap());
+    assert!(
+        !store.enable(key().appid).unwrap(),
+        "nothing left to enable"
+    );
+    assert!(store.snapshot(&key(), now).unwrap().disabled.is_none());
+}
+
+/// Rows and log positions outlive the store that wrote them. The schema's
+/// version is the caller's to check: each backend keeps it in its own place.
+pub fn reopening_keeps_rows_and_log_positions(open: Open<'_>) {
+    let now = utc("2026-11-28T02:00:00Z");
+    {
+        let store = open();
+        let id = clear_once(&*store, &key(), now);
+        store.finish(id, &Outcome::Ok, now).unwrap();
+        let pos = LogPosition {
+            file_id: "1:2".into(),
+            offset: 42,
+        };
+        store.save_log_position("app", "/x.log", &pos).unwrap();
+        let moved = LogPosition {
+            file_id: "1:3".into(),
+            offset: 7,
+        };
+        store.save_log_position("app", "/y.log", &moved).unwrap();
+        store.save_log_position("app", "/y.log", &moved).unwrap();
+    }
+    let store = open();
+    assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+    let pos = store.log_position("app", "/x.log").unwrap().unwrap();
+    assert_eq!((pos.file_id.as_str(), pos.offset), ("1:2", 42));
+    assert_eq!(
+        store.log_position("app", "/y.log").unwrap().unwrap().offset,
+        7
+    );
+    assert!(store.log_position("other", "/x.log").unwrap().is_none());
+}
+
+pub fn history_filters_by_account_time_and_limit(store: &dyn Store) {
+    let other = AccountKey {
+        appid: "wx0000000000000002",
+        name: "blog",
+        ..key()
+    };
+    let t1 = utc("2026-10-15T02:00:00Z");
+    let t2 = utc("2026-11-15T02:00:00Z");
+    let t3 = utc("2026-11-20T02:00:00Z");
+    for t in [t1, t2, t3] {
+        clear_once(store, &key(), t);
+    }
+    clear_once(store, &other, t2);
+    let all = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].started_at >= w[1].started_at));
+    let shop = HistoryFilter {
+        appid: Some(APPID.into()),
+        ..Default::default()
+    };
+    assert_eq!(store.history(&shop).unwrap().len(), 3);
+    let november = HistoryFilter {
+        since: Some(utc("2026-10-31T16:00:00Z")),
+        until: Some(utc("2026-11-30T16:00:00Z")),
+        ..shop.clone()
+    };
+    let rows = store.history(&november).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.started_at).collect::<Vec<_>>(),
+        vec![t3, t2]
+    );
+    let latest = HistoryFilter {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let rows = store.history(&latest).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].started_at, t3);
+    assert_eq!(rows[0].account, "shop");
+    assert_eq!(rows[0].outcome, "pending");
+}
