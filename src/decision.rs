@@ -139,48 +139,226 @@ struct AccountState {
     pace: Pace,
 }
 
-/// Pacing (`policy.pacing`): do not spend a clear that the evidence says
-/// will be eaten long before the reset. The calls served between a clear and
-/// the same day's next exhaustion estimate the account's daily quota, and
-/// the evidence's rate (failed calls per minute, the demand while exhausted)
-/// how fast a clear now would go: in a retry storm, a clear lasts minutes,
-/// and waiting for the storm to pass buys the rest of the day instead.
+/// Pacing (`policy.pacing`): spend the month's clears where they buy the
+/// most locked minutes back. A clear now is worth the minutes it would buy,
+/// `min(time to the reset, how long it would last)`; it lasts the account's
+/// daily quota (calls served between a clear and the same day's next
+/// exhaustion) over the evidence's rate (failed calls per minute: the demand
+/// while locked). It is spent when the clears left outnumber the better
+/// chances the rest of the month is expected to bring: episodes per day so
+/// far, times the days left, times the share of the month's past episodes
+/// that were worth more. So the bar falls as the month runs out with budget
+/// left, and on the month's last day any clear is spent. Apart from that, a
+/// clear that would be eaten long before the reset (a retry storm) waits
+/// for the storm to pass, unless the budget is ample.
 #[derive(Debug, Default)]
 struct Pace {
     /// Calls the account's quota serves in a day, as last seen.
     limit: Option<f64>,
-    /// A clear that took effect, with the evidence rate just before it.
-    cleared: Option<(DateTime<Utc>, f64)>,
+    /// The latest clear, until it has taught how long the quota lasts.
+    cleared: Option<Cleared>,
+    /// Which of `past` the latest full clear ended: how long it lasted is
+    /// what it was worth.
+    ended: Option<usize>,
+    /// The month the figures below are of (its start).
+    month: Option<DateTime<Utc>>,
+    /// Clears of the month that took effect (or may have), as seen here.
+    spent: u32,
+    /// The day of `spent_today`, and clears seen to take effect that day.
+    today: Option<(DateTime<Utc>, u32)>,
+    /// The best value (minutes) a clear had in each closed episode of the month.
+    past: Vec<f64>,
+    /// The open episode: its day, and the best value a clear had in it so far.
+    open: Option<(DateTime<Utc>, f64)>,
+}
+
+/// A clear that took effect, as pacing learns from it.
+#[derive(Debug, Clone, Copy)]
+struct Cleared {
+    at: DateTime<Utc>,
+    /// The evidence rate just before it.
+    before: f64,
+    /// When the quota ran out again, the same day.
+    out: Option<DateTime<Utc>>,
+}
+
+/// What [`spend`] weighs: minutes, clears and days.
+#[derive(Debug, Clone)]
+struct Outlook<'a> {
+    /// Minutes to the daily reset.
+    to_reset: f64,
+    /// Minutes a clear now would last (infinite while the quota is unknown).
+    lasts: f64,
+    /// Clears left this month.
+    budget: u32,
+    /// Clears left today.
+    today: u32,
+    /// Whole days left in the month after today.
+    days_left: f64,
+    /// Episodes per day in the month so far.
+    per_day: f64,
+    /// The value of each closed episode of the month.
+    past: &'a [f64],
+}
+
+fn tune(i: usize, default: f64) -> f64 {
+    static T: std::sync::OnceLock<Vec<Option<f64>>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        std::env::var("QW_TUNE")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().parse().ok())
+            .collect()
+    })
+    .get(i)
+    .copied()
+    .flatten()
+    .unwrap_or(default)
+}
+
+/// The pacing rule (see [`Pace`]): spend a clear worth `value` now?
+fn spend(o: &Outlook<'_>) -> bool {
+    if o.budget == 0 {
+        return true;
+    }
+    let value = o.lasts.min(o.to_reset);
+    let budget = f64::from(o.budget);
+    // Episodes the rest of the month is expected to bring.
+    let future = o.per_day * o.days_left;
+    let ample = budget >= future * tune(5, 1.0) + tune(8, 2.0);
+    let storm = o.lasts < o.to_reset * tune(3, 0.5) && o.to_reset > tune(4, 90.0);
+    if storm && !(ample && o.today >= 2) {
+        return false;
+    }
+    let better = o.past.iter().filter(|&&p| p > value).count() as f64;
+    let prior = tune(0, 1.0);
+    let share = (better + prior * tune(1, 0.5)) / (o.past.len() as f64 + prior);
+    future * share * tune(2, 1.0) < budget
 }
 
 impl Pace {
     /// Takes note of evidence at `now`: the first well after a clear, the
-    /// same day, says how long the clear lasted.
-    fn observe(&mut self, now: DateTime<Utc>, tz: Tz) {
+    /// same day, says how long the clear lasted; a new month or day closes
+    /// what it must.
+    fn observe(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64) {
+        let day = calendar::day(tz, now).start;
+        let month = calendar::month(tz, now).start;
+        if self.month != Some(month) {
+            self.month = Some(month);
+            self.spent = 0;
+            self.past.clear();
+            self.ended = None;
+            self.open = None;
+        }
+        if let Some((d, v)) = self.open {
+            if d != day {
+                self.past.push(v);
+                self.open = None;
+            }
+        }
         // Signals within ten minutes of the clear are late ones from before
-        // it (alerting delays); a reset in between says nothing.
-        if let Some((at, before)) = self.cleared {
-            if now - at >= chrono::Duration::minutes(10) {
+        // it (alerting delays); a reset in between says nothing. The rate
+        // a few minutes into the new exhaustion, beside the rate before the
+        // clear, says what the demand was meanwhile.
+        if let Some(c) = self.cleared {
+            if calendar::day(tz, c.at).start != day {
                 self.cleared = None;
-                let served = before * minutes(now - at);
-                if calendar::day(tz, at).start == calendar::day(tz, now).start && served > 0.0 {
-                    self.limit = Some(served);
+            } else if let Some(out) = c.out {
+                if now - out >= chrono::Duration::minutes(4) {
+                    self.cleared = None;
+                    let served = (c.before + rate) / 2.0 * minutes(out - c.at);
+                    if served > 0.0 {
+                        self.limit = Some(served);
+                    }
+                }
+            } else if now - c.at >= chrono::Duration::minutes(10) {
+                self.cleared = Some(Cleared {
+                    out: Some(now),
+                    ..c
+                });
+                if let Some(v) = self.ended.take().and_then(|i| self.past.get_mut(i)) {
+                    *v = v.min(minutes(now - c.at));
                 }
             }
         }
+        if just_reset(now, tz) {
+            return;
+        }
+        let (value, _, _) = self.value(now, tz, rate);
+        let best = self.open.map_or(value, |(_, v)| v.max(value));
+        self.open = Some((day, best));
     }
 
-    /// Whether a clear now would last: not when the evidence says it would
-    /// be eaten in less than half the time to the reset, while more than 90
-    /// minutes are left (a retry storm: wait for it to pass).
-    fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64) -> bool {
+    /// (value, lasts, to_reset) of a clear now, in minutes.
+    fn value(&self, now: DateTime<Utc>, tz: Tz, rate: f64) -> (f64, f64, f64) {
         let to_reset = minutes(calendar::day(tz, now).end - now);
         let lasts = match self.limit {
             Some(limit) if rate > 0.0 => limit / rate,
             _ => f64::INFINITY,
         };
-        !(lasts < to_reset / 2.0 && to_reset > 90.0)
+        (lasts.min(to_reset), lasts, to_reset)
     }
+
+    /// A clear took effect (or may have) at `now`; a full one (not a
+    /// single-API clear) spends the month's budget and ends the episode.
+    fn cleared(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64, full: bool) {
+        let day = calendar::day(tz, now).start;
+        self.cleared = Some(Cleared {
+            at: now,
+            before: rate,
+            out: None,
+        });
+        if !full {
+            return;
+        }
+        self.spent += 1;
+        self.today = match self.today {
+            Some((d, n)) if d == day => Some((d, n + 1)),
+            _ => Some((day, 1)),
+        };
+        if let Some((_, v)) = self.open.take() {
+            self.ended = Some(self.past.len());
+            self.past.push(v);
+        }
+    }
+
+    /// Whether a clear now is worth spending (see [`spend`]).
+    fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64, policy: &PolicySettings) -> bool {
+        if just_reset(now, tz) {
+            return false;
+        }
+        let day = calendar::day(tz, now);
+        let month = calendar::month(tz, now);
+        let (_, lasts, to_reset) = self.value(now, tz, rate);
+        let today = match self.today {
+            Some((d, n)) if d == day.start => n,
+            _ => 0,
+        };
+        let elapsed = ((day.start - month.start).num_hours() as f64 / 24.0).round() + 1.0;
+        let episodes = self.past.len() as f64 + 1.0;
+        let per_day = (episodes + tune(6, 0.0)) / (elapsed + tune(7, 0.0));
+        let o = Outlook {
+            to_reset,
+            lasts,
+            budget: policy.monthly_cap.saturating_sub(self.spent),
+            today: policy.daily_max.saturating_sub(today),
+            days_left: ((month.end - day.end).num_hours() as f64 / 24.0).round(),
+            per_day,
+            past: &self.past,
+        };
+        let s = spend(&o);
+        if std::env::var("QW_DEBUG").is_ok() {
+            eprintln!("{now} {s} {o:?}");
+        }
+        s
+    }
+}
+
+/// Signals in the first minutes after the daily reset are late ones from
+/// before it (alerting delays): the quota has just reset, and a storm that
+/// burns it this fast still burns it after a short wait.
+fn just_reset(now: DateTime<Utc>, tz: Tz) -> bool {
+    now - calendar::day(tz, now).start < chrono::Duration::minutes(10)
 }
 
 fn minutes(d: chrono::Duration) -> f64 {
@@ -232,13 +410,14 @@ impl AccountState {
     /// Failed calls per minute in the last five minutes of evidence.
     fn rate(&self, now: DateTime<Utc>) -> f64 {
         let since = now - chrono::Duration::minutes(5);
-        let n: u64 = self
-            .events
-            .iter()
-            .filter(|e| e.at > since)
-            .map(|e| u64::from(e.count))
-            .sum();
-        n as f64 / 5.0
+        let recent = self.events.iter().filter(|e| e.at > since);
+        let (n, first) = recent.fold((0u64, now), |(n, first), e| {
+            (n + u64::from(e.count), first.min(e.at))
+        });
+        // A signal covers the minute before it: over the minutes the
+        // evidence spans, not five, while the episode is younger.
+        let span = (minutes(now - first) + 1.0).clamp(1.0, 5.0);
+        n as f64 / span
     }
 
     fn evidence(&self) -> u32 {
@@ -324,7 +503,8 @@ impl Decider {
         );
         state.last = Some((signal.source.clone(), signal.reason.clone()));
         if policy.pacing {
-            state.pace.observe(now, self.timezone);
+            let rate = state.rate(now);
+            state.pace.observe(now, self.timezone, rate);
         }
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
@@ -342,7 +522,7 @@ impl Decider {
         }
         if policy.pacing {
             let rate = state.rate(now);
-            if !state.pace.worth(now, self.timezone, rate) {
+            if !state.pace.worth(now, self.timezone, rate, policy) {
                 return skip(SkipReason::Pacing, evidence);
             }
         }
@@ -398,8 +578,10 @@ impl Decider {
                         ask.trigger = format!("single-API clear of {cgi_path} did not work");
                         vec![Action::Decide(ask)]
                     }
-                    (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), _) => {
-                        state.pace.cleared = Some((now, state.rate(now)));
+                    (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), target) => {
+                        let rate = state.rate(now);
+                        let full = target == ClearTarget::Full;
+                        state.pace.cleared(now, self.timezone, rate, full);
                         // The evidence was acted on. Its keys stay known for
                         // the window (here and in the ledger); new evidence
                         // starts a new case that the cooldown then judges.
