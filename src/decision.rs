@@ -140,17 +140,32 @@ struct AccountState {
 }
 
 /// Pacing (`policy.pacing`): spend the month's clears where they buy the
-/// most locked minutes back. A clear now is worth the minutes it would buy,
-/// `min(time to the reset, how long it would last)`; it lasts the account's
-/// daily quota (calls served between a clear and the same day's next
-/// exhaustion) over the evidence's rate (failed calls per minute: the demand
-/// while locked). It is spent when the clears left outnumber the better
+/// most locked minutes back, using only what is known when deciding.
+///
+/// A clear now is worth `min(minutes to the reset, minutes it would last)`.
+/// It lasts the account's daily quota over the demand: the quota is learned
+/// from the latest clear that was eaten the same day (the failed calls per
+/// minute before it and after the next exhaustion, times the minutes it
+/// lasted), the demand is the evidence's rate (failed calls per minute,
+/// which is the demand while locked); until a clear has been eaten, a clear
+/// is taken to last to the reset. Each episode of the month (an exhaustion,
+/// until a clear or the reset) is remembered with the best value a clear
+/// had in it. A clear is spent when the clears left outnumber the better
 /// chances the rest of the month is expected to bring: episodes per day so
-/// far, times the days left, times the share of the month's past episodes
-/// that were worth more. So the bar falls as the month runs out with budget
-/// left, and on the month's last day any clear is spent. Apart from that, a
-/// clear that would be eaten long before the reset (a retry storm) waits
-/// for the storm to pass, unless the budget is ample.
+/// far, times the whole days left, times the share of the month's past
+/// episodes that were worth more, of which [`CHANCES_COUNTED`] are counted.
+/// So the bar falls as the month runs out with budget left, and on the
+/// month's last day every clear is spent; the month's first episode is
+/// spent too (nothing to compare it with). Apart from that, a clear that
+/// would be eaten long before the reset (a retry storm: it lasts minutes)
+/// waits for the storm to pass, unless the budget is ample. Signals just
+/// after the reset that follow an episode just before it are late ones
+/// and are not acted on.
+///
+/// It lives in memory: after a restart it knows nothing of the month so
+/// far, spends the first episode it sees and counts the days before it as
+/// days without episodes, so it spends more readily (towards today's
+/// rules) until it has seen the month again; the ledger's cap holds anyway.
 #[derive(Debug, Default)]
 struct Pace {
     /// Calls the account's quota serves in a day, as last seen.
@@ -170,6 +185,10 @@ struct Pace {
     past: Vec<f64>,
     /// The open episode: its day, and the best value a clear had in it so far.
     open: Option<(DateTime<Utc>, f64)>,
+    /// The latest evidence's arrival.
+    last: Option<DateTime<Utc>>,
+    /// Evidence until then is late evidence from before the daily reset.
+    stale_until: Option<DateTime<Utc>>,
 }
 
 /// A clear that took effect, as pacing learns from it.
@@ -201,39 +220,38 @@ struct Outlook<'a> {
     past: &'a [f64],
 }
 
-fn tune(i: usize, default: f64) -> f64 {
-    static T: std::sync::OnceLock<Vec<Option<f64>>> = std::sync::OnceLock::new();
-    T.get_or_init(|| {
-        std::env::var("QW_TUNE")
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().parse().ok())
-            .collect()
-    })
-    .get(i)
-    .copied()
-    .flatten()
-    .unwrap_or(default)
-}
+/// A clear that lasts less than this share of the time to the reset, while
+/// more than [`STORM_MIN_LEFT`] minutes are left, is a retry storm's.
+const STORM_SHARE: f64 = 0.25;
+const STORM_MIN_LEFT: f64 = 90.0;
+/// Of the chances to come, this share is counted: they may not come (a
+/// clear held is a clear that may never be spent), so a bird in the hand is
+/// worth a little more than one in the bush.
+const CHANCES_COUNTED: f64 = 0.7;
+/// With no past episode to compare with, one in two is taken to be better.
+const PRIOR_BETTER: f64 = 0.5;
+/// Clears beyond the episodes expected in the rest of the month that make
+/// the budget ample: a storm's short clears are worth spending then.
+const AMPLE_SLACK: f64 = 2.0;
 
-/// The pacing rule (see [`Pace`]): spend a clear worth `value` now?
+/// The pacing rule (see [`Pace`]): spend a clear now?
 fn spend(o: &Outlook<'_>) -> bool {
-    if o.budget == 0 {
+    // With the budget spent the ledger says so (monthly_cap); with no past
+    // episode this month, nothing says a later clear would buy more.
+    if o.budget == 0 || o.past.is_empty() {
         return true;
     }
     let value = o.lasts.min(o.to_reset);
     let budget = f64::from(o.budget);
-    // Episodes the rest of the month is expected to bring.
     let future = o.per_day * o.days_left;
-    let ample = budget >= future * tune(5, 1.0) + tune(8, 2.0);
-    let storm = o.lasts < o.to_reset * tune(3, 0.5) && o.to_reset > tune(4, 90.0);
+    let ample = budget >= future + AMPLE_SLACK;
+    let storm = o.lasts < o.to_reset * STORM_SHARE && o.to_reset > STORM_MIN_LEFT;
     if storm && !(ample && o.today >= 2) {
         return false;
     }
     let better = o.past.iter().filter(|&&p| p > value).count() as f64;
-    let prior = tune(0, 1.0);
-    let share = (better + prior * tune(1, 0.5)) / (o.past.len() as f64 + prior);
-    future * share * tune(2, 1.0) < budget
+    let share = (better + PRIOR_BETTER) / (o.past.len() as f64 + 1.0);
+    future * share * CHANCES_COUNTED < budget
 }
 
 impl Pace {
@@ -281,12 +299,24 @@ impl Pace {
                 }
             }
         }
-        if just_reset(now, tz) {
+        // Signals in the first minutes after the reset, when the account
+        // was locked just before it, are late ones from before it (alerting
+        // delays): the quota has just reset.
+        let settle = chrono::Duration::minutes(10);
+        if now - day < settle && self.last.is_some_and(|l| l < day && day - l <= settle) {
+            self.stale_until = Some(day + settle);
+        }
+        self.last = Some(now);
+        if self.stale(now) {
             return;
         }
         let (value, _, _) = self.value(now, tz, rate);
         let best = self.open.map_or(value, |(_, v)| v.max(value));
         self.open = Some((day, best));
+    }
+
+    fn stale(&self, now: DateTime<Utc>) -> bool {
+        self.stale_until.is_some_and(|t| now < t)
     }
 
     /// (value, lasts, to_reset) of a clear now, in minutes.
@@ -324,7 +354,7 @@ impl Pace {
 
     /// Whether a clear now is worth spending (see [`spend`]).
     fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64, policy: &PolicySettings) -> bool {
-        if just_reset(now, tz) {
+        if self.stale(now) {
             return false;
         }
         let day = calendar::day(tz, now);
@@ -336,8 +366,8 @@ impl Pace {
         };
         let elapsed = ((day.start - month.start).num_hours() as f64 / 24.0).round() + 1.0;
         let episodes = self.past.len() as f64 + 1.0;
-        let per_day = (episodes + tune(6, 0.0)) / (elapsed + tune(7, 0.0));
-        let o = Outlook {
+        let per_day = episodes / elapsed;
+        spend(&Outlook {
             to_reset,
             lasts,
             budget: policy.monthly_cap.saturating_sub(self.spent),
@@ -345,20 +375,8 @@ impl Pace {
             days_left: ((month.end - day.end).num_hours() as f64 / 24.0).round(),
             per_day,
             past: &self.past,
-        };
-        let s = spend(&o);
-        if std::env::var("QW_DEBUG").is_ok() {
-            eprintln!("{now} {s} {o:?}");
-        }
-        s
+        })
     }
-}
-
-/// Signals in the first minutes after the daily reset are late ones from
-/// before it (alerting delays): the quota has just reset, and a storm that
-/// burns it this fast still burns it after a short wait.
-fn just_reset(now: DateTime<Utc>, tz: Tz) -> bool {
-    now - calendar::day(tz, now).start < chrono::Duration::minutes(10)
 }
 
 fn minutes(d: chrono::Duration) -> f64 {
