@@ -1057,12 +1057,95 @@ mod tests {
         }
     }
 
-    /// Pacing: a clear eaten within 20 minutes teaches the quota's size; at
-    /// a storm's rate the next clear would go as fast, so it waits, until
-    /// the rate falls; without pacing the same signals clear at once.
+    /// The pacing rule itself, one case a row.
     #[test]
-    fn pacing_waits_out_a_storm_that_would_eat_the_clear() {
-        let signal = |t: &str, count: u32| crate::signal::Signal {
+    fn pacing_rule() {
+        let o =
+            |to_reset, lasts, budget, today, days_left, per_day, past: &'static [f64]| Outlook {
+                to_reset,
+                lasts,
+                budget,
+                today,
+                days_left,
+                per_day,
+                past,
+            };
+        let inf = f64::INFINITY;
+        // (name, outlook, spend)
+        let cases = [
+            (
+                "no budget: the ledger's refusal says why",
+                o(100.0, inf, 0, 2, 25.0, 1.0, &[300.0]),
+                true,
+            ),
+            (
+                "the month's first episode: nothing to compare it with",
+                o(60.0, inf, 3, 2, 28.0, 1.0, &[]),
+                true,
+            ),
+            (
+                "early in the month, worth less than most days: wait",
+                o(100.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                false,
+            ),
+            (
+                "early in the month, worth more than every day so far",
+                o(400.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                true,
+            ),
+            (
+                "the same value with fewer days left: the bar has fallen",
+                o(100.0, inf, 3, 2, 4.0, 1.0, &[200.0, 300.0, 150.0]),
+                true,
+            ),
+            (
+                "the month's last day spends whatever it can",
+                o(30.0, inf, 3, 2, 0.0, 1.0, &[200.0, 300.0]),
+                true,
+            ),
+            (
+                "rare episodes: the budget outlasts them",
+                o(100.0, inf, 3, 2, 25.0, 0.1, &[200.0, 300.0]),
+                true,
+            ),
+            (
+                "the quota lasts less than the time to the reset: worth what it lasts",
+                o(700.0, 120.0, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                false,
+            ),
+            (
+                "a storm eats the clear in 20 minutes: wait for it to pass",
+                o(600.0, 20.0, 3, 2, 20.0, 0.2, &[300.0]),
+                false,
+            ),
+            (
+                "a storm with an ample budget and two clears left today",
+                o(600.0, 20.0, 8, 2, 10.0, 0.1, &[300.0]),
+                true,
+            ),
+            (
+                "the same storm, the day's last clear: keep it for after",
+                o(600.0, 20.0, 8, 1, 10.0, 0.1, &[300.0]),
+                false,
+            ),
+            (
+                "an hour before the reset there is no storm to wait out",
+                o(80.0, 10.0, 3, 2, 20.0, 0.2, &[300.0]),
+                true,
+            ),
+            (
+                "a sale day: a clear lasts a third of the day left, no storm",
+                o(700.0, 250.0, 3, 2, 20.0, 0.3, &[300.0, 250.0]),
+                true,
+            ),
+        ];
+        for (name, outlook, want) in cases {
+            assert_eq!(spend(&outlook), want, "{name}: {outlook:?}");
+        }
+    }
+
+    fn signal_at(t: &str, count: u32) -> crate::signal::Signal {
+        crate::signal::Signal {
             account: "shop".into(),
             source: "src".into(),
             reason: "r".into(),
@@ -1070,37 +1153,161 @@ mod tests {
             cgi_path: None,
             key: None,
             received_at: cst(t),
-        };
-        // (pacing, the decisions at 10:20)
-        for (pacing, at_10_20) in [(true, "skip pacing 500"), (false, "decide 500 [] full src")] {
+        }
+    }
+
+    /// Feeds `steps` (a signal's time and count, or a decision's answer)
+    /// and checks the actions after each.
+    fn paced(policy: &PolicySettings, steps: Vec<(&str, Result<u32, Finished>, &[&str])>) {
+        let mut decider = Decider::new(chrono_tz::Asia::Shanghai);
+        for (i, (t, step, want)) in steps.into_iter().enumerate() {
+            let actions = match step {
+                Ok(count) => decider.signal("wx1", policy, &signal_at(t, count), cst(t)),
+                Err(done) => decider.finished("wx1", policy, done, cst(t)),
+            };
+            let got: Vec<String> = actions.iter().map(show).collect();
+            assert_eq!(got, want, "pacing {}, step {i} at {t}", policy.pacing);
+        }
+    }
+
+    /// A clear eaten within 20 minutes teaches the quota's size; at a
+    /// storm's rate the next clear would go as fast, so it waits until the
+    /// rate falls. Without pacing the storm's signal asks at once.
+    #[test]
+    fn pacing_waits_out_a_storm_that_would_eat_the_clear() {
+        let cooldown = || refused(SkipReason::Cooldown, Some("2026-11-10T11:00:00+08:00"));
+        for pacing in [true, false] {
             let policy = PolicySettings {
                 pacing,
                 ..PolicySettings::default()
             };
-            let mut decider = Decider::new(chrono_tz::Asia::Shanghai);
-            let at = |decider: &mut Decider, t: &str, count: u32| -> Vec<String> {
-                let actions = decider.signal("wx1", &policy, &signal(t, count), cst(t));
-                actions.iter().map(show).collect()
+            let at_11 = match pacing {
+                true => "skip pacing 500",
+                false => "decide 500 [] full src",
             };
-            // 500 failed calls in a minute: a storm, 100 a minute over the
-            // last five. The first clear is spent: nothing is known yet.
-            assert_eq!(
-                at(&mut decider, "10:00:00", 500),
-                ["decide 500 [] full src"]
-            );
-            decider.finished("wx1", &policy, cleared(Outcome::Ok), cst("10:00:00"));
-            // Out again 20 minutes later at the same rate: the quota is
-            // about 2,000 calls, and a clear now would last 20 minutes of
-            // the 820 to the reset.
-            assert_eq!(
-                at(&mut decider, "10:20:00", 500),
-                [at_10_20],
-                "pacing {pacing}"
+            paced(
+                &policy,
+                vec![
+                    // 500 failed calls a minute: the month's first episode.
+                    (
+                        "2026-11-10T10:00:00+08:00",
+                        Ok(500),
+                        &["decide 500 [] full src"],
+                    ),
+                    ("2026-11-10T10:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
+                    // Out again 20 minutes later; nothing is known yet
+                    // of the quota, and the cooldown refuses.
+                    (
+                        "2026-11-10T10:20:00+08:00",
+                        Ok(500),
+                        &["decide 500 [] full src"],
+                    ),
+                    ("2026-11-10T10:20:00+08:00", Err(cooldown()), &[]),
+                    (
+                        "2026-11-10T10:24:00+08:00",
+                        Ok(500),
+                        &["skip cooldown 1000"],
+                    ),
+                    // The quota is about 10,000 calls: 20 minutes of the
+                    // 780 to the reset.
+                    ("2026-11-10T11:00:00+08:00", Ok(500), &[at_11]),
+                ],
             );
             if pacing {
-                // The storm is over: 1 a minute, a clear would last the day.
-                assert_eq!(at(&mut decider, "16:00:00", 5), ["decide 5 [] full src"]);
+                // The storm is over: 5 a minute, a clear would last the day.
+                let mut steps = vec![
+                    (
+                        "2026-11-10T10:00:00+08:00",
+                        Ok(500),
+                        &["decide 500 [] full src"][..],
+                    ),
+                    ("2026-11-10T10:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
+                    (
+                        "2026-11-10T10:20:00+08:00",
+                        Ok(500),
+                        &["decide 500 [] full src"],
+                    ),
+                    ("2026-11-10T10:20:00+08:00", Err(cooldown()), &[]),
+                    (
+                        "2026-11-10T10:24:00+08:00",
+                        Ok(500),
+                        &["skip cooldown 1000"],
+                    ),
+                    ("2026-11-10T11:00:00+08:00", Ok(500), &["skip pacing 500"]),
+                ];
+                steps.push((
+                    "2026-11-10T16:00:00+08:00",
+                    Ok(5),
+                    &["decide 5 [] full src"],
+                ));
+                paced(&policy, steps);
             }
         }
+    }
+
+    /// The month's budget: the first episode is spent; a later one worth
+    /// less, with most of the month to come, waits; on the month's last day
+    /// the clear left is spent. Late signals just after a reset that follow
+    /// an episode before it are not acted on.
+    #[test]
+    fn pacing_keeps_the_budget_for_better_days_and_spends_it_by_the_end() {
+        let policy = PolicySettings {
+            monthly_cap: 2,
+            ..PolicySettings::default()
+        };
+        paced(
+            &policy,
+            vec![
+                // 19:00: five hours to the reset.
+                (
+                    "2026-11-02T19:00:00+08:00",
+                    Ok(10),
+                    &["decide 10 [] full src"],
+                ),
+                ("2026-11-02T19:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
+                // 22:00 the next day: two hours, with 27 days to come.
+                ("2026-11-03T22:00:00+08:00", Ok(10), &["skip pacing 10"]),
+                ("2026-11-03T23:58:00+08:00", Ok(10), &["skip pacing 10"]),
+                ("2026-11-04T00:03:00+08:00", Ok(10), &["skip pacing 10"]),
+                // 21:00 on the last day: three hours, and the last chance.
+                (
+                    "2026-11-30T21:00:00+08:00",
+                    Ok(10),
+                    &["decide 10 [] full src"],
+                ),
+            ],
+        );
+        let policy = PolicySettings {
+            monthly_cap: 10,
+            ..PolicySettings::default()
+        };
+        paced(
+            &policy,
+            vec![
+                (
+                    "2026-11-29T23:55:00+08:00",
+                    Ok(1),
+                    &["decide 1 [] full src"],
+                ),
+                (
+                    "2026-11-29T23:55:00+08:00",
+                    Err(refused(
+                        SkipReason::ResetGuard,
+                        Some("2026-11-30T00:00:00+08:00"),
+                    )),
+                    &[],
+                ),
+                ("2026-11-29T23:58:00+08:00", Ok(1), &["skip reset_guard 2"]),
+                // Late signals of the minutes before the reset.
+                ("2026-11-30T00:03:00+08:00", Ok(1), &["skip pacing 1"]),
+                ("2026-11-30T00:09:00+08:00", Ok(1), &["skip pacing 1"]),
+                // A real exhaustion: the last day spends.
+                (
+                    "2026-11-30T00:11:00+08:00",
+                    Ok(1),
+                    &["decide 2 [] full src"],
+                ),
+            ],
+        );
     }
 }
