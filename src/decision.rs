@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 
 use crate::calendar;
 use crate::clearer::{ClearRequest, Report};
-use crate::event::{ClearTarget, Outcome};
+use crate::event::{Budget, ClearTarget, Outcome};
 use crate::policy::{Decision, PolicySettings, SkipReason};
 use crate::signal::Signal;
 
@@ -81,6 +81,9 @@ pub enum Finished {
         outcome: Option<Outcome>,
         /// For a refusal: when a clear could next be decided.
         retry_at: Option<DateTime<Utc>>,
+        /// The month's budget as the ledger read it: pacing's count of
+        /// clears spent, right after a restart and with manual clears.
+        budget: Option<Budget>,
     },
     /// The ledger could not decide (unreachable, locked, full).
     LedgerError,
@@ -109,6 +112,7 @@ impl From<Report> for Finished {
             target: report.target,
             outcome: report.outcome,
             retry_at: report.next_clear_at,
+            budget: Some(report.budget),
         }
     }
 }
@@ -352,6 +356,15 @@ impl Pace {
         }
     }
 
+    /// The ledger's count of the month's clears, which also knows those
+    /// spent before a restart and by hand.
+    fn ledger(&mut self, budget: &Budget, now: DateTime<Utc>, tz: Tz) {
+        let this_month = self.month == Some(calendar::month(tz, now).start);
+        if this_month && budget.month == calendar::month_label(tz, now) {
+            self.spent = budget.used;
+        }
+    }
+
     /// Whether a clear now is worth spending (see [`spend`]).
     fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64, policy: &PolicySettings) -> bool {
         if self.stale(now) {
@@ -581,9 +594,10 @@ impl Decider {
                 target,
                 outcome,
                 retry_at,
+                budget,
             } => {
                 state.retry = None;
-                match (decision, outcome, target) {
+                let actions = match (decision, outcome, target) {
                     // A single-API clear that did not work falls back to a
                     // full clear, on the same evidence.
                     (Decision::Clear, Some(o), ClearTarget::Api { cgi_path })
@@ -618,7 +632,12 @@ impl Decider {
                         Vec::new()
                     }
                     _ => Vec::new(),
+                };
+                // After this step's own count of a clear: the ledger's has it.
+                if let Some(budget) = budget {
+                    state.pace.ledger(&budget, now, self.timezone);
                 }
+                actions
             }
         }
     }
@@ -760,6 +779,7 @@ mod tests {
             target: ClearTarget::Full,
             outcome: Some(outcome),
             retry_at: None,
+            budget: None,
         }
     }
 
@@ -769,6 +789,7 @@ mod tests {
             target: ClearTarget::Full,
             outcome: None,
             retry_at: retry_at.map(cst),
+            budget: None,
         }
     }
 
@@ -783,6 +804,7 @@ mod tests {
                 errmsg: "forbid".into(),
             }),
             retry_at: None,
+            budget: None,
         }
     }
 
@@ -1309,5 +1331,42 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    /// After a restart the decision step knows only its own clears; the
+    /// ledger's answer says how many the month has spent, so a clear past
+    /// the cap is refused as `monthly_cap`, not held as `pacing`.
+    #[test]
+    fn pacing_counts_the_clears_the_ledger_knows() {
+        let policy = PolicySettings {
+            monthly_cap: 2,
+            ..PolicySettings::default()
+        };
+        let with_budget = |used| Finished::Decided {
+            decision: Decision::Clear,
+            target: ClearTarget::Full,
+            outcome: Some(Outcome::Ok),
+            retry_at: None,
+            budget: Some(Budget {
+                used,
+                cap: 2,
+                left: 2 - used,
+                month: "2026-11".into(),
+            }),
+        };
+        for (used, at_22) in [(1, "skip pacing 10"), (2, "decide 10 [] full src")] {
+            paced(
+                &policy,
+                vec![
+                    (
+                        "2026-11-02T19:00:00+08:00",
+                        Ok(10),
+                        &["decide 10 [] full src"],
+                    ),
+                    ("2026-11-02T19:00:00+08:00", Err(with_budget(used)), &[]),
+                    ("2026-11-03T22:00:00+08:00", Ok(10), &[at_22]),
+                ],
+            );
+        }
     }
 }
