@@ -17,7 +17,11 @@
 //!   ledger transactions;
 //! - the fallback from a failed single-API clear to a full clear;
 //! - retries with backoff of a decision the ledger could not take, while its
-//!   evidence is in the window.
+//!   evidence is in the window;
+//! - pacing (`policy.pacing`, on by default): what the month has shown so
+//!   far (its episodes and what a clear was worth in each, the account's
+//!   quota as the latest eaten clear measured it), to spend the budget
+//!   where it buys the most time back (see [`Pace`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -166,10 +170,12 @@ struct AccountState {
 /// after the reset that follow an episode just before it are late ones
 /// and are not acted on.
 ///
-/// It lives in memory: after a restart it knows nothing of the month so
-/// far, spends the first episode it sees and counts the days before it as
-/// days without episodes, so it spends more readily (towards today's
-/// rules) until it has seen the month again; the ledger's cap holds anyway.
+/// The month's clears spent come from the ledger's answers (restarts and
+/// manual clears included). The episodes live in memory: after a restart
+/// it knows none of the month so far, spends the first episode it sees and
+/// counts the days before it as days without episodes, so it spends more
+/// readily (towards today's rules) until it has seen the month again; the
+/// ledger's cap holds anyway.
 #[derive(Debug, Default)]
 struct Pace {
     /// Calls the account's quota serves in a day, as last seen.
