@@ -1,10 +1,12 @@
 //! `quotawatch simulate` as an instrument (SPEC section 8, issue 12):
 //!
-//!     cargo bench --bench simulate -- recovery [SEEDS [FIRST]] [pacing]
-//!         per kind of generated month, the configured policy's recovery
-//!         (the default rules, with `pacing = true` when asked) over
-//!         budget-binding months: SEEDS seeds from FIRST (default 10 from 1),
-//!         signal delays 0, 2 and 5 minutes, monthly caps 3 and 8
+//!     cargo bench --bench simulate -- recovery [SEEDS [FIRST]] [pacing|rules] [caps=3,8] [kinds=K,...]
+//!         per kind of generated month, the default policy's recovery over
+//!         budget-binding months (`pacing` forces `policy.pacing = true`,
+//!         `rules` forces it off: today's rules): SEEDS seeds from FIRST
+//!         (default 10 from 1), signal delays 0, 2 and 5 minutes, monthly
+//!         caps 3, 5, 8 and 10 (or those given), every kind (or those given:
+//!         `kinds=storm,campaign`)
 //!     cargo bench --bench simulate -- speed [PAIRS]
 //!         a 30-day trace of 1-minute demand for PAIRS (account, API) pairs
 //!         (default 1,000), every policy, timed
@@ -15,9 +17,11 @@ use chrono::{DateTime, Duration, Utc};
 use quotawatch::config::{self, Config};
 use quotawatch::simulate::{self, synthetic};
 
-fn config(dir: &std::path::Path, accounts: usize, cap: u32, pacing: bool) -> Config {
+/// A config of `accounts` accounts; `pacing` None keeps the default.
+fn config(dir: &std::path::Path, accounts: usize, cap: u32, pacing: Option<bool>) -> Config {
+    let pacing = pacing.map_or(String::new(), |p| format!("pacing = {p}\n"));
     let mut text = format!(
-        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\npacing = {pacing}\n",
+        "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\n{pacing}",
         dir.join("unused.db").display()
     );
     for i in 0..accounts {
@@ -41,21 +45,27 @@ fn names(config: &Config) -> Vec<String> {
     config.accounts.values().map(|a| a.name.clone()).collect()
 }
 
-fn recovery(seeds: std::ops::RangeInclusive<u64>, pacing: bool) {
+fn recovery(
+    seeds: std::ops::RangeInclusive<u64>,
+    pacing: Option<bool>,
+    caps: &[u32],
+    kinds: &[synthetic::Kind],
+) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     println!(
-        "kind       binding  mean_recovery  min_recovery  naive_mean  (seeds {seeds:?}, delays 0/2m/5m, caps 3/8, pacing {pacing})"
+        "kind       binding  mean_recovery  min_recovery  naive_mean  (seeds {seeds:?}, delays 0/2m/5m, caps {caps:?}, pacing {})",
+        pacing.map_or("default".to_string(), |p| p.to_string())
     );
     let mut all = Vec::new();
-    for kind in synthetic::KINDS {
+    for &kind in kinds {
         let accounts = if kind == synthetic::Kind::Mix { 5 } else { 1 };
         let mut got = Vec::new();
         let mut naive = Vec::new();
-        for cap in [3, 8] {
+        for &cap in caps {
             let config = config(dir.path(), accounts, cap, pacing);
             for seed in seeds.clone() {
                 let trace = synthetic::generate(
@@ -103,7 +113,7 @@ fn speed(pairs: usize) {
     let dir = tempfile::tempdir().unwrap();
     // multi_api gives every account three APIs.
     let accounts = pairs.div_ceil(3);
-    let config = config(dir.path(), accounts, 8, false);
+    let config = config(dir.path(), accounts, 8, None);
     let started = Instant::now();
     let trace = synthetic::generate(
         synthetic::Kind::MultiApi,
@@ -153,12 +163,28 @@ fn main() {
         Some("recovery") => {
             let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
             let first: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
-            let pacing = args.iter().any(|a| a == "pacing");
-            recovery(first..=first + n - 1, pacing)
+            let pacing = match () {
+                _ if args.iter().any(|a| a == "pacing") => Some(true),
+                _ if args.iter().any(|a| a == "rules") => Some(false),
+                _ => None,
+            };
+            let caps: Vec<u32> = args
+                .iter()
+                .find_map(|a| a.strip_prefix("caps="))
+                .map_or(vec![3, 5, 8, 10], |c| {
+                    c.split(',').filter_map(|n| n.parse().ok()).collect()
+                });
+            let kinds: Vec<synthetic::Kind> = args
+                .iter()
+                .find_map(|a| a.strip_prefix("kinds="))
+                .map_or(synthetic::KINDS.to_vec(), |k| {
+                    k.split(',').filter_map(|n| n.parse().ok()).collect()
+                });
+            recovery(first..=first + n - 1, pacing, &caps, &kinds)
         }
         Some("speed") => speed(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000)),
         _ => {
-            recovery(1..=3, false);
+            recovery(1..=3, None, &[3, 8], &synthetic::KINDS);
             speed(100);
         }
     }

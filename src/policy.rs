@@ -69,7 +69,7 @@ impl Default for PolicySettings {
             prefer: Prefer::Full,
             api_monthly_cap: 40,
             dry_run: false,
-            pacing: false,
+            pacing: true,
         }
     }
 }

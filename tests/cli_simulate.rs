@@ -9,7 +9,11 @@ pub mod support {
 use serde_json::Value;
 use support::daemon::*;
 
+/// The figures below are worked out by hand for the plain rules, so pacing
+/// (the default, measured by `benches/simulate.rs`) is off here but where a
+/// test turns it on.
 const CONFIG: &str = r#"[policy]
+pacing = false
 reset_guard = "0s"
 cooldown = "5m"
 monthly_cap = 2
@@ -214,6 +218,26 @@ fn set_and_sweep_override_policy_keys_for_the_run() {
     assert_eq!(
         (p["locked_minutes"].as_u64(), p["clears"].as_u64()),
         (Some(2), Some(2)),
+        "{p}"
+    );
+    // With pacing the second clear, with most of the month to come, is
+    // kept for a better chance: 3 locked minutes, one clear.
+    let out = env.run(&[
+        "simulate",
+        "--trace",
+        trace,
+        "--set",
+        "cooldown=0s",
+        "--set",
+        "pacing=true",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = policy(&json, None, "policy");
+    assert_eq!(
+        (p["locked_minutes"].as_u64(), p["clears"].as_u64()),
+        (Some(3), Some(1)),
         "{p}"
     );
 
