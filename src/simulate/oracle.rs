@@ -116,8 +116,36 @@ impl Best {
     }
 }
 
-/// The best plans from one (boundary, clears left): one per `pending`.
-type Seen = Vec<(Box<[u32]>, Best)>;
+/// The best plans found, by (boundary, clears left) and `pending`. Most
+/// boundaries have nothing pending (all of them without a delay): those need
+/// no list to search.
+#[derive(Default)]
+struct Memo {
+    settled: HashMap<(u32, u32), Best>,
+    pending: HashMap<(u32, u32), Vec<Seen>>,
+}
+
+/// A `pending` seen at a boundary, and the best plan from there with it.
+type Seen = (Box<[u32]>, Best);
+
+impl Memo {
+    fn get(&self, from: u32, k: u32, pending: &[u32]) -> Option<Best> {
+        if pending.is_empty() {
+            return self.settled.get(&(from, k)).copied();
+        }
+        let seen = self.pending.get(&(from, k))?;
+        seen.iter().find(|(p, _)| **p == *pending).map(|(_, b)| *b)
+    }
+
+    fn insert(&mut self, from: u32, k: u32, pending: &[u32], best: Best) {
+        if pending.is_empty() {
+            self.settled.insert((from, k), best);
+        } else {
+            let seen = self.pending.entry((from, k)).or_default();
+            seen.push((pending.into(), best));
+        }
+    }
+}
 
 /// One account's programme over the whole period.
 struct Programme<'t> {
@@ -132,8 +160,7 @@ struct Programme<'t> {
     /// Per day: whether it opens a calendar month (the budget refills).
     opens_month: Vec<bool>,
     segments: HashMap<u32, Rc<Segment>>,
-    /// (boundary, clears left) → the best plan for each `pending` seen there.
-    memo: HashMap<(u32, u32), Seen>,
+    memo: Memo,
 }
 
 impl Programme<'_> {
@@ -214,9 +241,8 @@ impl Programme<'_> {
     /// with at most `k` more clears this month (then the fewest clears),
     /// `pending` being the effects that signals already sent allow.
     fn best(&mut self, from: u32, pending: &[u32], k: u32) -> Best {
-        let seen = self.memo.get(&(from, k));
-        if let Some((_, best)) = seen.and_then(|s| s.iter().find(|(p, _)| **p == *pending)) {
-            return *best;
+        if let Some(best) = self.memo.get(from, k, pending) {
+            return best;
         }
         let seg = self.segment(from);
         let all = *seg.locked.last().expect("one entry at least");
@@ -252,10 +278,7 @@ impl Programme<'_> {
                 }
             }
         }
-        self.memo
-            .entry((from, k))
-            .or_default()
-            .push((pending.into(), best));
+        self.memo.insert(from, k, pending, best);
         best
     }
 
@@ -352,7 +375,7 @@ fn plan_account(trace: &Trace, delay: Duration, account: &str, cap: u32) -> (Vec
         days,
         opens_month,
         segments: HashMap::new(),
-        memo: HashMap::new(),
+        memo: Memo::default(),
     };
     let (effects, locked_minutes) = programme.plan();
     let clears = effects
@@ -505,27 +528,41 @@ mod tests {
                 t("2026-12-01", "00:00"),
             ),
         ];
-        for (name, first, minutes, last) in scenarios {
-            for seed in 0..12 {
-                let trace = random_trace(seed, &[(first, minutes)], last);
-                for delay in delays {
-                    let brute = brute_force(&trace, delay, 3);
-                    for cap in 0..=3u32 {
-                        let case = format!("{name}, seed {seed}, delay {delay}, cap {cap}");
-                        let s = schedule(&trace, delay, |_| cap);
-                        let (costs, made) = replay(&trace, delay, &s.clears);
-                        let at: Vec<_> = made.iter().map(|m| (m.time, m.errcode)).collect();
-                        let want: Vec<_> = s.clears.iter().map(|c| (c.time, None)).collect();
-                        assert_eq!(at, want, "{case}: every clear made at its time");
-                        assert_eq!(costs[0].locked_minutes, s.locked_minutes, "{case}: replay");
-                        assert_eq!(
-                            (s.locked_minutes, s.clears.len() as u32),
-                            brute[cap as usize],
-                            "{case}: optimal, then fewest clears"
-                        );
+        // A scenario a thread: the brute force replays a day or two per schedule.
+        std::thread::scope(|scope| {
+            for (name, first, minutes, last) in scenarios {
+                scope.spawn(move || {
+                    for seed in 0..8 {
+                        let trace = random_trace(seed, &[(first, minutes)], last);
+                        for delay in delays {
+                            check_against_brute_force(
+                                &format!("{name}, seed {seed}"),
+                                &trace,
+                                delay,
+                            );
+                        }
                     }
-                }
+                });
             }
+        });
+    }
+
+    /// The oracle for caps 0 to 3 on `trace` against the brute force.
+    fn check_against_brute_force(name: &str, trace: &Trace, delay: Duration) {
+        let brute = brute_force(trace, delay, 3);
+        for cap in 0..=3u32 {
+            let case = format!("{name}, delay {delay}, cap {cap}");
+            let s = schedule(trace, delay, |_| cap);
+            let (costs, made) = replay(trace, delay, &s.clears);
+            let at: Vec<_> = made.iter().map(|m| (m.time, m.errcode)).collect();
+            let want: Vec<_> = s.clears.iter().map(|c| (c.time, None)).collect();
+            assert_eq!(at, want, "{case}: every clear made at its time");
+            assert_eq!(costs[0].locked_minutes, s.locked_minutes, "{case}: replay");
+            assert_eq!(
+                (s.locked_minutes, s.clears.len() as u32),
+                brute[cap as usize],
+                "{case}: optimal, then fewest clears"
+            );
         }
     }
 
