@@ -48,6 +48,7 @@
 //! stops there.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use chrono::Duration;
@@ -116,13 +117,39 @@ impl Best {
     }
 }
 
+/// The programme's maps are keyed by minutes and counts, looked up a few
+/// times per transition: a multiply-rotate hash (rustc's Fx) is enough for
+/// such keys and much cheaper than the default SipHash.
+#[derive(Default)]
+struct MinuteHasher(u64);
+
+impl Hasher for MinuteHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<MinuteHasher>>;
+
 /// The best plans found, by (boundary, clears left) and `pending`. Most
 /// boundaries have nothing pending (all of them without a delay): those need
 /// no list to search.
 #[derive(Default)]
 struct Memo {
-    settled: HashMap<(u32, u32), Best>,
-    pending: HashMap<(u32, u32), Vec<Seen>>,
+    settled: Map<(u32, u32), Best>,
+    pending: Map<(u32, u32), Vec<Seen>>,
 }
 
 /// A `pending` seen at a boundary, and the best plan from there with it.
@@ -159,7 +186,7 @@ struct Programme<'t> {
     days: Vec<u32>,
     /// Per day: whether it opens a calendar month (the budget refills).
     opens_month: Vec<bool>,
-    segments: HashMap<u32, Rc<Segment>>,
+    segments: Map<u32, Rc<Segment>>,
     memo: Memo,
 }
 
@@ -374,7 +401,7 @@ fn plan_account(trace: &Trace, delay: Duration, account: &str, cap: u32) -> (Vec
         cap,
         days,
         opens_month,
-        segments: HashMap::new(),
+        segments: Map::default(),
         memo: Memo::default(),
     };
     let (effects, locked_minutes) = programme.plan();
