@@ -9,11 +9,11 @@
 //! and a clear decided then takes effect at boundary m + 1 + L, where the lag
 //! L is D in whole minutes, rounded up (0 without a delay). So a clear can
 //! take effect at boundary c exactly when minute c − 1 − L failed in the
-//! oracle's own world, whatever clears came between. Its decision time lies
-//! in the minute before c, so in c's day and month: the month's budget is
-//! spent by the clears taking effect in its days. A clear taking effect at
-//! 00:00 (the reset does the same) or at the period's end changes nothing and
-//! is never planned.
+//! oracle's own world, whatever clears take effect after that minute. Its
+//! decision time lies in the minute before c, so in c's day and month: the
+//! month's budget is spent by the clears taking effect in its days. A clear
+//! taking effect at 00:00 (the reset does the same) or at the period's end
+//! changes nothing and is never planned.
 //!
 //! # The state the programme carries
 //!
@@ -24,7 +24,7 @@
 //! - `pending`, the effect boundaries that signals already sent allow: the
 //!   failing minutes among b − L to b − 1 signal after b (clears taking effect
 //!   at b + 1 to b + L). Minutes before b − L signalled at or before b, and a
-//!   clear decided on them took effect by b: they allow nothing more. Without
+//!   clear decided on one takes effect at or before b: nothing more. Without
 //!   a delay `pending` is always empty;
 //! - the clears left in the month.
 //!
@@ -34,12 +34,13 @@
 //! ("a 23:59 failure signals in the next day"): a clear on one of them,
 //! decided just after 00:00 and counted in the new day's month, takes effect
 //! in the day's first L minutes and buys time back when those minutes spent
-//! the quota again. With a delay a clear also often follows the previous one
-//! by fewer than L minutes, decided on a minute that failed before that one
-//! took effect; both need `pending`. So there are no independent days: one
-//! programme runs over the whole period, memoized on (boundary, clears left,
-//! pending), a 00:00 being a boundary that costs no clear and a month's first
-//! 00:00 refilling the budget. Each step spends a clear or reaches the next
+//! the quota again. With a delay a clear can also follow the previous one
+//! by L minutes or fewer, decided on a minute that failed before that one
+//! took effect (the decision itself comes after it: signals of successive
+//! minutes arrive a minute apart); both need `pending`. So there are no
+//! independent days: one programme runs over the whole period, memoized on
+//! (boundary, clears left, pending), a 00:00 being a boundary that costs no
+//! clear and a month's first 00:00 refilling the budget. Each step spends a clear or reaches the next
 //! day, so the recursion is at most days + clears deep.
 //!
 //! Failing is monotone in the segment's start (a counter that started later
