@@ -7,9 +7,10 @@
 //!         (default 10 from 1), signal delays 0, 2 and 5 minutes, monthly
 //!         caps 3, 5, 8 and 10 (or those given), every kind (or those given:
 //!         `kinds=storm,campaign`)
-//!     cargo bench --bench simulate -- speed [PAIRS]
+//!     cargo bench --bench simulate -- speed [PAIRS [DELAY]]
 //!         a 30-day trace of 1-minute demand for PAIRS (account, API) pairs
-//!         (default 1,000), every policy, timed
+//!         (default 1,000), every policy, timed, with a signal delay of DELAY
+//!         (default 0s, e.g. 5m)
 
 use std::time::Instant;
 
@@ -109,7 +110,7 @@ fn recovery(
     println!("all        {:>7}  {:>13.3}", all.len(), mean);
 }
 
-fn speed(pairs: usize) {
+fn speed(pairs: usize, delay: Duration) {
     let dir = tempfile::tempdir().unwrap();
     // multi_api gives every account three APIs.
     let accounts = pairs.div_ceil(3);
@@ -131,14 +132,14 @@ fn speed(pairs: usize) {
         .unwrap();
     let started = Instant::now();
     let report = rt
-        .block_on(simulate::backtest(&config, &trace, Duration::zero()))
+        .block_on(simulate::backtest(&config, &trace, delay))
         .unwrap();
     let ran = started.elapsed();
     let part = Instant::now();
-    let _ = simulate::world::replay(&trace, Duration::zero(), &[]);
+    let _ = simulate::world::replay(&trace, delay, &[]);
     let never = part.elapsed();
     let part = Instant::now();
-    let _ = simulate::oracle::schedule(&trace, Duration::zero(), |_| 8);
+    let _ = simulate::oracle::schedule(&trace, delay, |_| 8);
     let oracle = part.elapsed();
     println!(
         "speed: of which one world run (never) {:.2} s, the oracle's programme {:.2} s",
@@ -146,8 +147,9 @@ fn speed(pairs: usize) {
         oracle.as_secs_f64()
     );
     println!(
-        "speed: {} pairs ({accounts} accounts), 30 days, {rows} demand rows: generated in {:.2} s, all four policies in {:.2} s; total recovery {:.3}",
+        "speed: {} pairs ({accounts} accounts), 30 days, {rows} demand rows, signal delay {} s: generated in {:.2} s, all four policies in {:.2} s; total recovery {:.3}",
         trace.pairs.len(),
+        delay.num_seconds(),
         generated.as_secs_f64(),
         ran.as_secs_f64(),
         report.recovery(None, "policy")
@@ -182,10 +184,17 @@ fn main() {
                 });
             recovery(first..=first + n - 1, pacing, &caps, &kinds)
         }
-        Some("speed") => speed(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000)),
+        Some("speed") => {
+            let pairs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let delay = args
+                .get(2)
+                .map(|s| humantime::parse_duration(s).expect("DELAY, e.g. 5m"))
+                .map_or(Duration::zero(), |d| Duration::from_std(d).unwrap());
+            speed(pairs, delay)
+        }
         _ => {
             recovery(1..=3, None, &[3, 8], &synthetic::KINDS);
-            speed(100);
+            speed(100, Duration::zero());
         }
     }
 }
