@@ -373,13 +373,19 @@ impl Clearer {
     }
 
     fn budget(&self, account: &Account, snapshot: &Snapshot, now: DateTime<Utc>) -> Budget {
-        let cap = account.policy.monthly_cap;
-        Budget {
-            used: snapshot.month_used,
-            cap,
-            left: cap.saturating_sub(snapshot.month_used),
-            month: calendar::month_label(self.timezone, now),
-        }
+        budget(account, snapshot, self.timezone, now)
+    }
+}
+
+/// The month's budget at `now` as the ledger's `snapshot` counts it, as
+/// messages show it.
+pub fn budget(account: &Account, snapshot: &Snapshot, timezone: Tz, now: DateTime<Utc>) -> Budget {
+    let cap = account.policy.monthly_cap;
+    Budget {
+        used: snapshot.month_used,
+        cap,
+        left: cap.saturating_sub(snapshot.month_used),
+        month: calendar::month_label(timezone, now),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::calendar;
 use crate::clearer;
 use crate::config::{self, Account, Config};
 use crate::policy::{self, Decision};
-use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, Store};
+use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, Store, StoreError};
 
 /// One account's state, as `status` and `GET /api/v1/accounts` show it.
 #[derive(Debug, Clone, Serialize)]
@@ -47,26 +47,17 @@ pub fn account_status(
 ) -> anyhow::Result<AccountStatus> {
     let tz = config.daemon.timezone;
     let snap = store.snapshot(&clearer::key(account, tz), now)?;
-    let month = calendar::month(tz, now);
-    let episodes = store.episodes(
-        &HistoryFilter {
-            appid: Some(account.appid.clone()),
-            since: Some(month.start),
-            until: Some(month.end),
-            limit: None,
-        },
-        now,
-    )?;
-    let locked: i64 = episodes.iter().map(|e| e.locked(now).num_seconds()).sum();
+    let lockout = month_lockout(store, &account.appid, calendar::month(tz, now), now)?;
+    let budget = clearer::budget(account, &snap, tz, now);
     let p = &account.policy;
     Ok(AccountStatus {
         account: account.name.clone(),
         appid: account.appid.clone(),
         kind: account.kind,
-        month: calendar::month_label(tz, now),
-        used: snap.month_used,
-        cap: p.monthly_cap,
-        left: p.monthly_cap.saturating_sub(snap.month_used),
+        month: budget.month,
+        used: budget.used,
+        cap: budget.cap,
+        left: budget.left,
         used_today: snap.day_used,
         daily_max: p.daily_max,
         api_used: snap.api_month_used,
@@ -77,9 +68,42 @@ pub fn account_status(
         exhausted: snap.exhausted,
         disabled: snap.disabled,
         dry_run: p.dry_run,
+        episodes: lockout.episodes,
+        locked_minutes: lockout.locked_minutes,
+        locked: lockout.open,
+    })
+}
+
+/// An account's lockout in one period: what `status` (this month) and the
+/// `monthly_report` (the month before) show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthLockout {
+    /// Episodes that started in the period.
+    pub episodes: u32,
+    /// Minutes locked out in them, up to `now`.
+    pub locked_minutes: u64,
+    /// One of them is still open.
+    pub open: bool,
+}
+
+pub fn month_lockout(
+    store: &dyn Store,
+    appid: &str,
+    period: calendar::Period,
+    now: DateTime<Utc>,
+) -> Result<MonthLockout, StoreError> {
+    let filter = HistoryFilter {
+        appid: Some(appid.to_string()),
+        since: Some(period.start),
+        until: Some(period.end),
+        limit: None,
+    };
+    let episodes = store.episodes(&filter, now)?;
+    let locked: i64 = episodes.iter().map(|e| e.locked(now).num_seconds()).sum();
+    Ok(MonthLockout {
         episodes: episodes.len() as u32,
         locked_minutes: (locked.max(0) / 60) as u64,
-        locked: episodes.iter().any(|e| e.ended_by == EpisodeEnd::Open),
+        open: episodes.iter().any(|e| e.ended_by == EpisodeEnd::Open),
     })
 }
 

@@ -15,8 +15,9 @@ use crate::calendar;
 use crate::clearer;
 use crate::config::Account;
 use crate::dispatcher::Runtime;
-use crate::event::{Budget, ClearTarget, Event, EventKind, MonthReport};
-use crate::store::{HistoryFilter, Store, StoreError};
+use crate::event::{ClearTarget, Event, EventKind, MonthReport};
+use crate::read_model::month_lockout;
+use crate::store::{Store, StoreError};
 
 /// How long to wait before trying again when the ledger did not answer.
 const RETRY: Duration = Duration::from_secs(60);
@@ -38,22 +39,13 @@ pub fn monthly(
     let before = calendar::month(timezone, last_instant);
     let label = calendar::month_label(timezone, last_instant);
     let snapshot = store.snapshot(&clearer::key(account, timezone), last_instant)?;
-    let episodes = store.episodes(
-        &HistoryFilter {
-            appid: Some(account.appid.clone()),
-            since: Some(before.start),
-            until: Some(before.end),
-            limit: None,
-        },
-        now,
-    )?;
-    let locked: i64 = episodes.iter().map(|e| e.locked(now).num_seconds()).sum();
+    let lockout = month_lockout(store, &account.appid, before, now)?;
     // Claimed last: a ledger that fails before this leaves the report to the
     // next try.
     if !store.claim_report(&account.appid, &label, now)? {
         return Ok(None);
     }
-    let cap = account.policy.monthly_cap;
+    let budget = clearer::budget(account, &snapshot, timezone, last_instant);
     Ok(Some(Event {
         kind: EventKind::MonthlyReport,
         account: account.name.clone(),
@@ -68,19 +60,14 @@ pub fn monthly(
         outcome: None,
         errcode: None,
         errmsg: None,
-        budget: Budget {
-            used: snapshot.month_used,
-            cap,
-            left: cap.saturating_sub(snapshot.month_used),
-            month: label.clone(),
-        },
         next_clear_at: None,
         report: Some(MonthReport {
             month: label,
-            clears: snapshot.month_used,
-            episodes: episodes.len() as u32,
-            locked_minutes: (locked.max(0) / 60) as u64,
+            clears: budget.used,
+            episodes: lockout.episodes,
+            locked_minutes: lockout.locked_minutes,
         }),
+        budget,
         route: account.notify.clone(),
     }))
 }
@@ -96,11 +83,8 @@ pub async fn run(runtime: watch::Receiver<Runtime>, stop: CancellationToken) {
             .unwrap_or_default()
             + Duration::from_secs(1);
         for account in rt.config.accounts.values() {
-            let (store, account) = (rt.clearer.store.clone(), account.clone());
-            let work = {
-                let account = account.clone();
-                move || monthly(store.as_ref(), &account, timezone, now)
-            };
+            let (store, owned) = (rt.clearer.store.clone(), account.clone());
+            let work = move || monthly(store.as_ref(), &owned, timezone, now);
             match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(Some(event))) => {
                     tracing::info!(account = %account.name, month = %event.budget.month, "Sending the monthly report");
