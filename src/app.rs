@@ -207,12 +207,14 @@ impl Daemon {
     }
 
     fn publish_budgets(&self, config: &Config) {
-        let now = Utc::now();
+        let (now, tz) = (Utc::now(), config.daemon.timezone);
         for account in config.accounts.values() {
-            if let Ok(s) =
-                crate::read_model::account_status(self.store.as_ref(), config, account, now)
-            {
-                self.metrics.budget(&account.name, s.left);
+            // The snapshot alone: the rest of the status (its episodes) is
+            // not needed here, and this runs per account at every start and
+            // reload.
+            if let Ok(s) = self.store.snapshot(&crate::clearer::key(account, tz), now) {
+                let budget = crate::clearer::budget(account, &s, tz, now);
+                self.metrics.budget(&account.name, budget.left);
             }
         }
     }
