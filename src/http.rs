@@ -380,10 +380,11 @@ async fn refresh_lockout(state: &HttpState) {
         }
         _ => return,
     };
+    let by_appid: std::collections::HashMap<&str, _> =
+        totals.iter().map(|t| (t.appid.as_str(), t)).collect();
     for account in rt.config.accounts.values() {
-        let (locked, seconds) = totals
-            .iter()
-            .find(|t| t.appid == account.appid)
+        let (locked, seconds) = by_appid
+            .get(account.appid.as_str())
             .map_or((false, 0), |t| (t.locked, t.seconds));
         state.metrics.lockout(&account.name, locked, seconds);
     }
