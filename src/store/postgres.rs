@@ -638,6 +638,30 @@ fn record(r: &Row) -> Result<AttemptRecord, StoreError> {
     })
 }
 
+/// The rows of `table` (`attempts` or `episodes`, both keyed by appid and
+/// start) that `filter` selects, newest first.
+fn filtered(
+    c: &mut impl GenericClient,
+    table: &str,
+    filter: &HistoryFilter,
+) -> Result<Vec<Row>, StoreError> {
+    Ok(c.query(
+        &format!(
+            "SELECT * FROM {table}
+             WHERE ($1::text IS NULL OR appid = $1)
+               AND ($2::timestamptz IS NULL OR started_at >= $2)
+               AND ($3::timestamptz IS NULL OR started_at < $3)
+             ORDER BY started_at DESC, id DESC LIMIT $4"
+        ),
+        &[
+            &filter.appid,
+            &filter.since,
+            &filter.until,
+            &filter.limit.map(i64::from),
+        ],
+    )?)
+}
+
 /// The episode statements on a transaction that holds the account's
 /// episodes lock ([`lock_episodes`]).
 struct Episodes<'a, C: GenericClient>(&'a mut C);
@@ -1057,20 +1081,10 @@ impl Store for PostgresStore {
     fn history(&self, filter: &HistoryFilter) -> Result<Vec<AttemptRecord>, StoreError> {
         let filter = filter.clone();
         self.call(move |c| {
-            let rows = c.query(
-                "SELECT * FROM attempts
-                 WHERE ($1::text IS NULL OR appid = $1)
-                   AND ($2::timestamptz IS NULL OR started_at >= $2)
-                   AND ($3::timestamptz IS NULL OR started_at < $3)
-                 ORDER BY started_at DESC, id DESC LIMIT $4",
-                &[
-                    &filter.appid,
-                    &filter.since,
-                    &filter.until,
-                    &filter.limit.map(i64::from),
-                ],
-            )?;
-            rows.iter().map(record).collect()
+            filtered(c, "attempts", &filter)?
+                .iter()
+                .map(record)
+                .collect()
         })
     }
 
@@ -1134,19 +1148,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<EpisodeRecord>, StoreError> {
         let filter = filter.clone();
         self.call(move |c| {
-            let rows = c.query(
-                "SELECT * FROM episodes
-                 WHERE ($1::text IS NULL OR appid = $1)
-                   AND ($2::timestamptz IS NULL OR started_at >= $2)
-                   AND ($3::timestamptz IS NULL OR started_at < $3)
-                 ORDER BY started_at DESC, id DESC LIMIT $4",
-                &[
-                    &filter.appid,
-                    &filter.since,
-                    &filter.until,
-                    &filter.limit.map(i64::from),
-                ],
-            )?;
+            let rows = filtered(c, "episodes", &filter)?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let row = episode_row(row)?;

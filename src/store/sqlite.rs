@@ -313,6 +313,31 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRecord> {
     })
 }
 
+/// The rows of `table` (`attempts` or `episodes`, both keyed by appid and
+/// start) that `filter` selects, newest first.
+fn filtered<T>(
+    conn: &Connection,
+    table: &str,
+    filter: &HistoryFilter,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT * FROM {table}
+         WHERE (?1 IS NULL OR appid = ?1) AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
+         ORDER BY started_at DESC, id DESC LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            filter.appid,
+            filter.since.map(ms),
+            filter.until.map(ms),
+            filter.limit.map(i64::from).unwrap_or(-1)
+        ],
+        row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The episode statements on an open transaction (`BEGIN IMMEDIATE` holds
 /// every other writer off).
 struct Episodes<'a>(&'a Connection);
@@ -530,22 +555,7 @@ impl Store for SqliteStore {
     }
 
     fn history(&self, filter: &HistoryFilter) -> Result<Vec<AttemptRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM attempts
-             WHERE (?1 IS NULL OR appid = ?1) AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
-             ORDER BY started_at DESC, id DESC LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                filter.appid,
-                filter.since.map(ms),
-                filter.until.map(ms),
-                filter.limit.map(i64::from).unwrap_or(-1)
-            ],
-            record,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        filtered(&self.conn(), "attempts", filter, record)
     }
 
     fn recover(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -596,22 +606,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<EpisodeRecord>, StoreError> {
         let conn = self.conn();
-        let rows: Vec<EpisodeRow> = conn
-            .prepare_cached(
-                "SELECT * FROM episodes
-                 WHERE (?1 IS NULL OR appid = ?1) AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3)
-                 ORDER BY started_at DESC, id DESC LIMIT ?4",
-            )?
-            .query_map(
-                params![
-                    filter.appid,
-                    filter.since.map(ms),
-                    filter.until.map(ms),
-                    filter.limit.map(i64::from).unwrap_or(-1)
-                ],
-                episode_row,
-            )?
-            .collect::<Result<_, _>>()?;
+        let rows = filtered(&conn, "episodes", filter, episode_row)?;
         let mut decisions = conn.prepare_cached(
             "SELECT reason, count, first_at, last_at FROM episode_decisions WHERE episode = ?1 ORDER BY first_at, reason",
         )?;
