@@ -18,10 +18,10 @@ use chrono_tz::Tz;
 
 use crate::calendar;
 use crate::clock::Clock;
-use crate::config::Account;
 use crate::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, SkipReason, Snapshot};
+use crate::settings::Account;
 use crate::store::{AccountKey, AttemptId, Intent, LedgerHealth, Reservation, Store, StoreError};
 use crate::wechat::{ClearApi, ErrorClass, WeChatError};
 
@@ -535,8 +535,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{AccountKind, Credential, Secret};
     use crate::policy::PolicySettings;
+    use crate::secret::Secret;
+    use crate::settings::{AccountKind, Credential};
     use crate::store::{
         AttemptRecord, EpisodeRecord, HistoryFilter, Intent, LockoutNote, LockoutTotal,
         LogPosition, SqliteStore,

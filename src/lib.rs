@@ -60,6 +60,7 @@ pub mod policy;
 pub mod read_model;
 pub mod report;
 pub mod secret;
+pub mod settings;
 pub mod signal;
 pub mod simulate;
 pub mod sources;

@@ -18,8 +18,8 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio_util::task::TaskTracker;
 
 use crate::clearer;
-use crate::config::Account;
 use crate::policy::SkipReason;
+use crate::settings::Account;
 use crate::store::{LockoutNote, Store};
 
 /// How long the writer waits before trying a ledger that refused a note.

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calendar;
 use crate::clearer;
-use crate::config::Account;
 use crate::dispatcher::Runtime;
 use crate::event::{ClearTarget, Event, EventKind, MonthReport};
 use crate::read_model::month_lockout;
+use crate::settings::Account;
 use crate::store::{Store, StoreError};
 
 /// How long to wait before trying again when the ledger did not answer.
@@ -108,9 +108,10 @@ pub async fn run(runtime: watch::Receiver<Runtime>, stop: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AccountKind, Credential, Secret};
     use crate::event::Outcome;
     use crate::policy::{PolicySettings, Verdict};
+    use crate::secret::Secret;
+    use crate::settings::{AccountKind, Credential};
     use crate::store::{Intent, LockoutNote, Reservation, SqliteStore};
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -7,7 +7,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::settings::LogFormat;
 
 /// Installs the global subscriber; `default_level` applies without
 /// `QUOTAWATCH_LOG`. Logs go to stderr so command output on stdout stays clean.

@@ -8,28 +8,29 @@
 //! value came from. This module does not open the ledger or talk to WeChat.
 
 mod env;
-mod error;
 mod raw;
-mod secret;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderName;
-use chrono_tz::Tz;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Serialize;
 
-pub use error::{ConfigError, ConfigErrors};
-pub use secret::{mask_userinfo, read_small, Secret, SecretResolver};
+pub use crate::secret::{mask_userinfo, Secret};
+pub use crate::settings::{
+    is_appid, read_small, Account, AccountKind, Accounts, ConfigError, ConfigErrors, Credential,
+    DaemonSettings, LogFormat, SecretResolver, WeChatSettings,
+};
+pub use crate::store::StateLocation;
 
 use crate::event::EventKind;
 use crate::policy::PolicySettings;
+use crate::settings::ser;
 
 /// Where the config file is when neither `--config` nor `$QUOTAWATCH_CONFIG` say.
 pub const DEFAULT_PATH: &str = "/etc/quotawatch/quotawatch.toml";
@@ -43,10 +44,7 @@ pub struct Config {
     pub wechat: WeChatSettings,
     /// The `[policy]` defaults; each account carries its merged copy.
     pub policy: PolicySettings,
-    pub accounts: BTreeMap<String, Arc<Account>>,
-    /// appid to account name: signals name accounts either way, on the hot path.
-    #[serde(skip)]
-    pub by_appid: std::collections::HashMap<String, String>,
+    pub accounts: Accounts,
     pub sources: BTreeMap<String, SourceSpec>,
     pub notifiers: BTreeMap<String, NotifierSpec>,
 }
@@ -54,114 +52,8 @@ pub struct Config {
 impl Config {
     /// An account by config name or by appid.
     pub fn account(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
-        self.accounts.get(name_or_appid).or_else(|| {
-            self.by_appid
-                .get(name_or_appid)
-                .and_then(|name| self.accounts.get(name))
-        })
+        self.accounts.find(name_or_appid)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DaemonSettings {
-    pub listen: SocketAddr,
-    pub state: StateLocation,
-    #[serde(serialize_with = "serialize_tz")]
-    pub timezone: Tz,
-    pub log_format: LogFormat,
-    /// Bearer tokens accepted on hooks and the API.
-    pub tokens: Vec<Secret>,
-    /// How long SIGTERM waits for an in-flight clear and notifications.
-    #[serde(serialize_with = "serialize_duration")]
-    pub shutdown_timeout: Duration,
-    /// Signals the queue holds before hooks answer 503.
-    pub queue_capacity: usize,
-    /// HTTP connections open at once; lowered at start to fit the file limit.
-    pub max_connections: usize,
-}
-
-impl DaemonSettings {
-    /// The keys that differ in `next` and take effect only at a restart,
-    /// compared by value (a masked PostgreSQL URL prints the same whatever
-    /// its password).
-    pub fn restart_needed(&self, next: &DaemonSettings) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        if self.listen != next.listen {
-            keys.push("daemon.listen");
-        }
-        if self.state != next.state {
-            keys.push("daemon.state");
-        }
-        keys
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StateLocation {
-    Sqlite(PathBuf),
-    /// `postgres://…`: masked, it may hold a password.
-    Postgres(Secret),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Pretty,
-    Journald,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WeChatSettings {
-    /// Without a trailing slash. Shown with its userinfo masked.
-    #[serde(serialize_with = "serialize_url")]
-    pub api_base: String,
-    #[serde(serialize_with = "serialize_duration")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountKind {
-    OfficialAccount,
-    MiniProgram,
-    Component,
-    Authorizer,
-}
-
-/// How quotawatch proves it may act for an account.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Credential {
-    /// The appsecret: stable_token and `clear_quota/v2`.
-    Secret(Secret),
-    /// A token some other system keeps fresh in a file.
-    TokenFile(PathBuf),
-    /// A command whose stdout is a token.
-    TokenCommand(Vec<String>),
-    /// An authorizer cleared through its managing platform's
-    /// `component/clear_quota/v2`.
-    Component {
-        name: String,
-        component_appid: String,
-        secret: Secret,
-    },
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Account {
-    pub name: String,
-    pub appid: String,
-    pub kind: AccountKind,
-    pub credential: Credential,
-    /// Notifier names; empty means every notifier.
-    pub notify: Vec<String>,
-    pub policy: PolicySettings,
-    /// Changes whenever the appid, kind or credential changes: a disable caused
-    /// by a configuration error lasts until then.
-    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,11 +93,11 @@ pub struct WebhookSpec {
     pub hmac_secret: Option<Secret>,
     pub signature: SignatureScheme,
     /// The header a Grafana signature is read from (`signature_header`).
-    #[serde(serialize_with = "serialize_header")]
+    #[serde(serialize_with = "ser::header")]
     pub signature_header: HeaderName,
     /// The headers its timestamp is read from, the first present wins: the
     /// `timestamp_header`, else Grafana's name and an older spelling.
-    #[serde(serialize_with = "serialize_headers")]
+    #[serde(serialize_with = "ser::headers")]
     pub timestamp_headers: Vec<HeaderName>,
 }
 
@@ -214,7 +106,7 @@ pub struct WebhookSpec {
 #[serde(rename_all = "snake_case")]
 pub enum LogAccount {
     /// The first capture group: an appid or a config name.
-    Pattern(#[serde(serialize_with = "serialize_regex")] regex::Regex),
+    Pattern(#[serde(serialize_with = "ser::regex")] regex::Regex),
     Fixed(String),
 }
 
@@ -222,7 +114,7 @@ pub enum LogAccount {
 pub struct LogFileSpec {
     pub name: String,
     pub path: PathBuf,
-    #[serde(serialize_with = "serialize_regex")]
+    #[serde(serialize_with = "ser::regex")]
     pub pattern: regex::Regex,
     pub account: LogAccount,
     /// Cron with seconds: how often the file is read.
@@ -233,7 +125,7 @@ pub struct LogFileSpec {
 pub struct PrometheusSpec {
     pub name: String,
     /// Shown with its userinfo masked.
-    #[serde(serialize_with = "serialize_url")]
+    #[serde(serialize_with = "ser::url")]
     pub url: String,
     pub query: String,
     pub account_label: String,
@@ -297,33 +189,9 @@ pub struct NotifierSpec {
     pub events: Vec<EventKind>,
     pub language: Language,
     /// At most one `skipped` message per account and reason in this interval.
-    #[serde(serialize_with = "serialize_duration")]
+    #[serde(serialize_with = "ser::duration")]
     pub skipped_interval: Duration,
     pub feishu_format: FeishuFormat,
-}
-
-fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&mask_userinfo(url))
-}
-
-fn serialize_header<S: serde::Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(h.as_str())
-}
-
-fn serialize_headers<S: serde::Serializer>(hs: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(hs.iter().map(HeaderName::as_str))
-}
-
-fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(tz.name())
-}
-
-fn serialize_regex<S: serde::Serializer>(r: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.as_str())
 }
 
 /// `--config`, else `$QUOTAWATCH_CONFIG`, else [`DEFAULT_PATH`].
@@ -376,13 +244,13 @@ pub fn load_with_policy(path: &Path, set: &[(String, String)]) -> Result<Config,
             }
         }
     }
-    let locator = error::Locator {
+    let locator = crate::settings::Locator {
         figment: &figment,
         file: Some((path, &text)),
     };
     let raw: raw::RawConfig = figment
         .extract()
-        .map_err(|e| error::from_figment(e, &locator))?;
+        .map_err(|e| crate::settings::from_figment(e, &locator))?;
     let resolver = SecretResolver::from_env(Some(path));
     validate::validate(raw, &locator, &resolver)
 }

@@ -6,68 +6,18 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::secret::Secret;
+use crate::secret::Secret;
+use crate::settings::{AccountConfig, DaemonConfig, PolicyConfig, WeChatConfig};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
-    pub daemon: RawDaemon,
-    pub wechat: RawWeChat,
-    pub policy: RawPolicy,
-    pub accounts: BTreeMap<String, RawAccount>,
+    pub daemon: DaemonConfig,
+    pub wechat: WeChatConfig,
+    pub policy: PolicyConfig,
+    pub accounts: BTreeMap<String, AccountConfig>,
     pub sources: BTreeMap<String, RawSource>,
     pub notifiers: BTreeMap<String, RawNotifier>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawDaemon {
-    pub listen: Option<String>,
-    pub state: Option<String>,
-    pub timezone: Option<String>,
-    pub log_format: Option<String>,
-    pub tokens: Option<Vec<Secret>>,
-    pub tokens_file: Option<PathBuf>,
-    pub shutdown_timeout: Option<String>,
-    pub queue_capacity: Option<i64>,
-    pub max_connections: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawWeChat {
-    pub api_base: Option<String>,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicy {
-    pub monthly_cap: Option<i64>,
-    pub cooldown: Option<String>,
-    pub daily_max: Option<i64>,
-    pub reset_guard: Option<String>,
-    pub min_events: Option<i64>,
-    pub window: Option<String>,
-    pub budget_low: Option<i64>,
-    pub prefer: Option<String>,
-    pub api_monthly_cap: Option<i64>,
-    pub dry_run: Option<bool>,
-    pub pacing: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAccount {
-    pub appid: Option<String>,
-    pub kind: Option<String>,
-    pub secret: Option<Secret>,
-    pub secret_file: Option<PathBuf>,
-    pub token_file: Option<PathBuf>,
-    pub token_command: Option<Vec<String>>,
-    pub component: Option<String>,
-    pub notify: Option<Vec<String>>,
-    pub policy: RawPolicy,
 }
 
 #[derive(Debug, Deserialize)]

@@ -125,9 +125,7 @@ fn live_config(config: &Config, set: &[(String, String)]) -> anyhow::Result<Conf
             anyhow::anyhow!("{}", e.to_string().replace("&toml::value::Value", "--set"))
         })?,
     };
-    for account in config.accounts.values_mut() {
-        Arc::make_mut(account).policy.dry_run = false;
-    }
+    config.accounts.edit_policies(|p| p.dry_run = false);
     Ok(config)
 }
 

@@ -32,9 +32,17 @@ pub use sqlite::SqliteStore;
 /// The row id of an attempt.
 pub type AttemptId = i64;
 
+/// Where the ledger is: `daemon.state`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateLocation {
+    Sqlite(std::path::PathBuf),
+    /// `postgres://…`: masked, it may hold a password.
+    Postgres(crate::secret::Secret),
+}
+
 /// Opens the ledger `daemon.state` names.
-pub fn open(state: &crate::config::StateLocation) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    use crate::config::StateLocation;
+pub fn open(state: &StateLocation) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use anyhow::Context;
     match state {
         StateLocation::Sqlite(path) => Ok(std::sync::Arc::new(

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 pub use error::{advice, classify, whitelist_ip, Advice, ErrorClass, WeChatError};
 
-use crate::config::{Account, AccountKind, Credential, WeChatSettings};
 use crate::event::ClearTarget;
+use crate::settings::{Account, AccountKind, Credential, WeChatSettings};
 
 /// The one call that spends budget, behind a seam so the clearer is tested
 /// with a fake (STYLE principle 9); [`WeChat`] is the real one.

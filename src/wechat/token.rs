@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use super::error::WeChatError;
 use super::Http;
-use crate::config::{Account, AccountKind, Credential, Secret};
+use crate::secret::Secret;
+use crate::settings::{Account, AccountKind, Credential};
 
 /// How long before WeChat's expiry a stable token is refreshed.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -119,7 +120,7 @@ async fn stable_token(
 
 /// Re-read on every use: the file's owner may rotate it at any time.
 fn read_file(path: &Path) -> Result<Secret, WeChatError> {
-    let text = crate::config::read_small(path)
+    let text = crate::settings::read_small(path)
         .map_err(|e| WeChatError::Token(format!("cannot read {}: {e}", path.display())))?;
     let token = text.trim();
     if token.is_empty() {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::secret::{mask_userinfo, Secret};
+use crate::secret::Secret;
 
 /// Where a relative `*_file` path is looked up: `$CREDENTIALS_DIRECTORY`
 /// (systemd `LoadCredential=`) when set, else the config file's directory.
