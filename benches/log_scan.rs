@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use quotawatch::config::LogAccount;
+use quotawatch::sources::log_file::LogAccount;
 use quotawatch::sources::log_file::{LineMatcher, BUFFER};
 use tokio_util::sync::CancellationToken;
 

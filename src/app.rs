@@ -170,15 +170,20 @@ impl Daemon {
         // Sources removed by a reload must not linger in /readyz.
         self.health.remove_all();
         let sources_stop = CancellationToken::new();
-        let sources = sources::start_scheduled(SourceContext {
-            config: config.clone(),
-            signals: self.queue.clone(),
-            metrics: self.metrics.clone(),
-            store: self.store.clone(),
-            wechat: wechat.clone(),
-            health: self.health.clone(),
-            shutdown: sources_stop.clone(),
-        });
+        let sources = sources::start_scheduled(
+            SourceContext {
+                accounts: Arc::new(config.accounts.clone()),
+                timezone: config.daemon.timezone,
+                signals: self.queue.clone(),
+                metrics: self.metrics.clone(),
+                store: self.store.clone(),
+                wechat: wechat.clone(),
+                health: self.health.clone(),
+                readings: Default::default(),
+                shutdown: sources_stop.clone(),
+            },
+            &config.sources,
+        );
         // The verifier compares a clear against the pollers' last readings.
         let verifier =
             crate::verify::QuotaVerifier::new(config.clone(), self.store.clone(), wechat.clone())

@@ -26,12 +26,12 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::clearer::ClearRequest;
-use crate::config::{SourceSpec, WebhookSpec};
 use crate::dispatcher::Runtime;
 use crate::metrics::Metrics;
 use crate::policy::Decision;
 use crate::read_model::{account_status, ClearSummary};
 use crate::signal::{QueueError, SignalQueue};
+use crate::sources::webhook::WebhookSpec;
 use crate::sources::webhook::{self, Parsed, PayloadError, SignatureHeaders};
 use crate::sources::SourceHealth;
 
@@ -190,13 +190,19 @@ async fn hook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let rt = runtime(&state);
-    let spec = match rt.config.sources.get(&name) {
-        Some(SourceSpec::Webhook(spec)) => spec,
-        _ => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
+    let spec = match rt.config.sources.get(&name).and_then(|s| s.webhook()) {
+        Some(spec) => spec,
+        None => return Err(ApiError::NotFound(format!("no webhook source `{name}`"))),
     };
     authenticate_hook(&rt, spec, &headers, &body)?;
     ledger_up(&rt)?;
-    let parsed = webhook::parse(spec, &rt.config, &body, Utc::now(), state.queue.room())?;
+    let parsed = webhook::parse(
+        spec,
+        &rt.config.accounts,
+        &body,
+        Utc::now(),
+        state.queue.room(),
+    )?;
     enqueue(&state, &name, parsed)
 }
 
@@ -254,7 +260,7 @@ async fn api_signals(
     let parsed = webhook::parse_generic(
         "api",
         "account",
-        &rt.config,
+        &rt.config.accounts,
         &body,
         Utc::now(),
         state.queue.room(),

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clearer::EventSink;
-use crate::config::{Account, Config, RemainBelow, SourceSpec};
+use crate::config::Config;
 use crate::event::{ClearTarget, Event, EventKind};
+use crate::settings::Account;
+use crate::sources::wechat_quota::RemainBelow;
 use crate::sources::wechat_quota::{is_low, QuotaReadings};
+use crate::sources::SourceSpec;
 use crate::store::{AttemptId, Store};
 use crate::wechat::{Quota, WeChat};
 

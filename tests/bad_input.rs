@@ -26,10 +26,12 @@ use std::sync::OnceLock;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use quotawatch::config::{self, Config, LogAccount, SignatureScheme, SourceSpec, WebhookSpec};
+use quotawatch::config::{self, Config};
 use quotawatch::policy::{self, Decision, SkipReason, Snapshot};
+use quotawatch::sources::log_file::LogAccount;
 use quotawatch::sources::log_file::{LineCounts, LineMatcher, MAX_LINE};
 use quotawatch::sources::webhook::{self, SignatureHeaders};
+use quotawatch::sources::webhook::{SignatureScheme, WebhookSpec};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -72,8 +74,8 @@ fn fixture() -> &'static Config {
 }
 
 fn webhook_spec(name: &str) -> &'static WebhookSpec {
-    match fixture().sources.get(name) {
-        Some(SourceSpec::Webhook(spec)) => spec,
+    match fixture().sources.get(name).and_then(|s| s.webhook()) {
+        Some(spec) => spec,
         other => panic!("fixture source {name}: {other:?}"),
     }
 }
@@ -211,7 +213,7 @@ fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
 
 fn check_parse(name: &str, body: &[u8]) {
     let spec = webhook_spec(name);
-    match webhook::parse(spec, fixture(), body, now(), usize::MAX) {
+    match webhook::parse(spec, &fixture().accounts, body, now(), usize::MAX) {
         Ok(parsed) => {
             for s in &parsed.signals {
                 assert!(fixture().account(&s.account).is_some(), "{s:?}");
@@ -230,7 +232,7 @@ proptest! {
         for name in ["alerts", "graf", "gen"] {
             check_parse(name, &body);
         }
-        let generic = webhook::parse_generic("api", "account", fixture(), &body, now(), usize::MAX);
+        let generic = webhook::parse_generic("api", "account", &fixture().accounts, &body, now(), usize::MAX);
         if let Err(e) = generic {
             assert_clean_error(&e.to_string());
         }
@@ -243,7 +245,7 @@ proptest! {
             check_parse(name, &body);
         }
         for field in ["account", "appid", "app", "count"] {
-            if let Err(e) = webhook::parse_generic("api", field, fixture(), &body, now(), usize::MAX) {
+            if let Err(e) = webhook::parse_generic("api", field, &fixture().accounts, &body, now(), usize::MAX) {
                 assert_clean_error(&e.to_string());
             }
         }
@@ -254,7 +256,7 @@ proptest! {
     fn every_alert_is_queued_resolved_or_rejected((doc, n) in alert_payload()) {
         let body = serde_json::to_vec(&doc).unwrap();
         for name in ["alerts", "graf"] {
-            let parsed = webhook::parse(webhook_spec(name), fixture(), &body, now(), usize::MAX).unwrap();
+            let parsed = webhook::parse(webhook_spec(name), &fixture().accounts, &body, now(), usize::MAX).unwrap();
             prop_assert_eq!(parsed.signals.len() + parsed.resolved + parsed.rejected.len(), n);
             let firing = doc["alerts"].as_array().unwrap().iter().filter(|a| a["status"] == "firing").count();
             prop_assert_eq!(parsed.signals.len() + parsed.rejected.len(), firing);

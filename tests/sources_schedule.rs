@@ -50,7 +50,7 @@ schedule = "* * * * * *"
 "#;
     let mut h = Harness::new("http://127.0.0.1:9", extra);
     append(&h, "old 45009\n");
-    let sources = start_scheduled(h.ctx.clone());
+    let sources = start_scheduled(h.ctx.clone(), &h.config.sources);
     assert_eq!(sources.names(), ["app_log".to_string()]);
     // The first run starts at the end of the existing file.
     wait_for(Duration::from_secs(4), || {
@@ -88,7 +88,7 @@ schedule = "* * * * * *"
 "#
     );
     let h = Harness::new(&fake.base_url(), &extra);
-    let sources = start_scheduled(h.ctx.clone());
+    let sources = start_scheduled(h.ctx.clone(), &h.config.sources);
     wait_for(Duration::from_secs(4), || {
         (fake.count_exact(QUOTA_GET) > 0).then_some(())
     })
@@ -111,7 +111,7 @@ schedule = "* * * * * *"
 #[tokio::test]
 async fn no_scheduled_sources_is_fine() {
     let h = Harness::new("http://127.0.0.1:9", "");
-    let sources = start_scheduled(h.ctx.clone());
+    let sources = start_scheduled(h.ctx.clone(), &h.config.sources);
     assert!(sources.names().is_empty());
     sources.shutdown().await;
 }

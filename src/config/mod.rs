@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderName;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Serialize;
@@ -26,6 +25,7 @@ pub use crate::settings::{
     is_appid, read_small, Account, AccountKind, Accounts, ConfigError, ConfigErrors, Credential,
     DaemonSettings, LogFormat, SecretResolver, WeChatSettings,
 };
+pub use crate::sources::SourceSpec;
 pub use crate::store::StateLocation;
 
 use crate::event::EventKind;
@@ -54,103 +54,6 @@ impl Config {
     pub fn account(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
         self.accounts.find(name_or_appid)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceSpec {
-    Webhook(WebhookSpec),
-    LogFile(LogFileSpec),
-    Prometheus(PrometheusSpec),
-    WechatQuota(WeChatQuotaSpec),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookFormat {
-    Alertmanager,
-    Grafana,
-    Generic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignatureScheme {
-    /// `X-Grafana-Alerting-Signature`: hex HMAC-SHA256 of `timestamp:body`.
-    Grafana,
-    /// `X-Hub-Signature-256: sha256=hex`.
-    Github,
-    /// Whichever header the request carries.
-    Any,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WebhookSpec {
-    pub name: String,
-    pub format: WebhookFormat,
-    /// Label (alertmanager, grafana) or JSON field (generic) naming the account.
-    pub account_label: String,
-    pub hmac_secret: Option<Secret>,
-    pub signature: SignatureScheme,
-    /// The header a Grafana signature is read from (`signature_header`).
-    #[serde(serialize_with = "ser::header")]
-    pub signature_header: HeaderName,
-    /// The headers its timestamp is read from, the first present wins: the
-    /// `timestamp_header`, else Grafana's name and an older spelling.
-    #[serde(serialize_with = "ser::headers")]
-    pub timestamp_headers: Vec<HeaderName>,
-}
-
-/// Where a log line's account comes from.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogAccount {
-    /// The first capture group: an appid or a config name.
-    Pattern(#[serde(serialize_with = "ser::regex")] regex::Regex),
-    Fixed(String),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LogFileSpec {
-    pub name: String,
-    pub path: PathBuf,
-    #[serde(serialize_with = "ser::regex")]
-    pub pattern: regex::Regex,
-    pub account: LogAccount,
-    /// Cron with seconds: how often the file is read.
-    pub schedule: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PrometheusSpec {
-    pub name: String,
-    /// Shown with its userinfo masked.
-    #[serde(serialize_with = "ser::url")]
-    pub url: String,
-    pub query: String,
-    pub account_label: String,
-    pub threshold: f64,
-    pub schedule: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemainBelow {
-    /// A percentage of `daily_limit`.
-    Percent(f64),
-    Count(u64),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WeChatQuotaSpec {
-    pub name: String,
-    /// Account config names.
-    pub accounts: Vec<String>,
-    pub cgi_paths: Vec<String>,
-    pub remain_below: RemainBelow,
-    pub schedule: String,
-    /// Quota reads in flight at once.
-    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -332,14 +235,10 @@ mod tests {
             });
         }
         keys.insert("sources.NAME.type".into());
-        for t in [
-            "alertmanager",
-            "grafana",
-            "generic",
-            "log_file",
-            "prometheus",
-            "wechat_quota",
-        ] {
+        let types = crate::settings::tag_names::<crate::sources::SourceConfigs>("type");
+        assert!(types.contains(&"log_file"), "{types:?}");
+        // The throwaway type exists in this crate's tests only.
+        for t in types.iter().filter(|t| **t != "throwaway") {
             for k in accepted(&format!("[sources.s]\ntype = \"{t}\"")) {
                 keys.insert(format!("sources.NAME.{k}"));
             }

@@ -16,70 +16,8 @@ pub struct RawConfig {
     pub wechat: WeChatConfig,
     pub policy: PolicyConfig,
     pub accounts: BTreeMap<String, AccountConfig>,
-    pub sources: BTreeMap<String, RawSource>,
+    pub sources: BTreeMap<String, crate::sources::SourceConfigs>,
     pub notifiers: BTreeMap<String, RawNotifier>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RawSource {
-    Alertmanager(RawWebhookSource),
-    Grafana(RawWebhookSource),
-    Generic(RawWebhookSource),
-    LogFile(RawLogFile),
-    Prometheus(RawPrometheus),
-    WechatQuota(RawWeChatQuota),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawWebhookSource {
-    pub account_label: Option<String>,
-    pub hmac_secret: Option<Secret>,
-    pub hmac_secret_file: Option<PathBuf>,
-    /// `grafana` or `github`; default: accept either.
-    pub signature: Option<String>,
-    /// Grafana's signature and timestamp headers, when the contact point
-    /// renames them.
-    pub signature_header: Option<String>,
-    pub timestamp_header: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLogFile {
-    pub path: Option<PathBuf>,
-    pub pattern: Option<String>,
-    pub account_pattern: Option<String>,
-    pub account: Option<String>,
-    pub schedule: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPrometheus {
-    pub url: Option<String>,
-    pub query: Option<String>,
-    pub account_label: Option<String>,
-    pub threshold: Option<f64>,
-    pub schedule: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawWeChatQuota {
-    pub accounts: Option<Vec<String>>,
-    pub cgi_paths: Option<Vec<String>>,
-    pub remain_below: Option<RawThreshold>,
-    pub schedule: Option<String>,
-    pub concurrency: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawThreshold {
-    Count(i64),
-    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

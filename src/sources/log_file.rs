@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,11 +45,100 @@ use memchr::{memchr, memrchr};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use tokio_util::sync::CancellationToken;
 
-use super::scheduler::{report, Poller, RunHealth};
-use super::SourceContext;
-use crate::config::{LogAccount, LogFileSpec};
+use serde::{Deserialize, Serialize};
+
+use super::{report, Poller, RunHealth, Scheduled, Source, SourceConfig, SourceContext};
+use crate::settings::{ser, Accounts, Checker};
 use crate::signal::Signal;
 use crate::store::{LogPosition, Store};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    pub path: Option<PathBuf>,
+    pub pattern: Option<String>,
+    pub account_pattern: Option<String>,
+    pub account: Option<String>,
+    pub schedule: Option<String>,
+}
+
+/// Where a log line's account comes from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogAccount {
+    /// The first capture group: an appid or a config name.
+    Pattern(#[serde(serialize_with = "ser::regex")] regex::Regex),
+    Fixed(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogFileSpec {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(serialize_with = "ser::regex")]
+    pub pattern: regex::Regex,
+    pub account: LogAccount,
+    /// Cron with seconds: how often the file is read.
+    pub schedule: String,
+}
+
+impl SourceConfig for LogFileConfig {
+    type Spec = LogFileSpec;
+
+    fn validate(
+        self,
+        name: &str,
+        p: &str,
+        ck: &mut Checker<'_>,
+        accounts: &Accounts,
+    ) -> Option<LogFileSpec> {
+        let raw = self;
+        let path = ck.required(&format!("{p}.path"), raw.path);
+        let pattern = ck
+            .required(&format!("{p}.pattern"), raw.pattern)
+            .and_then(|t| ck.regex(&format!("{p}.pattern"), &t));
+        let account = match (raw.account_pattern, raw.account) {
+            (Some(_), Some(_)) => ck.err(p, "set either account_pattern or account, not both"),
+            (None, None) => ck.err(
+                p,
+                "needs account_pattern (a regex whose first group is an appid or name) or account",
+            ),
+            (Some(t), None) => {
+                let key = format!("{p}.account_pattern");
+                match ck.regex(&key, &t) {
+                    Some(r) if r.captures_len() < 2 => {
+                        ck.err(&key, "needs a capture group around the appid or name")
+                    }
+                    r => r.map(LogAccount::Pattern),
+                }
+            }
+            (None, Some(a)) => match accounts.find(&a) {
+                Some(acc) => Some(LogAccount::Fixed(acc.name.clone())),
+                None => ck.err(
+                    &format!("{p}.account"),
+                    format!("names `{a}`, which is not a configured account"),
+                ),
+            },
+        };
+        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "*/5 * * * * *");
+        Some(LogFileSpec {
+            name: name.to_string(),
+            path: path?,
+            pattern: pattern?,
+            account: account?,
+            schedule,
+        })
+    }
+}
+
+impl Source for LogFileSpec {
+    fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
+        Ok(Some(Scheduled {
+            poller: Arc::new(LogFileSource::new(self.clone(), ctx.clone())),
+            schedule: self.schedule.clone(),
+        }))
+    }
+}
 
 /// An incomplete line longer than this is judged on its prefix and the rest
 /// of it skipped, so a 10 MB line never sits in memory.
@@ -384,7 +473,7 @@ impl LogFileSource {
         let mut per_account: BTreeMap<String, u64> = BTreeMap::new();
         for (raw, n) in counts.by_account {
             let raw = String::from_utf8_lossy(&raw);
-            let account = match self.ctx.config.account(&raw) {
+            let account = match self.ctx.accounts.find(&raw) {
                 Some(a) => a.name.clone(),
                 None => raw.into_owned(),
             };

@@ -3,30 +3,212 @@
 //!
 //! Every source turns what it sees into [`crate::signal::Signal`]s on the
 //! [`SignalQueue`]; none decides anything. Scheduled sources run on
-//! tokio-cron-scheduler in `daemon.timezone`, report errors through
-//! [`SourceHealth`] and metrics without stopping the daemon, and stop on the
-//! context's shutdown token.
+//! tokio-cron-scheduler in `daemon.timezone` ([`scheduler`]), report errors
+//! through [`SourceHealth`] and metrics without stopping the daemon, and stop
+//! on the context's shutdown token.
+//!
+//! # Layout
+//!
+//! - this file: the family. [`SourceConfig`] (what a type's `[sources.NAME]`
+//!   table is and how it validates), [`Source`] (how a validated source
+//!   starts), [`Poller`] (one scheduled run), the [`SourceContext`] every
+//!   source runs with, [`SourceHealth`], and the registry: one line per type,
+//!   which makes the `type = "..."` names, [`SourceConfigs`] and
+//!   [`SourceSpec`].
+//! - one file per member, each holding its config struct, validation, start
+//!   and behaviour: [`webhook`] (`alertmanager`, `grafana`, `generic`),
+//!   [`log_file`], [`prometheus`], [`wechat_quota`].
+//! - [`scheduler`]: runs the pollers on their cron schedules.
+//!
+//! A new source type is a copy of a sibling file and one line in the
+//! registry below.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::settings::{is_name, Accounts, Checker};
 use crate::signal::SignalQueue;
 use crate::store::Store;
 use crate::wechat::WeChat;
 
+pub mod log_file;
+pub mod prometheus;
+pub mod scheduler;
+pub mod webhook;
+pub mod wechat_quota;
+
+pub use scheduler::{start_scheduled, ScheduleError, ScheduledSources};
+pub use wechat_quota::QuotaReadings;
+
+/// A source type's `[sources.NAME]` table as written (less `type`): a serde
+/// struct with `deny_unknown_fields`, checked into the type's settings.
+pub trait SourceConfig: DeserializeOwned {
+    /// The validated settings, with nothing left to unwrap: what the source
+    /// runs with and `check --print` shows.
+    type Spec: Source;
+
+    /// Checks the table; `at` is its key (`sources.NAME`), for errors.
+    fn validate(
+        self,
+        name: &str,
+        at: &str,
+        ck: &mut Checker<'_>,
+        accounts: &Accounts,
+    ) -> Option<Self::Spec>;
+}
+
+/// A validated source.
+pub trait Source: std::fmt::Debug + Clone + Serialize {
+    /// Builds the running source: a poller and its cron schedule, or `None`
+    /// for a source the HTTP surface serves. An error is reported in source
+    /// health; the other sources run.
+    fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String>;
+
+    /// The webhook settings, for a source served at `/hooks/NAME`.
+    fn webhook(&self) -> Option<&webhook::WebhookSpec> {
+        None
+    }
+}
+
+/// A poller and when it runs.
+pub struct Scheduled {
+    pub poller: Arc<dyn Poller>,
+    /// Cron with seconds, in `daemon.timezone`.
+    pub schedule: String,
+}
+
+/// One scheduled source, as the scheduler sees it.
+#[async_trait]
+pub trait Poller: Send + Sync {
+    /// The `[sources.NAME]` key.
+    fn name(&self) -> &str;
+
+    /// One run. `interval` is the time until the next scheduled run (zero when
+    /// unknown): a source that spreads its work (`wechat_quota`) stays within
+    /// it. A run stops early when the context's shutdown token is cancelled.
+    async fn poll(&self, interval: Duration);
+}
+
+/// The registry: `Variant(member::Config)`, one line a source type; the
+/// variant's snake_case name is the `type` users write.
+macro_rules! registry {
+    ($($(#[$attr:meta])* $variant:ident($config:ty),)+) => {
+        /// `[sources.NAME]` as written: `type` picks the member.
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum SourceConfigs {
+            $($(#[$attr])* $variant($config),)+
+        }
+
+        /// A validated source of any type.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum SourceSpec {
+            $($(#[$attr])* $variant(<$config as SourceConfig>::Spec),)+
+        }
+
+        impl SourceConfigs {
+            fn validate_member(
+                self,
+                name: &str,
+                at: &str,
+                ck: &mut Checker<'_>,
+                accounts: &Accounts,
+            ) -> Option<SourceSpec> {
+                match self {
+                    $($(#[$attr])* Self::$variant(c) => {
+                        c.validate(name, at, ck, accounts).map(SourceSpec::$variant)
+                    })+
+                }
+            }
+        }
+
+        impl SourceSpec {
+            pub fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
+                match self {
+                    $($(#[$attr])* Self::$variant(s) => s.start(ctx),)+
+                }
+            }
+
+            pub fn webhook(&self) -> Option<&webhook::WebhookSpec> {
+                match self {
+                    $($(#[$attr])* Self::$variant(s) => s.webhook(),)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Alertmanager(webhook::AlertmanagerConfig),
+    Grafana(webhook::GrafanaConfig),
+    Generic(webhook::GenericConfig),
+    LogFile(log_file::LogFileConfig),
+    Prometheus(prometheus::PrometheusConfig),
+    WechatQuota(wechat_quota::WeChatQuotaConfig),
+    #[cfg(test)]
+    Throwaway(throwaway::ThrowawayConfig),
+}
+
+#[cfg(test)]
+mod throwaway;
+
+/// Checks every `[sources.NAME]` table.
+pub fn validate(
+    ck: &mut Checker<'_>,
+    raw: BTreeMap<String, SourceConfigs>,
+    accounts: &Accounts,
+) -> BTreeMap<String, SourceSpec> {
+    let mut out = BTreeMap::new();
+    for (name, config) in raw {
+        let at = format!("sources.{name}");
+        if !is_name(&name) {
+            ck.err::<()>(
+                &at,
+                "source names use letters, digits, '-' and '_' (they appear in /hooks/NAME)",
+            );
+        }
+        if let Some(spec) = config.validate_member(&name, &at, ck, accounts) {
+            out.insert(name, spec);
+        }
+    }
+    out
+}
+
+/// A `schedule` key: cron with seconds as the scheduler reads it, `default`
+/// when unset.
+pub fn schedule(ck: &mut Checker<'_>, key: &str, value: Option<String>, default: &str) -> String {
+    let text = value.unwrap_or_else(|| default.to_string());
+    if let Err(e) = validate_schedule(&text) {
+        ck.err::<()>(
+            key,
+            format!("`{text}` is not a cron expression with seconds (\"0 */5 * * * *\"): {e}"),
+        );
+    }
+    text
+}
+
 /// What a scheduled source needs from the daemon.
 #[derive(Clone)]
 pub struct SourceContext {
-    pub config: Arc<Config>,
+    /// The accounts signals may name, by name or appid.
+    pub accounts: Arc<Accounts>,
+    /// `daemon.timezone`: schedules run in it; WeChat's day ends in it.
+    pub timezone: chrono_tz::Tz,
     pub signals: SignalQueue,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
     pub wechat: Arc<WeChat>,
     pub health: SourceHealth,
+    /// The `wechat_quota` readings of this generation, for the verifier.
+    pub readings: QuotaReadings,
     /// Cancelled at shutdown and before a reload rebuilds the sources.
     pub shutdown: CancellationToken,
 }
@@ -73,11 +255,30 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-pub mod log_file;
-pub mod prometheus;
-pub mod scheduler;
-pub mod webhook;
-pub mod wechat_quota;
+/// What a run found out about its source, for `/readyz` and `/metrics`.
+pub(crate) enum RunHealth {
+    Ok,
+    /// Expected to pass (a log file not created yet): logged at info.
+    Waiting(String),
+    Failed(String),
+}
 
-pub use scheduler::{start_scheduled, ScheduleError, ScheduledSources};
-pub use wechat_quota::QuotaReadings;
+/// Records a run's health; logs only when the state changes, so a Prometheus
+/// that stays down is one line in the log, not one per tick.
+pub(crate) fn report(ctx: &SourceContext, source: &str, health: RunHealth) {
+    let error = match &health {
+        RunHealth::Ok => None,
+        RunHealth::Waiting(e) | RunHealth::Failed(e) => Some(e.clone()),
+    };
+    ctx.metrics.source_state(source, error.is_none());
+    if !ctx.health.set(source, error) {
+        return;
+    }
+    match health {
+        RunHealth::Ok => tracing::info!(source, "Source works"),
+        RunHealth::Waiting(e) => tracing::info!(source, state = %e, "Source waiting"),
+        RunHealth::Failed(e) => {
+            tracing::warn!(source, error = %e, "Source failed; retrying on schedule")
+        }
+    }
+}

@@ -15,16 +15,82 @@
 //! once per tick. This module does not decide anything about clears.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::scheduler::{report, Poller, RunHealth};
-use super::SourceContext;
-use crate::config::PrometheusSpec;
+use serde::{Deserialize, Serialize};
+
+use super::{report, Poller, RunHealth, Scheduled, Source, SourceConfig, SourceContext};
+use crate::settings::{ser, Accounts, Checker};
 use crate::signal::Signal;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    pub url: Option<String>,
+    pub query: Option<String>,
+    pub account_label: Option<String>,
+    pub threshold: Option<f64>,
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrometheusSpec {
+    pub name: String,
+    /// Shown with its userinfo masked.
+    #[serde(serialize_with = "ser::url")]
+    pub url: String,
+    pub query: String,
+    pub account_label: String,
+    pub threshold: f64,
+    pub schedule: String,
+}
+
+impl SourceConfig for PrometheusConfig {
+    type Spec = PrometheusSpec;
+
+    fn validate(
+        self,
+        name: &str,
+        p: &str,
+        ck: &mut Checker<'_>,
+        _: &Accounts,
+    ) -> Option<PrometheusSpec> {
+        let raw = self;
+        let url = ck.required(&format!("{p}.url"), raw.url);
+        if let Some(u) = &url {
+            ck.http_url(&format!("{p}.url"), u);
+        }
+        let query = ck.required(&format!("{p}.query"), raw.query);
+        let threshold = raw.threshold.unwrap_or(1.0);
+        if !threshold.is_finite() {
+            ck.err::<()>(&format!("{p}.threshold"), "must be a finite number");
+        }
+        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "0 * * * * *");
+        Some(PrometheusSpec {
+            name: name.to_string(),
+            url: url?.trim_end_matches('/').to_string(),
+            query: query?,
+            account_label: raw.account_label.unwrap_or_else(|| "appid".to_string()),
+            threshold,
+            schedule,
+        })
+    }
+}
+
+impl Source for PrometheusSpec {
+    fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
+        let source = PrometheusSource::new(self.clone(), ctx.clone()).map_err(|e| e.to_string())?;
+        Ok(Some(Scheduled {
+            poller: Arc::new(source),
+            schedule: self.schedule.clone(),
+        }))
+    }
+}
 
 /// An instant query should answer in well under this; a slower Prometheus is
 /// reported as down rather than holding the run (and skipping the next ones).
@@ -122,7 +188,7 @@ impl PrometheusSource {
                 unlabelled += 1;
                 continue;
             };
-            let account = match self.ctx.config.account(&label) {
+            let account = match self.ctx.accounts.find(&label) {
                 Some(a) => a.name.clone(),
                 None => label,
             };

@@ -13,37 +13,21 @@
 //! wall clock, so tests of the schedule run in real time with one-second
 //! cron expressions; each source's `run_once` is tested directly.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::log_file::LogFileSource;
-use super::prometheus::PrometheusSource;
-use super::wechat_quota::{QuotaReadings, WeChatQuotaSource};
-use super::SourceContext;
-use crate::config::SourceSpec;
+use super::{report, Poller, QuotaReadings, RunHealth, SourceContext, SourceSpec};
 
 /// How long [`ScheduledSources::shutdown`] waits for runs in flight. Runs
 /// stop at their next safe point once cancelled, so this is only a bound for
 /// a stuck filesystem or a peer that ignores the client timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// One scheduled source, as the scheduler sees it.
-#[async_trait]
-pub trait Poller: Send + Sync {
-    /// The `[sources.NAME]` key.
-    fn name(&self) -> &str;
-
-    /// One run. `interval` is the time until the next scheduled run (zero when
-    /// unknown): a source that spreads its work (`wechat_quota`) stays within
-    /// it. A run stops early when the context's shutdown token is cancelled.
-    async fn poll(&self, interval: Duration);
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -70,21 +54,25 @@ pub struct ScheduledSources {
     names: Vec<String>,
 }
 
-/// Starts every `log_file`, `prometheus` and `wechat_quota` source of
-/// `ctx.config` on its cron schedule in `ctx.config.daemon.timezone`. Must be
-/// called within a tokio runtime; returns at once (the scheduler is built on
-/// a task of its own). A source that cannot be built or scheduled is reported
-/// in source health and logged; the others run.
+/// Starts every scheduled source of `sources` on its cron schedule in
+/// `ctx.timezone`. Must be called within a tokio runtime; returns at once
+/// (the scheduler is built on a task of its own). A source that cannot be
+/// built or scheduled is reported in source health and logged; the others
+/// run.
 ///
 /// Webhook sources are not started here: the HTTP server serves them.
-pub fn start_scheduled(ctx: SourceContext) -> ScheduledSources {
+pub fn start_scheduled(
+    ctx: SourceContext,
+    sources: &BTreeMap<String, SourceSpec>,
+) -> ScheduledSources {
     let cancel = ctx.shutdown.child_token();
+    let readings = QuotaReadings::default();
     let ctx = SourceContext {
         shutdown: cancel.clone(),
+        readings: readings.clone(),
         ..ctx
     };
-    let readings = QuotaReadings::default();
-    let pollers = build_pollers(&ctx, &readings);
+    let pollers = build_pollers(&ctx, sources);
     let names = pollers.iter().map(|(p, _)| p.name().to_string()).collect();
     let supervisor = tokio::spawn(supervise(ctx, pollers));
     ScheduledSources {
@@ -195,30 +183,21 @@ async fn schedule(
     Ok(scheduler)
 }
 
-fn build_pollers(ctx: &SourceContext, readings: &QuotaReadings) -> Vec<(Arc<dyn Poller>, String)> {
+fn build_pollers(
+    ctx: &SourceContext,
+    sources: &BTreeMap<String, SourceSpec>,
+) -> Vec<(Arc<dyn Poller>, String)> {
     let mut out: Vec<(Arc<dyn Poller>, String)> = Vec::new();
-    for spec in ctx.config.sources.values() {
-        match spec {
-            SourceSpec::Webhook(_) => {}
-            SourceSpec::LogFile(s) => {
-                out.push((
-                    Arc::new(LogFileSource::new(s.clone(), ctx.clone())),
-                    s.schedule.clone(),
-                ));
-            }
-            SourceSpec::Prometheus(s) => match PrometheusSource::new(s.clone(), ctx.clone()) {
-                Ok(source) => out.push((Arc::new(source), s.schedule.clone())),
-                Err(e) => {
-                    let e = ScheduleError::Build {
-                        source_name: s.name.clone(),
-                        error: e.to_string(),
-                    };
-                    report(ctx, &s.name, RunHealth::Failed(e.to_string()));
-                }
-            },
-            SourceSpec::WechatQuota(s) => {
-                let source = WeChatQuotaSource::new(s.clone(), ctx.clone(), readings.clone());
-                out.push((Arc::new(source), s.schedule.clone()));
+    for (name, spec) in sources {
+        match spec.start(ctx) {
+            Ok(Some(s)) => out.push((s.poller, s.schedule)),
+            Ok(None) => {}
+            Err(error) => {
+                let e = ScheduleError::Build {
+                    source_name: name.clone(),
+                    error,
+                };
+                report(ctx, name, RunHealth::Failed(e.to_string()));
             }
         }
     }
@@ -235,7 +214,7 @@ fn job(
 ) -> Result<Job, ScheduleError> {
     let busy = Arc::new(tokio::sync::Mutex::new(()));
     let source_name = poller.name().to_string();
-    Job::new_async_tz(expr, ctx.config.daemon.timezone, move |id, mut scheduler| {
+    Job::new_async_tz(expr, ctx.timezone, move |id, mut scheduler| {
         let poller = poller.clone();
         let busy = busy.clone();
         let cancel = cancel.clone();
@@ -264,32 +243,4 @@ fn job(
         })
     })
     .map_err(|e| ScheduleError::Job { source_name, expr: expr.to_string(), error: e.to_string() })
-}
-
-/// What a run found out about its source, for `/readyz` and `/metrics`.
-pub(crate) enum RunHealth {
-    Ok,
-    /// Expected to pass (a log file not created yet): logged at info.
-    Waiting(String),
-    Failed(String),
-}
-
-/// Records a run's health; logs only when the state changes, so a Prometheus
-/// that stays down is one line in the log, not one per tick.
-pub(crate) fn report(ctx: &SourceContext, source: &str, health: RunHealth) {
-    let error = match &health {
-        RunHealth::Ok => None,
-        RunHealth::Waiting(e) | RunHealth::Failed(e) => Some(e.clone()),
-    };
-    ctx.metrics.source_state(source, error.is_none());
-    if !ctx.health.set(source, error) {
-        return;
-    }
-    match health {
-        RunHealth::Ok => tracing::info!(source, "Source works"),
-        RunHealth::Waiting(e) => tracing::info!(source, state = %e, "Source waiting"),
-        RunHealth::Failed(e) => {
-            tracing::warn!(source, error = %e, "Source failed; retrying on schedule")
-        }
-    }
 }

@@ -15,8 +15,197 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, SignatureScheme, WebhookFormat, WebhookSpec};
+use std::path::PathBuf;
+
+use axum::http::HeaderName;
+
+use super::{Scheduled, Source, SourceConfig, SourceContext};
+use crate::secret::Secret;
+use crate::settings::{ser, Accounts, Checker, Choice};
 use crate::signal::Signal;
+
+/// `[sources.NAME]` of type `alertmanager`, `grafana` or `generic`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub account_label: Option<String>,
+    pub hmac_secret: Option<Secret>,
+    pub hmac_secret_file: Option<PathBuf>,
+    /// `grafana` or `github`; default: accept either.
+    pub signature: Option<Choice<WrittenScheme>>,
+    /// Grafana's signature and timestamp headers, when the contact point
+    /// renames them.
+    pub signature_header: Option<String>,
+    pub timestamp_header: Option<String>,
+}
+
+/// The `signature` names a user may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WrittenScheme {
+    Grafana,
+    Github,
+}
+
+/// The three webhook types share their keys; the type is the payload format.
+macro_rules! webhook_type {
+    ($name:ident, $format:expr) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(WebhookConfig);
+
+        impl SourceConfig for $name {
+            type Spec = WebhookSpec;
+
+            fn validate(
+                self,
+                name: &str,
+                at: &str,
+                ck: &mut Checker<'_>,
+                _: &Accounts,
+            ) -> Option<WebhookSpec> {
+                Some(self.0.validate(name, at, $format, ck))
+            }
+        }
+    };
+}
+
+webhook_type!(AlertmanagerConfig, WebhookFormat::Alertmanager);
+webhook_type!(GrafanaConfig, WebhookFormat::Grafana);
+webhook_type!(GenericConfig, WebhookFormat::Generic);
+
+impl Source for WebhookSpec {
+    fn start(&self, _: &SourceContext) -> Result<Option<Scheduled>, String> {
+        Ok(None)
+    }
+
+    fn webhook(&self) -> Option<&WebhookSpec> {
+        Some(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    Alertmanager,
+    Grafana,
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// `X-Grafana-Alerting-Signature`: hex HMAC-SHA256 of `timestamp:body`.
+    Grafana,
+    /// `X-Hub-Signature-256: sha256=hex`.
+    Github,
+    /// Whichever header the request carries.
+    Any,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub format: WebhookFormat,
+    /// Label (alertmanager, grafana) or JSON field (generic) naming the account.
+    pub account_label: String,
+    pub hmac_secret: Option<Secret>,
+    pub signature: SignatureScheme,
+    /// The header a Grafana signature is read from (`signature_header`).
+    #[serde(serialize_with = "ser::header")]
+    pub signature_header: HeaderName,
+    /// The headers its timestamp is read from, the first present wins: the
+    /// `timestamp_header`, else Grafana's name and an older spelling.
+    #[serde(serialize_with = "ser::headers")]
+    pub timestamp_headers: Vec<HeaderName>,
+}
+
+impl WebhookConfig {
+    fn validate(
+        self,
+        name: &str,
+        p: &str,
+        format: WebhookFormat,
+        ck: &mut Checker<'_>,
+    ) -> WebhookSpec {
+        let raw = self;
+        let default_label = if format == WebhookFormat::Generic {
+            "account"
+        } else {
+            "appid"
+        };
+        let hmac_secret = ck.secret(
+            &format!("{p}.hmac_secret"),
+            raw.hmac_secret,
+            raw.hmac_secret_file.as_ref(),
+        );
+        let signature = match raw.signature.as_ref() {
+            None => SignatureScheme::Any,
+            Some(written) => match ck.known(&format!("{p}.signature"), written) {
+                Some(WrittenScheme::Grafana) => SignatureScheme::Grafana,
+                Some(WrittenScheme::Github) => SignatureScheme::Github,
+                None => SignatureScheme::Any,
+            },
+        };
+        let (signature_header, timestamp_headers) = grafana_headers(
+            ck,
+            p,
+            [raw.signature_header, raw.timestamp_header],
+            hmac_secret.is_some(),
+            signature,
+        );
+        WebhookSpec {
+            name: name.to_string(),
+            format,
+            account_label: raw
+                .account_label
+                .unwrap_or_else(|| default_label.to_string()),
+            hmac_secret,
+            signature,
+            signature_header,
+            timestamp_headers,
+        }
+    }
+}
+
+/// `signature_header` and `timestamp_header`: legal header names (matched
+/// case-insensitively, as HTTP does), and only where a Grafana signature is
+/// checked.
+fn grafana_headers(
+    ck: &mut Checker<'_>,
+    p: &str,
+    [signature_header, timestamp_header]: [Option<String>; 2],
+    signed: bool,
+    scheme: SignatureScheme,
+) -> (HeaderName, Vec<HeaderName>) {
+    let mut name = |key: &str, value: Option<String>| -> Option<HeaderName> {
+        let key = format!("{p}.{key}");
+        let value = value?;
+        if !signed {
+            return ck.err(&key, "has no effect without hmac_secret");
+        }
+        if scheme == SignatureScheme::Github {
+            return ck.err(
+                &key,
+                "renames a Grafana header; signature = \"github\" reads X-Hub-Signature-256",
+            );
+        }
+        match HeaderName::from_bytes(value.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => ck.err(&key, format!("`{value}` is not a valid HTTP header name")),
+        }
+    };
+    let signature = name("signature_header", signature_header)
+        .unwrap_or(HeaderName::from_static(GRAFANA_SIGNATURE_HEADER));
+    let timestamp = match name("timestamp_header", timestamp_header) {
+        Some(h) => vec![h],
+        None => vec![
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER),
+            HeaderName::from_static(GRAFANA_TIMESTAMP_HEADER_ALT),
+        ],
+    };
+    (signature, timestamp)
+}
 
 /// Grafana timestamps older or newer than this are replays.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
@@ -291,24 +480,24 @@ pub struct GenericSignal {
 /// capacity); a batch that needs more is refused whole.
 pub fn parse(
     spec: &WebhookSpec,
-    config: &Config,
+    accounts: &Accounts,
     body: &[u8],
     now: DateTime<Utc>,
     room: usize,
 ) -> Result<Parsed, PayloadError> {
     match spec.format {
         WebhookFormat::Alertmanager | WebhookFormat::Grafana => {
-            parse_alerts(spec, config, body, now, room)
+            parse_alerts(spec, accounts, body, now, room)
         }
         WebhookFormat::Generic => {
-            parse_generic(&spec.name, &spec.account_label, config, body, now, room)
+            parse_generic(&spec.name, &spec.account_label, accounts, body, now, room)
         }
     }
 }
 
 fn parse_alerts(
     spec: &WebhookSpec,
-    config: &Config,
+    accounts: &Accounts,
     body: &[u8],
     now: DateTime<Utc>,
     room: usize,
@@ -329,7 +518,7 @@ fn parse_alerts(
             });
             continue;
         };
-        if config.account(name).is_none() {
+        if accounts.find(name).is_none() {
             out.rejected.push(Rejected {
                 index,
                 account: Some(name.clone()),
@@ -350,9 +539,7 @@ fn parse_alerts(
         })?;
     }
     if group.truncated_alerts > 0 {
-        let account = common
-            .filter(|name| config.account(name).is_some())
-            .cloned();
+        let account = common.filter(|name| accounts.find(name).is_some()).cloned();
         if let Some(name) = &account {
             push_signal(&mut out, room, || Signal {
                 account: name.clone(),
@@ -392,7 +579,7 @@ fn parse_group(body: &[u8], account_label: &str) -> Result<AlertGroup, PayloadEr
 pub fn parse_generic(
     source: &str,
     account_field: &str,
-    config: &Config,
+    accounts: &Accounts,
     body: &[u8],
     now: DateTime<Utc>,
     room: usize,
@@ -431,7 +618,7 @@ pub fn parse_generic(
             });
             continue;
         };
-        if config.account(&name).is_none() {
+        if accounts.find(&name).is_none() {
             out.rejected.push(Rejected {
                 index,
                 account: Some(name),
@@ -547,7 +734,8 @@ fn compare_hex(expected: &[u8], given: &str) -> Result<(), SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceSpec;
+    use crate::config::Config;
+    use crate::sources::SourceSpec;
 
     fn config() -> Config {
         let dir = tempfile::tempdir().unwrap();
@@ -577,7 +765,7 @@ mod tests {
     #[test]
     fn batches_over_the_queue_room_are_refused_while_parsing() {
         let config = config();
-        let Some(SourceSpec::Webhook(spec)) = config.sources.get("alerts") else {
+        let Some(SourceSpec::Alertmanager(spec)) = config.sources.get("alerts") else {
             panic!("no webhook source")
         };
         let now = Utc::now();
@@ -587,11 +775,11 @@ mod tests {
             (0, 0, Ok(0)),
         ];
         for (n, room, want) in cases {
-            let got =
-                parse(spec, &config, alerts(n).as_bytes(), now, room).map(|p| p.signals.len());
+            let got = parse(spec, &config.accounts, alerts(n).as_bytes(), now, room)
+                .map(|p| p.signals.len());
             assert_eq!(got, want, "{n} alerts, room {room}");
         }
-        let parsed = parse(spec, &config, alerts(1).as_bytes(), now, 1).unwrap();
+        let parsed = parse(spec, &config.accounts, alerts(1).as_bytes(), now, 1).unwrap();
         assert_eq!(
             parsed.signals[0].reason, "QA",
             "escaped strings are unescaped"

@@ -25,11 +25,160 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::scheduler::{report, Poller, RunHealth};
-use super::SourceContext;
-use crate::config::{Account, RemainBelow, WeChatQuotaSpec};
+use serde::{Deserialize, Serialize};
+
+use super::{report, Poller, RunHealth, Scheduled, Source, SourceConfig, SourceContext};
+use crate::settings::{Account, Accounts, Checker};
 use crate::signal::Signal;
 use crate::wechat::{Quota, WeChatError};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeChatQuotaConfig {
+    pub accounts: Option<Vec<String>>,
+    pub cgi_paths: Option<Vec<String>>,
+    pub remain_below: Option<WrittenThreshold>,
+    pub schedule: Option<String>,
+    pub concurrency: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WrittenThreshold {
+    Count(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemainBelow {
+    /// A percentage of `daily_limit`.
+    Percent(f64),
+    Count(u64),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeChatQuotaSpec {
+    pub name: String,
+    /// Account config names.
+    pub accounts: Vec<String>,
+    pub cgi_paths: Vec<String>,
+    pub remain_below: RemainBelow,
+    pub schedule: String,
+    /// Quota reads in flight at once.
+    pub concurrency: usize,
+}
+
+impl SourceConfig for WeChatQuotaConfig {
+    type Spec = WeChatQuotaSpec;
+
+    fn validate(
+        self,
+        name: &str,
+        p: &str,
+        ck: &mut Checker<'_>,
+        accounts: &Accounts,
+    ) -> Option<WeChatQuotaSpec> {
+        let raw = self;
+        let names = ck
+            .required(&format!("{p}.accounts"), raw.accounts)
+            .unwrap_or_default();
+        let mut resolved = Vec::new();
+        for a in names {
+            match accounts.find(&a) {
+                Some(acc) => resolved.push(acc.name.clone()),
+                None => {
+                    ck.err::<()>(
+                        &format!("{p}.accounts"),
+                        format!("names `{a}`, which is not a configured account"),
+                    );
+                }
+            }
+        }
+        let cgi_paths = ck
+            .required(&format!("{p}.cgi_paths"), raw.cgi_paths)
+            .unwrap_or_default();
+        for c in &cgi_paths {
+            if !c.starts_with('/') {
+                ck.err::<()>(
+                    &format!("{p}.cgi_paths"),
+                    format!("`{c}` is not a path like /cgi-bin/message/custom/send"),
+                );
+            }
+        }
+        let key = format!("{p}.remain_below");
+        let remain_below = match raw.remain_below {
+            None => RemainBelow::Percent(1.0),
+            Some(WrittenThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
+            Some(WrittenThreshold::Text(t)) => match parse_remain(&t) {
+                Some(RemainBelow::Count(n)) if n > MAX_REMAIN_COUNT => ck
+                    .err(
+                        &key,
+                        format!(
+                            "`{t}` is more than {MAX_REMAIN_COUNT}, the largest count it takes"
+                        ),
+                    )
+                    .unwrap_or(RemainBelow::Percent(1.0)),
+                Some(r) => r,
+                None => ck
+                    .err(
+                        &key,
+                        format!("`{t}` is not a percentage (\"1%\") or a count"),
+                    )
+                    .unwrap_or(RemainBelow::Percent(1.0)),
+            },
+            Some(WrittenThreshold::Count(n)) => ck
+                .err(&key, format!("must not be negative, got {n}"))
+                .unwrap_or(RemainBelow::Percent(1.0)),
+        };
+        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "0 */5 * * * *");
+        let concurrency = match raw.concurrency {
+            None => 8,
+            Some(n) if (1..=256).contains(&n) => n as usize,
+            Some(n) => ck
+                .err(
+                    &format!("{p}.concurrency"),
+                    format!("must be between 1 and 256, got {n}"),
+                )
+                .unwrap_or(8),
+        };
+        Some(WeChatQuotaSpec {
+            name: name.to_string(),
+            accounts: resolved,
+            cgi_paths,
+            remain_below,
+            schedule,
+            concurrency,
+        })
+    }
+}
+
+impl Source for WeChatQuotaSpec {
+    fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
+        let source = WeChatQuotaSource::new(self.clone(), ctx.clone(), ctx.readings.clone());
+        Ok(Some(Scheduled {
+            poller: Arc::new(source),
+            schedule: self.schedule.clone(),
+        }))
+    }
+}
+
+/// The largest count `remain_below` takes: TOML's largest integer, so that the
+/// string form takes what the integer form does and `check` can print it.
+const MAX_REMAIN_COUNT: u64 = i64::MAX as u64;
+
+fn parse_remain(text: &str) -> Option<RemainBelow> {
+    let t = text.trim();
+    match t.strip_suffix('%') {
+        Some(pct) => pct
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=100.0).contains(v))
+            .map(RemainBelow::Percent),
+        None => t.parse::<u64>().ok().map(RemainBelow::Count),
+    }
+}
 
 /// WeChat's real-time counts can be off by about this share of `daily_limit`.
 const COUNT_ERROR: f64 = 0.01;
@@ -171,7 +320,7 @@ impl WeChatQuotaSource {
         self.spec
             .accounts
             .iter()
-            .filter_map(|name| self.ctx.config.accounts.get(name))
+            .filter_map(|name| self.ctx.accounts.get(name))
             .map(|account| (account.clone(), self.spec.cgi_paths.clone()))
             .collect()
     }
@@ -188,9 +337,7 @@ impl WeChatQuotaSource {
             tracing::info!(source = %self.spec.name, account = %account.name, appid = %account.appid, cgi_path = %cgi_path, remain = quota.remain, daily_limit = quota.daily_limit, "API quota low");
         }
         let now = Utc::now();
-        let date = now
-            .with_timezone(&self.ctx.config.daemon.timezone)
-            .format("%Y-%m-%d");
+        let date = now.with_timezone(&self.ctx.timezone).format("%Y-%m-%d");
         let paths: Vec<&str> = low.iter().map(|(_, p, _)| p.as_str()).collect();
         let (cgi_path, reason) = match low.as_slice() {
             [(_, path, quota)] => (

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quotawatch::config::{Config, SourceSpec};
+use quotawatch::config::Config;
 use quotawatch::metrics::Metrics;
 use quotawatch::signal::{Signal, SignalQueue};
+use quotawatch::sources::SourceSpec;
 use quotawatch::sources::{SourceContext, SourceHealth};
 use quotawatch::store::{SqliteStore, Store};
 use quotawatch::wechat::WeChat;
@@ -113,12 +114,14 @@ pub fn context(
     let (signals, rx) = SignalQueue::new(1024, metrics.clone());
     let wechat = Arc::new(WeChat::new(&config.wechat).expect("WeChat client"));
     let ctx = SourceContext {
-        config,
+        accounts: Arc::new(config.accounts.clone()),
+        timezone: config.daemon.timezone,
         signals,
         metrics,
         store,
         wechat,
         health: SourceHealth::default(),
+        readings: Default::default(),
         shutdown: CancellationToken::new(),
     };
     (ctx, rx)
