@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use crate::policy::ClearTarget;
 use crate::policy::SkipReason;
 
 /// The event names of SPEC section 4 (`notifiers.*.events`).
@@ -62,16 +63,6 @@ impl EventKind {
     pub fn is_selected_by(self, listed: &[EventKind]) -> bool {
         listed.contains(&self) || (self == Self::DryRun && listed.contains(&Self::Skipped))
     }
-}
-
-/// What was (or would have been) cleared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "scope", rename_all = "snake_case")]
-pub enum ClearTarget {
-    /// Every daily counter of the account (`clear_quota`, 10 a month).
-    Full,
-    /// One API's counter (`openapi/quota/clear`, 50 a month).
-    Api { cgi_path: String },
 }
 
 /// The month's budget after the event, as messages show it ("3 of 8 clears left

@@ -13,7 +13,16 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar;
-use crate::event::ClearTarget;
+
+/// What was (or would have been) cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum ClearTarget {
+    /// Every daily counter of the account (`clear_quota`, 10 a month).
+    Full,
+    /// One API's counter (`openapi/quota/clear`, 50 a month).
+    Api { cgi_path: String },
+}
 
 /// What to try first when a signal names one exhausted API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
