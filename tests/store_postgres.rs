@@ -122,6 +122,13 @@ fn months_follow_beijing_time() {
     store_contract::months_follow_beijing_time(&db.open());
 }
 
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn a_pending_attempt_counts_and_stays_pending_while_its_writer_lives() {
+    let db = TestDb::new("pending_live");
+    store_contract::a_pending_attempt_counts_and_stays_pending_while_its_writer_lives(&db.opener());
+}
+
 /// A pending row belongs to the database session that wrote it: never
 /// recovered while that session lives (whatever host or process id its owner
 /// text names, however old), recovered as soon as it ends.

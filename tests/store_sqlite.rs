@@ -1,8 +1,8 @@
 //! The SQLite ledger on a real file in a temp dir: the store contracts
 //! (`tests/contract/`), the same ones `tests/store_postgres.rs` runs against
-//! PostgreSQL. What only SQLite has (owners told alive by process id, the
-//! schema in `user_version`) is checked by the unit tests in
-//! `src/store/sqlite.rs`.
+//! PostgreSQL, and what only SQLite has: pending rows owned by a process id
+//! (and ambiguous once older than an hour, whoever owns them), the schema in
+//! `PRAGMA user_version`, the ledger's directory made on open.
 
 #[path = "contract/lockout.rs"]
 mod lockout_contract;
@@ -11,7 +11,11 @@ mod store_contract;
 
 use std::path::PathBuf;
 
-use quotawatch::store::{SqliteStore, Store};
+use quotawatch::store::{HistoryFilter, SqliteStore, Store, StoreError};
+use store_contract::{clear_once, key, utc};
+
+/// The number of migrations `SqliteStore` knows (its `user_version`).
+const SCHEMA_VERSION: i64 = 4;
 
 /// A temp dir holding one ledger file.
 struct TestFile {
@@ -21,8 +25,14 @@ struct TestFile {
 
 impl TestFile {
     fn new() -> TestFile {
+        TestFile::at("ledger.db")
+    }
+
+    /// A ledger at `relative` in a new temp dir; its directories are left
+    /// for the store to make.
+    fn at(relative: &str) -> TestFile {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.db");
+        let path = dir.path().join(relative);
         TestFile { _dir: dir, path }
     }
 
@@ -33,6 +43,11 @@ impl TestFile {
     /// Opens one more store on the file, as another process would.
     fn opener(&self) -> impl Fn() -> Box<dyn Store> + '_ {
         || Box::new(self.open())
+    }
+
+    /// A direct connection, to do what the store never does.
+    fn raw(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.path).unwrap()
     }
 }
 
@@ -79,9 +94,83 @@ fn exhausted_until_month_end_and_disabled_until_config_changes() {
 }
 
 #[test]
-fn reopening_keeps_rows_and_log_positions() {
+fn a_pending_attempt_counts_and_stays_pending_while_its_writer_lives() {
     let file = TestFile::new();
+    store_contract::a_pending_attempt_counts_and_stays_pending_while_its_writer_lives(
+        &file.opener(),
+    );
+}
+
+/// A pending row whose owner names a process of this host that does not run
+/// is recovered as ambiguous, and still counts.
+#[test]
+fn a_dead_owners_pending_attempt_becomes_ambiguous() {
+    let file = TestFile::new();
+    let store = file.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(&store, &key(), now);
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert!(snap.in_flight);
+    assert_eq!(snap.month_used, 1);
+    // Pretend the row was written by a process that has exited.
+    let dead = format!("{}:999999999", gethostname::gethostname().to_string_lossy());
+    let n = file
+        .raw()
+        .execute(
+            "UPDATE attempts SET owner = ?2 WHERE id = ?1",
+            rusqlite::params![id, dead],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(store.recover(now).unwrap(), 1);
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h[0].outcome, "ambiguous");
+    let snap = store.snapshot(&key(), now).unwrap();
+    assert_eq!(snap.month_used, 1);
+    assert!(!snap.in_flight);
+}
+
+/// A live owner's pending row is recovered once it is older than any
+/// request waits (an hour). PostgreSQL differs here: a row belongs to the
+/// database session that wrote it and is never recovered while that session
+/// lives, however old (`pending_rows_belong_to_the_session_that_wrote_them`
+/// in `tests/store_postgres.rs`).
+#[test]
+fn a_live_owners_pending_attempt_is_recovered_once_too_old() {
+    let file = TestFile::new();
+    let store = file.open();
+    let now = utc("2026-11-28T02:00:00Z");
+    clear_once(&store, &key(), now);
+    assert_eq!(store.recover(now).unwrap(), 0);
+    let nearly = now + chrono::Duration::minutes(59);
+    assert_eq!(store.recover(nearly).unwrap(), 0, "still within the hour");
+    let later = now + chrono::Duration::hours(2);
+    assert_eq!(store.recover(later).unwrap(), 1, "too old to be in flight");
+}
+
+/// The contract, on a file whose directory does not exist yet; the schema
+/// version is kept across the reopening.
+#[test]
+fn reopening_keeps_rows_log_positions_and_schema() {
+    let file = TestFile::at("sub/ledger.db");
+    assert!(!file.path.parent().unwrap().exists());
     store_contract::reopening_keeps_rows_and_log_positions(&file.opener());
+    let version: i64 = file
+        .raw()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let file = TestFile::new();
+    drop(file.open());
+    file.raw().pragma_update(None, "user_version", 99).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&file.path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
 }
 
 #[test]

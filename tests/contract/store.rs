@@ -1,8 +1,9 @@
 //! The ledger's contract (SPEC sections 2 and 7), written once and run against
 //! every store: SQLite in `tests/store_sqlite.rs`, PostgreSQL in
 //! `tests/store_postgres.rs` (under `ci/postgres.sh`). What only one backend
-//! has (how a pending row's owner is told alive or dead, where the schema
-//! version lives) stays in that backend's file.
+//! has (how a pending row's owner is told alive or dead, whether age alone
+//! makes a pending row ambiguous, where the schema version lives) stays in
+//! that backend's file.
 //!
 //! A check that needs a second store on the same ledger (another replica, or
 //! the same ledger after a restart) takes `open`, which opens one more.
@@ -97,7 +98,10 @@ fn reserve_keys(store: &dyn Store, now: DateTime<Utc>, keys: &[&str]) -> Option<
         )
         .unwrap();
     match r {
-        Reservation::Clear { id, .. } => Some(id),
+        Reservation::Clear { id, target } => {
+            assert_eq!(target, ClearTarget::Full);
+            Some(id)
+        }
         Reservation::Skip { .. } => None,
     }
 }
@@ -195,6 +199,27 @@ pub fn months_follow_beijing_time(store: &dyn Store) {
     assert_eq!(store.snapshot(&key(), nov).unwrap().month_used, 1);
     assert_eq!(store.snapshot(&key(), dec).unwrap().month_used, 0);
     assert_eq!(store.snapshot(&key(), dec).unwrap().day_used, 0);
+}
+
+/// A pending attempt (reserved, no outcome yet) counts against the budget
+/// and is in flight, to every replica, and no recovery takes it while the
+/// store that wrote it lives. How a dead writer is told (a process id, a
+/// database session) and whether age alone makes a row ambiguous differ by
+/// backend: each backend's own file checks those.
+pub fn a_pending_attempt_counts_and_stays_pending_while_its_writer_lives(open: Open<'_>) {
+    let (store, other) = (open(), open());
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(&*store, &key(), now);
+    for (name, s) in [("writer", &*store), ("other", &*other)] {
+        let snap = s.snapshot(&key(), now).unwrap();
+        assert!(snap.in_flight, "{name}");
+        assert_eq!((snap.month_used, snap.day_used), (1, 1), "{name}");
+        assert_eq!(s.recover(now).unwrap(), 0, "{name}: its writer lives");
+    }
+    let h = other.history(&HistoryFilter::default()).unwrap();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!((h[0].id, h[0].outcome.as_str()), (id, "pending"));
+    assert_eq!(h[0].finished_at, None);
 }
 
 pub fn skip_inserts_nothing(store: &dyn Store) {
