@@ -92,12 +92,11 @@ impl SourceConfig for LogFileConfig {
         ck: &mut Checker<'_>,
         accounts: &Accounts,
     ) -> Option<LogFileSpec> {
-        let raw = self;
-        let path = ck.required(&format!("{p}.path"), raw.path);
+        let path = ck.required(&format!("{p}.path"), self.path);
         let pattern = ck
-            .required(&format!("{p}.pattern"), raw.pattern)
+            .required(&format!("{p}.pattern"), self.pattern)
             .and_then(|t| ck.regex(&format!("{p}.pattern"), &t));
-        let account = match (raw.account_pattern, raw.account) {
+        let account = match (self.account_pattern, self.account) {
             (Some(_), Some(_)) => ck.err(p, "set either account_pattern or account, not both"),
             (None, None) => ck.err(
                 p,
@@ -120,7 +119,8 @@ impl SourceConfig for LogFileConfig {
                 ),
             },
         };
-        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "*/5 * * * * *");
+        let schedule =
+            super::schedule(ck, &format!("{p}.schedule"), self.schedule, "*/5 * * * * *");
         Some(LogFileSpec {
             name: name.to_string(),
             path: path?,
@@ -133,10 +133,10 @@ impl SourceConfig for LogFileConfig {
 
 impl Source for LogFileSpec {
     fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
-        Ok(Some(Scheduled {
-            poller: Arc::new(LogFileSource::new(self.clone(), ctx.clone())),
-            schedule: self.schedule.clone(),
-        }))
+        Ok(Some(Scheduled::new(
+            LogFileSource::new(self.clone(), ctx.clone()),
+            &self.schedule,
+        )))
     }
 }
 

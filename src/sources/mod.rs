@@ -84,6 +84,15 @@ pub struct Scheduled {
     pub schedule: String,
 }
 
+impl Scheduled {
+    pub fn new(poller: impl Poller + 'static, schedule: &str) -> Self {
+        Self {
+            poller: Arc::new(poller),
+            schedule: schedule.to_string(),
+        }
+    }
+}
+
 /// One scheduled source, as the scheduler sees it.
 #[async_trait]
 pub trait Poller: Send + Sync {

@@ -15,7 +15,6 @@
 //! once per tick. This module does not decide anything about clears.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,22 +59,21 @@ impl SourceConfig for PrometheusConfig {
         ck: &mut Checker<'_>,
         _: &Accounts,
     ) -> Option<PrometheusSpec> {
-        let raw = self;
-        let url = ck.required(&format!("{p}.url"), raw.url);
+        let url = ck.required(&format!("{p}.url"), self.url);
         if let Some(u) = &url {
             ck.http_url(&format!("{p}.url"), u);
         }
-        let query = ck.required(&format!("{p}.query"), raw.query);
-        let threshold = raw.threshold.unwrap_or(1.0);
+        let query = ck.required(&format!("{p}.query"), self.query);
+        let threshold = self.threshold.unwrap_or(1.0);
         if !threshold.is_finite() {
             ck.err::<()>(&format!("{p}.threshold"), "must be a finite number");
         }
-        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "0 * * * * *");
+        let schedule = super::schedule(ck, &format!("{p}.schedule"), self.schedule, "0 * * * * *");
         Some(PrometheusSpec {
             name: name.to_string(),
             url: url?.trim_end_matches('/').to_string(),
             query: query?,
-            account_label: raw.account_label.unwrap_or_else(|| "appid".to_string()),
+            account_label: self.account_label.unwrap_or_else(|| "appid".to_string()),
             threshold,
             schedule,
         })
@@ -85,10 +83,7 @@ impl SourceConfig for PrometheusConfig {
 impl Source for PrometheusSpec {
     fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
         let source = PrometheusSource::new(self.clone(), ctx.clone()).map_err(|e| e.to_string())?;
-        Ok(Some(Scheduled {
-            poller: Arc::new(source),
-            schedule: self.schedule.clone(),
-        }))
+        Ok(Some(Scheduled::new(source, &self.schedule)))
     }
 }
 

@@ -58,13 +58,13 @@ impl SourceConfig for ThrowawayConfig {
 
 impl Source for ThrowawaySpec {
     fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
-        Ok(Some(Scheduled {
-            poller: Arc::new(Throwaway {
+        Ok(Some(Scheduled::new(
+            Throwaway {
                 spec: self.clone(),
                 ctx: ctx.clone(),
-            }),
-            schedule: self.schedule.clone(),
-        }))
+            },
+            &self.schedule,
+        )))
     }
 }
 

@@ -128,7 +128,6 @@ impl WebhookConfig {
         format: WebhookFormat,
         ck: &mut Checker<'_>,
     ) -> WebhookSpec {
-        let raw = self;
         let default_label = if format == WebhookFormat::Generic {
             "account"
         } else {
@@ -136,10 +135,10 @@ impl WebhookConfig {
         };
         let hmac_secret = ck.secret(
             &format!("{p}.hmac_secret"),
-            raw.hmac_secret,
-            raw.hmac_secret_file.as_ref(),
+            self.hmac_secret,
+            self.hmac_secret_file.as_ref(),
         );
-        let signature = match raw.signature.as_ref() {
+        let signature = match self.signature.as_ref() {
             None => SignatureScheme::Any,
             Some(written) => match ck.known(&format!("{p}.signature"), written) {
                 Some(WrittenScheme::Grafana) => SignatureScheme::Grafana,
@@ -150,14 +149,14 @@ impl WebhookConfig {
         let (signature_header, timestamp_headers) = grafana_headers(
             ck,
             p,
-            [raw.signature_header, raw.timestamp_header],
+            [self.signature_header, self.timestamp_header],
             hmac_secret.is_some(),
             signature,
         );
         WebhookSpec {
             name: name.to_string(),
             format,
-            account_label: raw
+            account_label: self
                 .account_label
                 .unwrap_or_else(|| default_label.to_string()),
             hmac_secret,

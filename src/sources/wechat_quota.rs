@@ -79,9 +79,8 @@ impl SourceConfig for WeChatQuotaConfig {
         ck: &mut Checker<'_>,
         accounts: &Accounts,
     ) -> Option<WeChatQuotaSpec> {
-        let raw = self;
         let names = ck
-            .required(&format!("{p}.accounts"), raw.accounts)
+            .required(&format!("{p}.accounts"), self.accounts)
             .unwrap_or_default();
         let mut resolved = Vec::new();
         for a in names {
@@ -96,7 +95,7 @@ impl SourceConfig for WeChatQuotaConfig {
             }
         }
         let cgi_paths = ck
-            .required(&format!("{p}.cgi_paths"), raw.cgi_paths)
+            .required(&format!("{p}.cgi_paths"), self.cgi_paths)
             .unwrap_or_default();
         for c in &cgi_paths {
             if !c.starts_with('/') {
@@ -107,7 +106,7 @@ impl SourceConfig for WeChatQuotaConfig {
             }
         }
         let key = format!("{p}.remain_below");
-        let remain_below = match raw.remain_below {
+        let remain_below = match self.remain_below {
             None => RemainBelow::Percent(1.0),
             Some(WrittenThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
             Some(WrittenThreshold::Text(t)) => match parse_remain(&t) {
@@ -131,8 +130,9 @@ impl SourceConfig for WeChatQuotaConfig {
                 .err(&key, format!("must not be negative, got {n}"))
                 .unwrap_or(RemainBelow::Percent(1.0)),
         };
-        let schedule = super::schedule(ck, &format!("{p}.schedule"), raw.schedule, "0 */5 * * * *");
-        let concurrency = match raw.concurrency {
+        let schedule =
+            super::schedule(ck, &format!("{p}.schedule"), self.schedule, "0 */5 * * * *");
+        let concurrency = match self.concurrency {
             None => 8,
             Some(n) if (1..=256).contains(&n) => n as usize,
             Some(n) => ck
@@ -156,10 +156,7 @@ impl SourceConfig for WeChatQuotaConfig {
 impl Source for WeChatQuotaSpec {
     fn start(&self, ctx: &SourceContext) -> Result<Option<Scheduled>, String> {
         let source = WeChatQuotaSource::new(self.clone(), ctx.clone(), ctx.readings.clone());
-        Ok(Some(Scheduled {
-            poller: Arc::new(source),
-            schedule: self.schedule.clone(),
-        }))
+        Ok(Some(Scheduled::new(source, &self.schedule)))
     }
 }
 
