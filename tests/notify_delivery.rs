@@ -2,8 +2,9 @@
 //! 127.0.0.1: message shapes and signatures per platform, routing, rate limits
 //! and digests, retries, configuration errors, isolation and shutdown.
 //!
-//! The crate's tokio has no `test-util`, so these use real time; waits are kept
-//! to the platforms' own limits (WeCom's 3 s is the longest).
+//! These use real time; waits are kept to the platforms' own limits (WeCom's
+//! 3 s is the longest). Delays of minutes, through the whole daemon on a
+//! paused clock, are in `daemon_timing.rs`.
 
 pub mod support {
     pub mod fake_chat;
@@ -458,7 +459,7 @@ async fn a_hanging_notifier_does_not_delay_another() {
     ]);
     notifiers.publish(&event(EventKind::Cleared));
     slow.wait_for(1, secs(2.0)).await;
-    let published = Instant::now();
+    let published = tokio::time::Instant::now();
     notifiers.publish(&Event {
         account: "blog".into(),
         ..event(EventKind::Cleared)

@@ -5,7 +5,8 @@
 //! platform: its success body, an error code in a 200 (WeCom, DingTalk, Feishu),
 //! an HTTP error, a 429 with `Retry-After` (and Discord's JSON `retry_after`), or
 //! no answer at all. Answers queued with `push` are used once each, in order;
-//! then the default (success unless `set_default` says otherwise).
+//! then the default (success unless `set_default` says otherwise). Arrival
+//! times are on tokio's clock, so a test on a paused clock reads exact gaps.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -74,7 +75,8 @@ pub struct Received {
     pub raw: Vec<u8>,
     /// The body parsed as JSON (`Null` if it was not JSON).
     pub body: Value,
-    pub at: Instant,
+    /// Tokio's clock: the real one unless the test paused it.
+    pub at: tokio::time::Instant,
 }
 
 impl Received {
@@ -160,6 +162,7 @@ impl FakeChat {
     }
 
     /// Waits until `n` requests arrived and returns them, or panics after `within`.
+    /// Its waits are tokio timers: on a paused clock use `InProcess::until`.
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
         loop {
@@ -260,7 +263,7 @@ async fn handle(AxState(fake): AxState<FakeChat>, request: Request) -> Response 
         headers,
         body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
         raw,
-        at: Instant::now(),
+        at: tokio::time::Instant::now(),
     };
     match fake.record(received) {
         Answer::Hang => std::future::pending().await,
