@@ -5,8 +5,13 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: figment loading (file plus `QUOTAWATCH_` environment), validation
-//!   into runtime types, the `*_file` rules.
+//! - [`config`]: reads the file plus `QUOTAWATCH_` environment with figment and
+//!   puts the validated whole ([`config::Config`]) together: the daemon's own
+//!   settings and every component's.
+//! - [`settings`]: the daemon's own sections (`[daemon]`, `[wechat]`,
+//!   `[policy]`, `[accounts]`) and the machinery every component's settings
+//!   use: the error-collecting [`settings::Checker`], typed choices, the
+//!   `*_file` rules. It knows no component.
 //! - [`secret`]: the masked [`secret::Secret`], a leaf every module may use.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
@@ -31,7 +36,11 @@
 //!   episodes ([`store::episodes`]) without making the dispatcher wait.
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
 //!   SPEC section 8, the reference policies and the daemon's own decision step.
-//! - [`sources`]: webhook payload parsers and scheduled pollers.
+//! - [`sources`]: the signal sources, one file a type (`webhook` for
+//!   Alertmanager, Grafana and generic JSON, `log_file`, `prometheus`,
+//!   `wechat_quota`), each holding its config, validation, start and
+//!   behaviour; the family's traits and registry in `sources/mod.rs`, the cron
+//!   scheduler in `sources/scheduler.rs`.
 //! - [`notify`]: chat notifiers and their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
 //! - [`listener`]: serves it under timeouts and a connection bound.
@@ -40,6 +49,14 @@
 //! - [`lifecycle`]: OS signals and systemd notify.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
+//!
+//! Imports run one way, down this list's layers: `secret`, `clock`,
+//! `calendar` and `policy` at the bottom; `store` and `settings` above them;
+//! `wechat`, then the components (`sources`, `notify`), which know
+//! `settings` but not `config`; `config`, which knows the components'
+//! registries; then the daemon's machinery (`clearer`, `decision`,
+//! `dispatcher`, `http`), and `app`, `cli` and `main` on top. Nothing below
+//! `main` imports `cli`.
 
 pub mod app;
 pub mod calendar;

@@ -1,6 +1,11 @@
 //! Configuration: one TOML file plus `QUOTAWATCH_` environment variables, read
 //! with figment, validated once into runtime types with nothing left to unwrap.
 //!
+//! This module is the assembly: the daemon's own sections are checked by
+//! [`crate::settings`], each `[sources.NAME]` by its source type in
+//! [`crate::sources`] and each `[notifiers.NAME]` by its platform in
+//! [`crate::notify`], all through one [`crate::settings::Checker`].
+//!
 //! Loading is [`load`]; everything it returns has been checked (ranges,
 //! durations, appid shape, one credential per account, references between
 //! sections, a PostgreSQL `daemon.state` as the store reads it) and every
