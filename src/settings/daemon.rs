@@ -96,18 +96,7 @@ impl DaemonConfig {
             );
             SocketAddr::from(([127, 0, 0, 1], 9466))
         });
-        let state = match self.state.as_deref() {
-            Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                let url = Secret::new(s);
-                postgres_target(ck, &url);
-                StateLocation::Postgres(url)
-            }
-            Some("") => ck
-                .err("daemon.state", "is empty")
-                .unwrap_or(StateLocation::Sqlite("quotawatch.db".into())),
-            Some(s) => StateLocation::Sqlite(PathBuf::from(s)),
-            None => StateLocation::Sqlite(default_state_path()),
-        };
+        let state = state_location(ck, self.state.as_deref());
         let tz_name = self.timezone.as_deref().unwrap_or("Asia/Shanghai");
         let timezone = tz_name.parse::<Tz>().unwrap_or_else(|_| {
             ck.err::<()>(
@@ -152,6 +141,22 @@ impl DaemonConfig {
             queue_capacity,
             max_connections,
         }
+    }
+}
+
+/// `daemon.state`: a PostgreSQL URL, else a SQLite file.
+fn state_location(ck: &mut Checker<'_>, state: Option<&str>) -> StateLocation {
+    match state {
+        Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+            let url = Secret::new(s);
+            postgres_target(ck, &url);
+            StateLocation::Postgres(url)
+        }
+        Some("") => ck
+            .err("daemon.state", "is empty")
+            .unwrap_or(StateLocation::Sqlite("quotawatch.db".into())),
+        Some(s) => StateLocation::Sqlite(PathBuf::from(s)),
+        None => StateLocation::Sqlite(default_state_path()),
     }
 }
 

@@ -105,43 +105,13 @@ impl SourceConfig for WeChatQuotaConfig {
                 );
             }
         }
-        let key = format!("{p}.remain_below");
-        let remain_below = match self.remain_below {
+        let remain_below = match &self.remain_below {
             None => RemainBelow::Percent(1.0),
-            Some(WrittenThreshold::Count(n)) if n >= 0 => RemainBelow::Count(n as u64),
-            Some(WrittenThreshold::Text(t)) => match parse_remain(&t) {
-                Some(RemainBelow::Count(n)) if n > MAX_REMAIN_COUNT => ck
-                    .err(
-                        &key,
-                        format!(
-                            "`{t}` is more than {MAX_REMAIN_COUNT}, the largest count it takes"
-                        ),
-                    )
-                    .unwrap_or(RemainBelow::Percent(1.0)),
-                Some(r) => r,
-                None => ck
-                    .err(
-                        &key,
-                        format!("`{t}` is not a percentage (\"1%\") or a count"),
-                    )
-                    .unwrap_or(RemainBelow::Percent(1.0)),
-            },
-            Some(WrittenThreshold::Count(n)) => ck
-                .err(&key, format!("must not be negative, got {n}"))
-                .unwrap_or(RemainBelow::Percent(1.0)),
+            Some(written) => written.validate(ck, &format!("{p}.remain_below")),
         };
         let schedule =
             super::schedule(ck, &format!("{p}.schedule"), self.schedule, "0 */5 * * * *");
-        let concurrency = match self.concurrency {
-            None => 8,
-            Some(n) if (1..=256).contains(&n) => n as usize,
-            Some(n) => ck
-                .err(
-                    &format!("{p}.concurrency"),
-                    format!("must be between 1 and 256, got {n}"),
-                )
-                .unwrap_or(8),
-        };
+        let concurrency = ck.count(&format!("{p}.concurrency"), self.concurrency, 256, 8);
         Some(WeChatQuotaSpec {
             name: name.to_string(),
             accounts: resolved,
@@ -150,6 +120,36 @@ impl SourceConfig for WeChatQuotaConfig {
             schedule,
             concurrency,
         })
+    }
+}
+
+impl WrittenThreshold {
+    /// A count, or a percentage of `daily_limit` written as "1%".
+    fn validate(&self, ck: &mut Checker<'_>, key: &str) -> RemainBelow {
+        let fallback = RemainBelow::Percent(1.0);
+        match self {
+            WrittenThreshold::Count(n) if *n >= 0 => RemainBelow::Count(*n as u64),
+            WrittenThreshold::Count(n) => ck
+                .err(key, format!("must not be negative, got {n}"))
+                .unwrap_or(fallback),
+            WrittenThreshold::Text(t) => match parse_remain(t) {
+                Some(RemainBelow::Count(n)) if n > MAX_REMAIN_COUNT => ck
+                    .err(
+                        key,
+                        format!(
+                            "`{t}` is more than {MAX_REMAIN_COUNT}, the largest count it takes"
+                        ),
+                    )
+                    .unwrap_or(fallback),
+                Some(r) => r,
+                None => ck
+                    .err(
+                        key,
+                        format!("`{t}` is not a percentage (\"1%\") or a count"),
+                    )
+                    .unwrap_or(fallback),
+            },
+        }
     }
 }
 
