@@ -237,6 +237,20 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn a_settled_attempt_keeps_its_outcome() {
+    let db = TestDb::new("settled");
+    store_contract::a_settled_attempt_keeps_its_outcome(&db.open());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn a_month_report_is_claimed_once() {
+    let db = TestDb::new("reports");
+    store_contract::a_month_report_is_claimed_once(&db.opener());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn skip_inserts_nothing() {
     let db = TestDb::new("skip");
     store_contract::skip_inserts_nothing(&db.open());

@@ -76,6 +76,18 @@ fn months_follow_beijing_time() {
 }
 
 #[test]
+fn a_settled_attempt_keeps_its_outcome() {
+    let file = TestFile::new();
+    store_contract::a_settled_attempt_keeps_its_outcome(&file.open());
+}
+
+#[test]
+fn a_month_report_is_claimed_once() {
+    let file = TestFile::new();
+    store_contract::a_month_report_is_claimed_once(&file.opener());
+}
+
+#[test]
 fn skip_inserts_nothing() {
     let file = TestFile::new();
     store_contract::skip_inserts_nothing(&file.open());

@@ -222,6 +222,40 @@ pub fn a_pending_attempt_counts_and_stays_pending_while_its_writer_lives(open: O
     assert_eq!(h[0].finished_at, None);
 }
 
+/// A second write of an attempt's outcome is a retry when it is the same,
+/// and refused when it is another: the first outcome is kept.
+pub fn a_settled_attempt_keeps_its_outcome(store: &dyn Store) {
+    let now = utc("2026-11-28T02:00:00Z");
+    let id = clear_once(store, &key(), now);
+    store.finish(id, &Outcome::Ok, now).unwrap();
+    store.finish(id, &Outcome::Ok, now).unwrap();
+    let other = Outcome::Failed {
+        errcode: Some(-1),
+        errmsg: "x".into(),
+    };
+    assert!(matches!(
+        store.finish(id, &other, now),
+        Err(StoreError::Settled { .. })
+    ));
+    let h = store.history(&HistoryFilter::default()).unwrap();
+    assert_eq!((h.len(), h[0].outcome.as_str()), (1, "ok"));
+    assert_eq!(store.snapshot(&key(), now).unwrap().month_used, 1);
+}
+
+/// A month's report is claimed once per account, whichever store asks
+/// first: restarts and replicas do not send it twice.
+pub fn a_month_report_is_claimed_once(open: Open<'_>) {
+    let (store, other) = (open(), open());
+    let now = utc("2026-12-01T01:00:00Z");
+    assert!(store.claim_report(APPID, "2026-11", now).unwrap());
+    assert!(!store.claim_report(APPID, "2026-11", now).unwrap());
+    assert!(!other.claim_report(APPID, "2026-11", now).unwrap());
+    assert!(other.claim_report(APPID, "2026-10", now).unwrap());
+    assert!(other
+        .claim_report("wx0000000000000001", "2026-11", now)
+        .unwrap());
+}
+
 pub fn skip_inserts_nothing(store: &dyn Store) {
     let now = utc("2026-11-28T02:00:00Z");
     let (_, r) = store
