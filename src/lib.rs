@@ -32,7 +32,8 @@
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
 //!   SPEC section 8, the reference policies and the daemon's own decision step.
 //! - [`sources`]: webhook payload parsers and scheduled pollers.
-//! - [`notify`]: chat notifiers and their delivery queues.
+//! - [`notify`]: chat notifiers, each platform's config beside its code, and
+//!   their delivery queues.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
 //! - [`listener`]: serves it under timeouts and a connection bound.
 //! - [`metrics`]: the Prometheus registry shared by all components.

@@ -14,7 +14,6 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::HeaderName;
 use figment::providers::{Format, Toml};
@@ -28,7 +27,6 @@ pub use crate::settings::{
 };
 pub use crate::store::StateLocation;
 
-use crate::event::EventKind;
 use crate::policy::PolicySettings;
 use crate::settings::ser;
 
@@ -46,7 +44,7 @@ pub struct Config {
     pub policy: PolicySettings,
     pub accounts: Accounts,
     pub sources: BTreeMap<String, SourceSpec>,
-    pub notifiers: BTreeMap<String, NotifierSpec>,
+    pub notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
 }
 
 impl Config {
@@ -151,47 +149,6 @@ pub struct WeChatQuotaSpec {
     pub schedule: String,
     /// Quota reads in flight at once.
     pub concurrency: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotifierKind {
-    Wecom,
-    Dingtalk,
-    Feishu,
-    Slack,
-    Discord,
-    Webhook,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Language {
-    Zh,
-    En,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeishuFormat {
-    Post,
-    Card,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NotifierSpec {
-    pub name: String,
-    pub kind: NotifierKind,
-    /// The webhook URL: it carries the platform's key, so it is a secret.
-    pub url: Secret,
-    /// Signing secret (DingTalk, Feishu, Standard Webhooks).
-    pub secret: Option<Secret>,
-    pub events: Vec<EventKind>,
-    pub language: Language,
-    /// At most one `skipped` message per account and reason in this interval.
-    #[serde(serialize_with = "ser::duration")]
-    pub skipped_interval: Duration,
-    pub feishu_format: FeishuFormat,
 }
 
 /// `--config`, else `$QUOTAWATCH_CONFIG`, else [`DEFAULT_PATH`].
@@ -344,8 +301,13 @@ mod tests {
                 keys.insert(format!("sources.NAME.{k}"));
             }
         }
-        for k in accepted("[notifiers.n]") {
-            keys.insert(format!("notifiers.NAME.{k}"));
+        for &kind in crate::notify::NotifierKind::ALL {
+            if kind == crate::notify::NotifierKind::Throwaway {
+                continue; // registered in tests only, and documented nowhere
+            }
+            for k in kind.keys() {
+                keys.insert(format!("notifiers.NAME.{k}"));
+            }
         }
         keys
     }

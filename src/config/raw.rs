@@ -17,7 +17,7 @@ pub struct RawConfig {
     pub policy: PolicyConfig,
     pub accounts: BTreeMap<String, AccountConfig>,
     pub sources: BTreeMap<String, RawSource>,
-    pub notifiers: BTreeMap<String, RawNotifier>,
+    pub notifiers: BTreeMap<String, crate::notify::NotifierConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,20 +80,4 @@ pub struct RawWeChatQuota {
 pub enum RawThreshold {
     Count(i64),
     Text(String),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawNotifier {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub url: Option<Secret>,
-    pub url_file: Option<PathBuf>,
-    pub secret: Option<Secret>,
-    pub secret_file: Option<PathBuf>,
-    pub events: Option<Vec<String>>,
-    pub language: Option<String>,
-    pub skipped_interval: Option<String>,
-    /// Feishu only: `post` (rich text, default) or `card` (interactive card).
-    pub format: Option<String>,
 }
