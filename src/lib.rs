@@ -41,7 +41,11 @@
 //!   `wechat_quota`), each holding its config, validation, start and
 //!   behaviour; the family's traits and registry in `sources/mod.rs`, the cron
 //!   scheduler in `sources/scheduler.rs`.
-//! - [`notify`]: chat notifiers and their delivery queues.
+//! - [`notify`]: the chat notifiers, one file a platform (`wecom`,
+//!   `dingtalk`, `feishu`, `slack`, `discord`, `webhook`), each holding its
+//!   own keys, validation, build and requests; the keys every notifier shares
+//!   and the registry in `notify/config.rs`, delivery queues, rate limits and
+//!   retries in `notify/delivery.rs`, message text in `notify/render.rs`.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
 //! - [`listener`]: serves it under timeouts and a connection bound.
 //! - [`metrics`]: the Prometheus registry shared by all components.

@@ -18,11 +18,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{TimeZone, Utc};
 use hmac::{Hmac, Mac};
-use quotawatch::config::{FeishuFormat, Language, NotifierKind, NotifierSpec, Secret};
 use quotawatch::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use quotawatch::metrics::Metrics;
-use quotawatch::notify::{send_test, Notifiers, NotifyContext, NotifyError};
+use quotawatch::notify::dingtalk::DingTalkSettings;
+use quotawatch::notify::feishu::{FeishuFormat, FeishuSettings};
+use quotawatch::notify::webhook::WebhookSettings;
+use quotawatch::notify::{
+    send_test, Language, NotifierKind, NotifierSpec, Notifiers, NotifyContext, NotifyError,
+    PlatformSettings,
+};
 use quotawatch::policy::SkipReason;
+use quotawatch::secret::Secret;
 use serde_json::Value;
 use sha2::Sha256;
 use support::fake_chat::{Answer, FakeChat, Flavor, Received};
@@ -35,16 +41,15 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// A notifier of `kind` that sets none of its platform's own keys.
 fn spec(name: &str, kind: NotifierKind, fake: &FakeChat) -> NotifierSpec {
     NotifierSpec {
         name: name.into(),
-        kind,
+        platform: kind.default_settings(),
         url: Secret::new(fake.url()),
-        secret: None,
         events: EventKind::ALL.to_vec(),
         language: Language::En,
         skipped_interval: Duration::from_secs(3600),
-        feishu_format: FeishuFormat::Post,
     }
 }
 
@@ -274,10 +279,28 @@ async fn every_platform_gets_one_correctly_shaped_message() {
         let mut s = spec(name, kind, &fake);
         match name {
             "wecom" => s.language = Language::Zh,
-            "dingtalk" => s.secret = Some(Secret::new(DINGTALK_SECRET)),
-            "feishu" => s.secret = Some(Secret::new(FEISHU_SECRET)),
-            "feishu_card" => s.feishu_format = FeishuFormat::Card,
-            "webhook" => s.secret = Some(Secret::new(WEBHOOK_SECRET)),
+            "dingtalk" => {
+                s.platform = PlatformSettings::Dingtalk(DingTalkSettings {
+                    secret: Some(Secret::new(DINGTALK_SECRET)),
+                })
+            }
+            "feishu" => {
+                s.platform = PlatformSettings::Feishu(FeishuSettings {
+                    secret: Some(Secret::new(FEISHU_SECRET)),
+                    format: FeishuFormat::Post,
+                })
+            }
+            "feishu_card" => {
+                s.platform = PlatformSettings::Feishu(FeishuSettings {
+                    secret: None,
+                    format: FeishuFormat::Card,
+                })
+            }
+            "webhook" => {
+                s.platform = PlatformSettings::Webhook(WebhookSettings {
+                    secret: Some(Secret::new(WEBHOOK_SECRET)),
+                })
+            }
             _ => {}
         }
         specs.push(s);

@@ -19,7 +19,6 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
@@ -33,9 +32,7 @@ pub use crate::settings::{
 pub use crate::sources::SourceSpec;
 pub use crate::store::StateLocation;
 
-use crate::event::EventKind;
 use crate::policy::PolicySettings;
-use crate::settings::ser;
 
 /// Where the config file is when neither `--config` nor `$QUOTAWATCH_CONFIG` say.
 pub const DEFAULT_PATH: &str = "/etc/quotawatch/quotawatch.toml";
@@ -51,7 +48,7 @@ pub struct Config {
     pub policy: PolicySettings,
     pub accounts: Accounts,
     pub sources: BTreeMap<String, SourceSpec>,
-    pub notifiers: BTreeMap<String, NotifierSpec>,
+    pub notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
 }
 
 impl Config {
@@ -59,47 +56,6 @@ impl Config {
     pub fn account(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
         self.accounts.find(name_or_appid)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotifierKind {
-    Wecom,
-    Dingtalk,
-    Feishu,
-    Slack,
-    Discord,
-    Webhook,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Language {
-    Zh,
-    En,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeishuFormat {
-    Post,
-    Card,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NotifierSpec {
-    pub name: String,
-    pub kind: NotifierKind,
-    /// The webhook URL: it carries the platform's key, so it is a secret.
-    pub url: Secret,
-    /// Signing secret (DingTalk, Feishu, Standard Webhooks).
-    pub secret: Option<Secret>,
-    pub events: Vec<EventKind>,
-    pub language: Language,
-    /// At most one `skipped` message per account and reason in this interval.
-    #[serde(serialize_with = "ser::duration")]
-    pub skipped_interval: Duration,
-    pub feishu_format: FeishuFormat,
 }
 
 /// `--config`, else `$QUOTAWATCH_CONFIG`, else [`DEFAULT_PATH`].
@@ -248,8 +204,13 @@ mod tests {
                 keys.insert(format!("sources.NAME.{k}"));
             }
         }
-        for k in accepted("[notifiers.n]") {
-            keys.insert(format!("notifiers.NAME.{k}"));
+        for &kind in crate::notify::NotifierKind::ALL {
+            if kind == crate::notify::NotifierKind::Throwaway {
+                continue; // registered in tests only, and documented nowhere
+            }
+            for k in kind.keys() {
+                keys.insert(format!("notifiers.NAME.{k}"));
+            }
         }
         keys
     }

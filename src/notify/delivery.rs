@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::render::Renderer;
-use super::{message_id, Content, NotifyContext, Outbound, Outgoing, Platform, Verdict, Window};
-use crate::config::NotifierSpec;
+use super::{
+    message_id, Content, NotifierSpec, NotifyContext, Outbound, Outgoing, Platform, Verdict, Window,
+};
 use crate::event::Event;
 use crate::metrics::Metrics;
 
@@ -327,7 +328,7 @@ impl Delivery {
         tuning: Tuning,
         cancel: CancellationToken,
     ) -> Self {
-        let platform = super::platform(spec);
+        let platform = spec.build();
         let limiter = Limiter::new(platform.rate_limit());
         let renderer = Renderer {
             language: spec.language,
@@ -543,11 +544,13 @@ mod tests {
     use super::super::render::tests::sample;
     use super::super::test_support::*;
     use super::*;
-    use crate::config::NotifierKind;
     use crate::event::EventKind;
+    use crate::notify::NotifierKind;
 
     fn windows(kind: NotifierKind) -> &'static [Window] {
-        super::super::platform(&spec(kind, "http://127.0.0.1:9/", None)).rate_limit()
+        spec(kind.default_settings(), "http://127.0.0.1:9/")
+            .build()
+            .rate_limit()
     }
 
     fn fast() -> Tuning {
@@ -632,7 +635,10 @@ mod tests {
     #[tokio::test]
     async fn a_burst_is_sent_once_then_folded_into_one_digest() {
         let (n, t, m) = start(
-            spec(NotifierKind::Slack, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Slack.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             fast(),
             vec![],
         );
@@ -660,7 +666,10 @@ mod tests {
             ..fast()
         };
         let (n, t, m) = start(
-            spec(NotifierKind::Webhook, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Webhook.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             tuning,
             vec![],
         );
@@ -685,7 +694,10 @@ mod tests {
     async fn server_errors_are_retried_with_bounded_backoff() {
         let script = (0..4).map(|_| Step::Reply(reply(503, "busy"))).collect();
         let (n, t, m) = start(
-            spec(NotifierKind::Webhook, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Webhook.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             fast(),
             script,
         );
@@ -714,7 +726,10 @@ mod tests {
             ..Tuning::default()
         };
         let (n, t, m) = start(
-            spec(NotifierKind::Webhook, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Webhook.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             tuning,
             vec![Step::Reply(limited)],
         );
@@ -758,7 +773,10 @@ mod tests {
             ..Tuning::default()
         };
         let (n, t, m) = start(
-            spec(NotifierKind::Slack, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Slack.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             tuning,
             vec![Step::Reply(limited)],
         );
@@ -790,7 +808,10 @@ mod tests {
             ..fast()
         };
         let (n, t, m) = start(
-            spec(NotifierKind::Webhook, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Webhook.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             tuning,
             vec![Step::Hang],
         );
@@ -813,7 +834,10 @@ mod tests {
             ..Tuning::default()
         };
         let (n, t, m) = start(
-            spec(NotifierKind::Dingtalk, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Dingtalk.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             tuning,
             vec![answer],
         );
@@ -828,7 +852,10 @@ mod tests {
     #[tokio::test]
     async fn shutdown_flushes_the_digest_within_its_timeout() {
         let (n, t, m) = start(
-            spec(NotifierKind::Slack, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Slack.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             fast(),
             vec![],
         );
@@ -852,7 +879,10 @@ mod tests {
     #[tokio::test]
     async fn shutdown_gives_up_on_a_hanging_platform() {
         let (n, t, m) = start(
-            spec(NotifierKind::Webhook, "http://127.0.0.1:9/", None),
+            spec(
+                NotifierKind::Webhook.default_settings(),
+                "http://127.0.0.1:9/",
+            ),
             fast(),
             vec![Step::Hang],
         );

@@ -7,16 +7,20 @@
 //! 310000 means a security setting (signature, keyword, IP range) refused the
 //! message, which only a configuration change fixes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::render::{truncate, Limit, Message};
 use super::{
-    classify_coded, sign, CodeClass, Outbound, Outgoing, Platform, Reply, Verdict, Window,
+    classify_coded, sign, CodeClass, NotifierSpec, Outbound, Outgoing, Platform, PlatformConfig,
+    Reply, Verdict, Window,
 };
-use crate::config::{NotifierSpec, Secret};
+use crate::secret::Secret;
+use crate::settings::Checker;
 
 /// DingTalk caps message content at 20000 bytes.
 pub const MARKDOWN_LIMIT: Limit = Limit::Bytes(20_000);
@@ -26,19 +30,43 @@ const RATE: &[Window] = &[Window {
     per: Duration::from_secs(3),
 }];
 
+/// `type = "dingtalk"`: besides the shared keys, the robot's signing secret
+/// (its 加签 setting), inline or from a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DingTalkConfig {
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DingTalkSettings {
+    /// Messages are signed when set.
+    pub secret: Option<Secret>,
+}
+
+impl PlatformConfig for DingTalkConfig {
+    type Settings = DingTalkSettings;
+
+    fn validate(self, ck: &mut Checker<'_>, key: &str) -> DingTalkSettings {
+        let secret = ck.secret(&format!("{key}.secret"), self.secret, self.secret_file.as_ref());
+        DingTalkSettings { secret }
+    }
+
+    fn build(settings: &DingTalkSettings, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(DingTalk {
+            url: spec.url.clone(),
+            secret: settings.secret.clone(),
+        })
+    }
+}
+
 pub struct DingTalk {
     url: Secret,
     secret: Option<Secret>,
 }
 
 impl DingTalk {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: spec.url.clone(),
-            secret: spec.secret.clone(),
-        }
-    }
-
     fn signed_url(&self, now: DateTime<Utc>) -> String {
         let url = self.url.expose();
         let Some(secret) = &self.secret else {
@@ -92,18 +120,19 @@ fn judge(code: i64) -> CodeClass {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::{Language, NotifierKind};
     use crate::event::EventKind;
+    use crate::notify::{Language, PlatformSettings};
 
     const URL: &str = "https://oapi.dingtalk.com/robot/send?access_token=T";
 
+    fn dingtalk(secret: Option<&str>) -> Box<dyn Platform> {
+        let secret = secret.map(Secret::new);
+        spec(PlatformSettings::Dingtalk(DingTalkSettings { secret }), URL).build()
+    }
+
     #[test]
     fn signs_in_the_query_string() {
-        let d = DingTalk::new(&spec(
-            NotifierKind::Dingtalk,
-            URL,
-            Some("SECexample-dingtalk-secret"),
-        ));
+        let d = dingtalk(Some("SECexample-dingtalk-secret"));
         let at = chrono::TimeZone::timestamp_millis_opt(&Utc, 1_700_000_000_000).unwrap();
         let request = d.request(&outbound(EventKind::Cleared, Language::En), at);
         // The vector of sign.rs, URL-encoded.
@@ -115,7 +144,7 @@ mod tests {
 
     #[test]
     fn unsigned_without_a_secret_and_markdown_shaped() {
-        let d = DingTalk::new(&spec(NotifierKind::Dingtalk, URL, None));
+        let d = dingtalk(None);
         let request = d.request(&outbound(EventKind::BudgetLow, Language::En), now());
         assert_eq!(request.url, URL);
         let body = body(&request);
@@ -137,7 +166,7 @@ mod tests {
 
     #[test]
     fn truncates_to_its_byte_limit() {
-        let d = DingTalk::new(&spec(NotifierKind::Dingtalk, URL, None));
+        let d = dingtalk(None);
         let text = body(&d.request(&oversized(Language::Zh), now()))["markdown"]["text"]
             .as_str()
             .unwrap()
@@ -152,7 +181,7 @@ mod tests {
 
     #[test]
     fn security_errors_are_configuration_errors() {
-        let d = DingTalk::new(&spec(NotifierKind::Dingtalk, URL, None));
+        let d = dingtalk(None);
         assert_eq!(
             d.classify(&reply(200, r#"{"errcode":0,"errmsg":"ok"}"#)),
             Verdict::Sent

@@ -13,9 +13,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use serde::{Deserialize, Serialize};
+
 use super::render::{truncate, Limit, Severity};
-use super::{classify_status_config, Outbound, Outgoing, Platform, Reply, Verdict, Window};
-use crate::config::{NotifierSpec, Secret};
+use super::{
+    classify_status_config, NotifierSpec, Outbound, Outgoing, Platform, PlatformConfig, Reply,
+    Verdict, Window,
+};
+use crate::secret::Secret;
+use crate::settings::Checker;
 
 /// A message's `content` may be at most 2000 characters; the embed
 /// description is held to the same so a message reads the same everywhere.
@@ -37,16 +43,28 @@ const RATE: &[Window] = &[
 /// The API version messages are posted to; its `retry_after` is seconds.
 pub const API_VERSION: &str = "v10";
 
-pub struct Discord {
-    url: Secret,
+/// `type = "discord"`: the webhook's URL is all it needs, so no keys besides
+/// the shared ones.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {}
+
+impl PlatformConfig for DiscordConfig {
+    type Settings = DiscordConfig;
+
+    fn validate(self, _: &mut Checker<'_>, _: &str) -> Self {
+        self
+    }
+
+    fn build(_: &Self, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(Discord {
+            url: Secret::new(versioned(spec.url.expose())),
+        })
+    }
 }
 
-impl Discord {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: Secret::new(versioned(spec.url.expose())),
-        }
-    }
+pub struct Discord {
+    url: Secret,
 }
 
 /// `url` with an unversioned, v6 or v7 webhook path pinned to
@@ -112,15 +130,15 @@ fn colour(severity: Severity) -> u32 {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::{Language, NotifierKind};
     use crate::event::EventKind;
+    use crate::notify::{Language, PlatformSettings};
 
-    fn discord() -> Discord {
-        Discord::new(&spec(
-            NotifierKind::Discord,
-            "https://discord.com/api/webhooks/1/T",
-            None,
-        ))
+    fn discord_at(url: &str) -> Box<dyn Platform> {
+        spec(PlatformSettings::Discord(DiscordConfig {}), url).build()
+    }
+
+    fn discord() -> Box<dyn Platform> {
+        discord_at("https://discord.com/api/webhooks/1/T")
     }
 
     #[test]
@@ -183,7 +201,7 @@ mod tests {
                 "http://127.0.0.1:8080/relay/discord",
             ),
         ] {
-            let d = Discord::new(&spec(NotifierKind::Discord, configured, None));
+            let d = discord_at(configured);
             assert_eq!(d.request(&out, now()).url, sent);
         }
     }

@@ -7,16 +7,20 @@
 //! minute per bot. Answers carry `code` (older ones also `StatusCode`); 19021
 //! (signature), 19022 (IP) and 19024 (keyword) are configuration errors.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::render::{truncate, Limit, Message, Severity};
+use super::render::{truncate, Language, Limit, Message, Severity};
 use super::{
-    classify_coded, sign, CodeClass, Outbound, Outgoing, Platform, Reply, Verdict, Window,
+    classify_coded, sign, CodeClass, NotifierSpec, Outbound, Outgoing, Platform, PlatformConfig,
+    Reply, Verdict, Window,
 };
-use crate::config::{FeishuFormat, Language, NotifierSpec, Secret};
+use crate::secret::Secret;
+use crate::settings::{Checker, Choice};
 
 /// A request body may be at most 20 KB; this leaves room for the JSON around
 /// the text.
@@ -33,6 +37,53 @@ const RATE: &[Window] = &[
     },
 ];
 
+/// `type = "feishu"`: besides the shared keys, the bot's signing secret
+/// (inline or from a file) and the message format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeishuConfig {
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    pub format: Option<Choice<FeishuFormat>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeishuFormat {
+    /// Rich text.
+    #[default]
+    Post,
+    /// An interactive card with a header coloured by severity.
+    Card,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FeishuSettings {
+    /// Messages are signed when set.
+    pub secret: Option<Secret>,
+    pub format: FeishuFormat,
+}
+
+impl PlatformConfig for FeishuConfig {
+    type Settings = FeishuSettings;
+
+    fn validate(self, ck: &mut Checker<'_>, key: &str) -> FeishuSettings {
+        FeishuSettings {
+            secret: ck.secret(&format!("{key}.secret"), self.secret, self.secret_file.as_ref()),
+            format: ck.choice(&format!("{key}.format"), self.format.as_ref(), FeishuFormat::default()),
+        }
+    }
+
+    fn build(settings: &FeishuSettings, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(Feishu {
+            url: spec.url.clone(),
+            secret: settings.secret.clone(),
+            format: settings.format,
+            language: spec.language,
+        })
+    }
+}
+
 pub struct Feishu {
     url: Secret,
     secret: Option<Secret>,
@@ -41,15 +92,6 @@ pub struct Feishu {
 }
 
 impl Feishu {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: spec.url.clone(),
-            secret: spec.secret.clone(),
-            format: spec.feishu_format,
-            language: spec.language,
-        }
-    }
-
     fn post(&self, message: &Message) -> Value {
         let text = message.body();
         let body = truncate(&text, TEXT_LIMIT);
@@ -123,16 +165,16 @@ fn judge(code: i64) -> CodeClass {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::NotifierKind;
     use crate::event::EventKind;
+    use crate::notify::PlatformSettings;
 
     const URL: &str = "https://open.feishu.cn/open-apis/bot/v2/hook/H";
 
-    fn feishu(format: FeishuFormat, language: Language, secret: Option<&str>) -> Feishu {
-        let mut s = spec(NotifierKind::Feishu, URL, secret);
-        s.feishu_format = format;
+    fn feishu(format: FeishuFormat, language: Language, secret: Option<&str>) -> Box<dyn Platform> {
+        let secret = secret.map(Secret::new);
+        let mut s = spec(PlatformSettings::Feishu(FeishuSettings { secret, format }), URL);
         s.language = language;
-        Feishu::new(&s)
+        s.build()
     }
 
     #[test]

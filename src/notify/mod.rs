@@ -11,13 +11,23 @@
 //!
 //! # Layout
 //!
-//! - this file: the [`Platform`] trait every chat platform implements, the hub
-//!   ([`Notifiers`]) with routing and the `skipped` rate limit, [`send_test`].
+//! - this file: the two traits every chat platform implements, [`Platform`]
+//!   (requests and answers) and [`PlatformConfig`] (its own keys, their
+//!   checks, its build); the registration list; the hub ([`Notifiers`]) with
+//!   routing and the `skipped` rate limit; [`send_test`].
+//! - [`config`]: the keys every notifier shares, checked once into a
+//!   [`NotifierSpec`], and the macro behind the registration list.
 //! - [`render`]: message text in Chinese and English, truncation.
 //! - [`delivery`]: the per-notifier queue, rate limiter, digest, retries.
 //! - [`sign`]: DingTalk, Feishu and Standard Webhooks signatures.
-//! - one file per platform, all of the same shape: [`wecom`], [`dingtalk`],
+//! - one file per platform, all of the same shape (its config struct, their
+//!   checks, its build, its requests and answers): [`wecom`], [`dingtalk`],
 //!   [`feishu`], [`slack`], [`discord`], [`webhook`].
+//!
+//! To add a platform, copy a sibling's file to `NAME.rs` (`NAME` becomes its
+//! `type`) and add one line, `Name(NAME::NameConfig),`, to the list below;
+//! the list declares the module too. `throwaway.rs`, a platform of the tests
+//! only, is added that way.
 //!
 //! # Metrics
 //!
@@ -33,15 +43,10 @@
 //! | `dropped` | events | lost: published after shutdown, or still queued when the shutdown timeout ran out |
 //! | `rate_limited_skip` | events | a `skipped` event suppressed by `skipped_interval` for its account and reason |
 
+pub mod config;
 pub mod delivery;
-pub mod dingtalk;
-pub mod discord;
-pub mod feishu;
 pub mod render;
 pub mod sign;
-pub mod slack;
-pub mod webhook;
-pub mod wecom;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -52,13 +57,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{NotifierKind, NotifierSpec};
 use crate::event::{Event, EventKind};
 use crate::metrics::Metrics;
 use crate::policy::SkipReason;
+use crate::settings::Checker;
 
+pub use config::{validate, NotifierConfig, NotifierSpec};
 pub use delivery::{HttpTransport, Reply, Transport, TransportError, Tuning};
-pub use render::{Message, Renderer};
+pub use render::{Language, Message, Renderer};
 
 /// What every notifier needs from the daemon.
 #[derive(Clone)]
@@ -163,16 +169,28 @@ pub trait Platform: Send + Sync {
     fn classify(&self, reply: &Reply) -> Verdict;
 }
 
-/// The platform of a notifier spec.
-pub fn platform(spec: &NotifierSpec) -> Box<dyn Platform> {
-    match spec.kind {
-        NotifierKind::Wecom => Box::new(wecom::WeCom::new(spec)),
-        NotifierKind::Dingtalk => Box::new(dingtalk::DingTalk::new(spec)),
-        NotifierKind::Feishu => Box::new(feishu::Feishu::new(spec)),
-        NotifierKind::Slack => Box::new(slack::Slack::new(spec)),
-        NotifierKind::Discord => Box::new(discord::Discord::new(spec)),
-        NotifierKind::Webhook => Box::new(webhook::Webhook::new(spec)),
-    }
+/// A platform's own keys in `[notifiers.NAME]`, beside the shared ones of
+/// [`config`]: a serde struct that denies unknown keys, its checks, and how
+/// the [`Platform`] is built from them.
+pub trait PlatformConfig: serde::de::DeserializeOwned {
+    /// The keys once checked, as `quotawatch check` prints them; the default
+    /// is a notifier that sets none of them.
+    type Settings: std::fmt::Debug + Clone + Default + serde::Serialize;
+    /// `key` is the notifier's table, `notifiers.NAME`.
+    fn validate(self, ck: &mut Checker<'_>, key: &str) -> Self::Settings;
+    fn build(settings: &Self::Settings, spec: &NotifierSpec) -> Box<dyn Platform>;
+}
+
+// The registration list: one line per platform (see the module docs).
+config::platforms! {
+    Wecom(wecom::WeComConfig),
+    Dingtalk(dingtalk::DingTalkConfig),
+    Feishu(feishu::FeishuConfig),
+    Slack(slack::SlackConfig),
+    Discord(discord::DiscordConfig),
+    Webhook(webhook::WebhookConfig),
+    #[cfg(test)]
+    Throwaway(throwaway::ThrowawayConfig),
 }
 
 /// The HTTP-level reading shared by all platforms: `None` for a 2xx, whose body
@@ -269,7 +287,7 @@ pub async fn send_test(spec: &NotifierSpec, ctx: &NotifyContext) -> Result<Strin
         content: Content::Test,
         hostname: ctx.hostname.clone(),
     };
-    let platform = platform(spec);
+    let platform = spec.build();
     let transport = HttpTransport::new(ctx.http.clone());
     let request = platform.request(&out, now);
     let reply = tokio::time::timeout(Tuning::default().request_timeout, transport.post(request))
@@ -429,18 +447,18 @@ pub(crate) mod test_support {
     //! Builders shared by the platform and delivery tests.
 
     use super::*;
-    use crate::config::{FeishuFormat, Language, Secret};
+    use crate::secret::Secret;
 
-    pub fn spec(kind: NotifierKind, url: &str, secret: Option<&str>) -> NotifierSpec {
+    /// A notifier "ops" of the platform `platform` that sends every event in
+    /// English.
+    pub fn spec(platform: PlatformSettings, url: &str) -> NotifierSpec {
         NotifierSpec {
             name: "ops".into(),
-            kind,
+            platform,
             url: Secret::new(url),
-            secret: secret.map(Secret::new),
             events: EventKind::ALL.to_vec(),
             language: Language::En,
             skipped_interval: Duration::from_secs(3600),
-            feishu_format: FeishuFormat::Post,
         }
     }
 
@@ -595,7 +613,22 @@ mod tests {
     use render::tests::sample;
 
     fn webhook() -> NotifierSpec {
-        spec(NotifierKind::Webhook, "http://127.0.0.1:9/hook", None)
+        spec(
+            NotifierKind::Webhook.default_settings(),
+            "http://127.0.0.1:9/hook",
+        )
+    }
+
+    /// The registration list names each platform's module; `type` names
+    /// the platform as serde spells its variant. The two must agree.
+    #[test]
+    fn a_platforms_type_is_its_files_name() {
+        for &kind in NotifierKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+            let printed = serde_json::to_value(kind.default_settings()).unwrap();
+            assert_eq!(printed["kind"], kind.name());
+            assert_eq!(kind.default_settings().kind(), kind);
+        }
     }
 
     #[tokio::test]

@@ -11,9 +11,18 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::Language;
+use serde::{Deserialize, Serialize};
+
 use crate::event::{Budget, ClearTarget, Event, EventKind, Outcome};
 use crate::policy::SkipReason;
+
+/// The language messages are written in (`notifiers.NAME.language`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    Zh,
+    En,
+}
 
 /// How loud a message is; platforms with colours map it to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -11,9 +11,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use serde::{Deserialize, Serialize};
+
 use super::render::{truncate, Limit};
-use super::{classify_status_config, Outbound, Outgoing, Platform, Reply, Verdict, Window};
-use crate::config::{NotifierSpec, Secret};
+use super::{
+    classify_status_config, NotifierSpec, Outbound, Outgoing, Platform, PlatformConfig, Reply,
+    Verdict, Window,
+};
+use crate::secret::Secret;
+use crate::settings::Checker;
 
 /// A section block's text may be at most 3000 characters.
 pub const SECTION_LIMIT: Limit = Limit::Chars(3000);
@@ -25,16 +31,28 @@ const RATE: &[Window] = &[Window {
     per: Duration::from_secs(1),
 }];
 
-pub struct Slack {
-    url: Secret,
+/// `type = "slack"`: the incoming webhook's URL is all it needs, so no keys
+/// besides the shared ones.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {}
+
+impl PlatformConfig for SlackConfig {
+    type Settings = SlackConfig;
+
+    fn validate(self, _: &mut Checker<'_>, _: &str) -> Self {
+        self
+    }
+
+    fn build(_: &Self, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(Slack {
+            url: spec.url.clone(),
+        })
+    }
 }
 
-impl Slack {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: spec.url.clone(),
-        }
-    }
+pub struct Slack {
+    url: Secret,
 }
 
 impl Platform for Slack {
@@ -72,15 +90,15 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::{Language, NotifierKind};
     use crate::event::EventKind;
+    use crate::notify::{Language, PlatformSettings};
 
-    fn slack() -> Slack {
-        Slack::new(&spec(
-            NotifierKind::Slack,
+    fn slack() -> Box<dyn Platform> {
+        spec(
+            PlatformSettings::Slack(SlackConfig {}),
             "https://hooks.slack.com/services/T/B/X",
-            None,
-        ))
+        )
+        .build()
     }
 
     #[test]

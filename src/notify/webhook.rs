@@ -41,15 +41,19 @@
 //! follow the Standard Webhooks specification, so its libraries verify them. A
 //! `whsec_…` secret is Base64 key material; any other string is used as bytes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    classify_status_config, sign, Content, Outbound, Outgoing, Platform, Reply, Verdict, Window,
+    classify_status_config, sign, Content, NotifierSpec, Outbound, Outgoing, Platform,
+    PlatformConfig, Reply, Verdict, Window,
 };
-use crate::config::{NotifierSpec, Secret};
+use crate::secret::Secret;
+use crate::settings::Checker;
 
 /// No platform limit; this keeps a storm from flooding the receiver.
 const RATE: &[Window] = &[Window {
@@ -57,18 +61,40 @@ const RATE: &[Window] = &[Window {
     per: Duration::from_secs(1),
 }];
 
+/// `type = "webhook"`: besides the shared keys, the Standard Webhooks
+/// signing secret, inline or from a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WebhookSettings {
+    /// Messages carry the `webhook-signature` headers when set.
+    pub secret: Option<Secret>,
+}
+
+impl PlatformConfig for WebhookConfig {
+    type Settings = WebhookSettings;
+
+    fn validate(self, ck: &mut Checker<'_>, key: &str) -> WebhookSettings {
+        let secret = ck.secret(&format!("{key}.secret"), self.secret, self.secret_file.as_ref());
+        WebhookSettings { secret }
+    }
+
+    fn build(settings: &WebhookSettings, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(Webhook {
+            url: spec.url.clone(),
+            secret: settings.secret.clone(),
+        })
+    }
+}
+
 pub struct Webhook {
     url: Secret,
     secret: Option<Secret>,
-}
-
-impl Webhook {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: spec.url.clone(),
-            secret: spec.secret.clone(),
-        }
-    }
 }
 
 impl Platform for Webhook {
@@ -119,14 +145,19 @@ pub fn document(out: &Outbound) -> Value {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::{Language, NotifierKind};
     use crate::event::EventKind;
+    use crate::notify::{Language, PlatformSettings};
 
     const URL: &str = "https://hooks.example.com/quota";
 
+    fn webhook(secret: Option<&str>) -> Box<dyn Platform> {
+        let secret = secret.map(Secret::new);
+        spec(PlatformSettings::Webhook(WebhookSettings { secret }), URL).build()
+    }
+
     #[test]
     fn event_document_has_the_documented_fields() {
-        let w = Webhook::new(&spec(NotifierKind::Webhook, URL, None));
+        let w = webhook(None);
         let request = w.request(&outbound(EventKind::Skipped, Language::En), now());
         assert!(request.headers.is_empty());
         let doc = body(&request);
@@ -171,7 +202,7 @@ mod tests {
     #[test]
     fn signed_with_standard_webhooks_headers() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let w = Webhook::new(&spec(NotifierKind::Webhook, URL, Some(secret)));
+        let w = webhook(Some(secret));
         let out = outbound(EventKind::Cleared, Language::En);
         let request = w.request(&out, now());
         let header = |name: &str| {
@@ -190,7 +221,7 @@ mod tests {
 
     #[test]
     fn receiver_statuses_are_judged() {
-        let w = Webhook::new(&spec(NotifierKind::Webhook, URL, None));
+        let w = webhook(None);
         assert_eq!(w.classify(&reply(202, "")), Verdict::Sent);
         assert!(matches!(
             w.classify(&reply(401, "bad signature")),

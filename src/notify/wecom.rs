@@ -9,9 +9,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use serde::{Deserialize, Serialize};
+
 use super::render::{truncate, Limit, Message, Severity};
-use super::{classify_coded, CodeClass, Outbound, Outgoing, Platform, Reply, Verdict, Window};
-use crate::config::{NotifierSpec, Secret};
+use super::{
+    classify_coded, CodeClass, NotifierSpec, Outbound, Outgoing, Platform, PlatformConfig, Reply,
+    Verdict, Window,
+};
+use crate::secret::Secret;
+use crate::settings::Checker;
 
 /// `markdown.content` may be at most 4096 bytes of UTF-8.
 pub const MARKDOWN_LIMIT: Limit = Limit::Bytes(4096);
@@ -21,16 +27,28 @@ const RATE: &[Window] = &[Window {
     per: Duration::from_secs(3),
 }];
 
-pub struct WeCom {
-    url: Secret,
+/// `type = "wecom"`: the robot's URL is all it needs, so no keys besides the
+/// shared ones.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComConfig {}
+
+impl PlatformConfig for WeComConfig {
+    type Settings = WeComConfig;
+
+    fn validate(self, _: &mut Checker<'_>, _: &str) -> Self {
+        self
+    }
+
+    fn build(_: &Self, spec: &NotifierSpec) -> Box<dyn Platform> {
+        Box::new(WeCom {
+            url: spec.url.clone(),
+        })
+    }
 }
 
-impl WeCom {
-    pub fn new(spec: &NotifierSpec) -> Self {
-        Self {
-            url: spec.url.clone(),
-        }
-    }
+pub struct WeCom {
+    url: Secret,
 }
 
 impl Platform for WeCom {
@@ -81,15 +99,15 @@ fn judge(code: i64) -> CodeClass {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::config::{Language, NotifierKind};
     use crate::event::EventKind;
+    use crate::notify::{Language, PlatformSettings};
 
-    fn wecom() -> WeCom {
-        WeCom::new(&spec(
-            NotifierKind::Wecom,
+    fn wecom() -> Box<dyn Platform> {
+        spec(
+            PlatformSettings::Wecom(WeComConfig {}),
             "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K",
-            None,
-        ))
+        )
+        .build()
     }
 
     #[test]

@@ -49,6 +49,17 @@ impl<'a> Checker<'a> {
         None
     }
 
+    /// Records what figment found wrong in a table read apart
+    /// ([`super::Table`]), under that table's `key`.
+    pub(super) fn figment_errors(&mut self, key: &str, errors: figment::Error) {
+        let locator = self.locator;
+        self.errors.extend(
+            errors
+                .into_iter()
+                .map(|e| super::error::convert(e, Some(key), locator)),
+        );
+    }
+
     pub fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
         match value {
             None => default,

@@ -100,43 +100,49 @@ impl Locator<'_> {
 /// Turns figment's extraction errors (unknown keys, wrong types, TOML syntax)
 /// into ours, one per problem.
 pub fn from_figment(err: figment::Error, locator: &Locator<'_>) -> ConfigErrors {
-    ConfigErrors(
-        err.into_iter()
-            .map(|e| {
-                let mut path = e.path.clone();
-                let message = match &e.kind {
-                    figment::error::Kind::UnknownField(field, _) => {
-                        if path.last() != Some(field) {
-                            path.push(field.clone());
-                        }
-                        format!("unknown key `{field}`")
-                    }
-                    // The found value may be a secret: name only its type.
-                    figment::error::Kind::InvalidType(actual, expected) => {
-                        format!(
-                            "wrong type: found {}, expected {expected}",
-                            type_name(actual)
-                        )
-                    }
-                    figment::error::Kind::InvalidValue(actual, expected) => {
-                        format!("invalid {}, expected {expected}", type_name(actual))
-                    }
-                    kind => without_source_lines(&kind.to_string()),
-                };
-                let key = (!path.is_empty()).then(|| path.join("."));
-                let origin = match (&key, &e.metadata) {
-                    (Some(k), _) => Some(locator.origin(k)),
-                    (None, Some(m)) => Some(m.name.to_string()),
-                    (None, None) => None,
-                };
-                ConfigError {
-                    key,
-                    origin,
-                    message,
-                }
-            })
-            .collect(),
-    )
+    ConfigErrors(err.into_iter().map(|e| convert(e, None, locator)).collect())
+}
+
+/// One of figment's errors as ours. `under` is the key of the table the value
+/// was read from when that table was read apart ([`super::Table`]): figment's
+/// path then starts inside it.
+pub(super) fn convert(
+    e: figment::Error,
+    under: Option<&str>,
+    locator: &Locator<'_>,
+) -> ConfigError {
+    let mut path: Vec<String> = under.map(str::to_string).into_iter().collect();
+    path.extend(e.path.iter().cloned());
+    let message = match &e.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            format!("unknown key `{field}`")
+        }
+        // The found value may be a secret: name only its type.
+        figment::error::Kind::InvalidType(actual, expected) => {
+            format!(
+                "wrong type: found {}, expected {expected}",
+                type_name(actual)
+            )
+        }
+        figment::error::Kind::InvalidValue(actual, expected) => {
+            format!("invalid {}, expected {expected}", type_name(actual))
+        }
+        kind => without_source_lines(&kind.to_string()),
+    };
+    let key = (!path.is_empty()).then(|| path.join("."));
+    let origin = match (&key, &e.metadata) {
+        (Some(k), _) => Some(locator.origin(k)),
+        (None, Some(m)) => Some(m.name.to_string()),
+        (None, None) => None,
+    };
+    ConfigError {
+        key,
+        origin,
+        message,
+    }
 }
 
 /// TOML syntax errors quote the offending line, which may hold a secret:

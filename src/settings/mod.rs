@@ -1,7 +1,8 @@
 //! The daemon's own settings (`[daemon]`, `[wechat]`, `[policy]`,
 //! `[accounts]`) and the machinery every component's settings use: the
 //! [`Checker`] that collects each problem with its key and where its value
-//! came from, typed [`Choice`]s, secrets and the `*_file` rules, and how
+//! came from, typed [`Choice`]s, [`Table`]s read once their type is known
+//! (a component family's `type` key), secrets and the `*_file` rules, and how
 //! settings print.
 //!
 //! It knows no component: each source and notifier holds its own settings
@@ -15,6 +16,7 @@ mod error;
 mod policy;
 mod secret;
 pub mod ser;
+mod table;
 
 pub use accounts::{
     is_appid, validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts,
@@ -25,3 +27,4 @@ pub use daemon::{DaemonConfig, DaemonSettings, LogFormat, WeChatConfig, WeChatSe
 pub use error::{from_figment, ConfigError, ConfigErrors, Locator};
 pub use policy::PolicyConfig;
 pub use secret::{read_small, SecretResolver, MAX_SECRET_FILE};
+pub use table::{keys_of, Table};
