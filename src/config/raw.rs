@@ -14,6 +14,6 @@ pub struct RawConfig {
     pub wechat: WeChatConfig,
     pub policy: PolicyConfig,
     pub accounts: BTreeMap<String, AccountConfig>,
-    pub sources: BTreeMap<String, crate::sources::SourceConfigs>,
+    pub sources: BTreeMap<String, crate::sources::SourceTable>,
     pub notifiers: BTreeMap<String, crate::notify::NotifierConfig>,
 }

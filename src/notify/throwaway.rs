@@ -115,7 +115,7 @@ mod tests {
             (
                 "greeting = 5",
                 "notifiers.x.greeting",
-                "wrong type: found signed, expected a string",
+                "wrong type: found integer, expected a string",
             ),
             ("greeting = \"\"", "notifiers.x.greeting", "is empty"),
             (

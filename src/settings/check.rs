@@ -203,17 +203,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Choice<T> {
     }
 }
 
-/// The names an internally tagged enum takes in its `tag` key (the `type`
-/// names of a component family), as serde knows them.
-pub fn tag_names<T: serde::de::DeserializeOwned>(tag: &'static str) -> &'static [&'static str] {
-    let unnamed = [(tag, "\u{0}")].into_iter();
-    let map = serde::de::value::MapDeserializer::<_, UnknownVariant>::new(unnamed);
-    match T::deserialize(map) {
-        Ok(_) => &[],
-        Err(UnknownVariant(names)) => names,
-    }
-}
-
 /// The names an enum takes, caught from serde's unknown-variant error.
 #[derive(Debug)]
 struct UnknownVariant(&'static [&'static str]);

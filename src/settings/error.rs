@@ -164,9 +164,15 @@ fn without_source_lines(message: &str) -> String {
 /// "string", "integer", ...: the first word of serde's description, without
 /// the value itself.
 fn type_name(actual: &figment::error::Actual) -> String {
-    let text = actual.to_string();
-    text.split_whitespace()
-        .next()
-        .unwrap_or("value")
-        .to_string()
+    use figment::error::Actual;
+    match actual {
+        // "signed int `5`": the word alone would say "found signed".
+        Actual::Signed(_) | Actual::Unsigned(_) => "integer".to_string(),
+        _ => actual
+            .to_string()
+            .split_whitespace()
+            .next()
+            .unwrap_or("value")
+            .to_string(),
+    }
 }

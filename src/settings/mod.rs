@@ -22,7 +22,7 @@ pub use accounts::{
     is_appid, validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts,
     Credential,
 };
-pub use check::{is_name, tag_names, Checker, Choice};
+pub use check::{is_name, Checker, Choice};
 pub use daemon::{DaemonConfig, DaemonSettings, LogFormat, WeChatConfig, WeChatSettings};
 pub use error::{from_figment, ConfigError, ConfigErrors, Locator};
 pub use policy::PolicyConfig;

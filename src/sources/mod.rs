@@ -13,7 +13,7 @@
 //!   table is and how it validates), [`Source`] (how a validated source
 //!   starts), [`Poller`] (one scheduled run), the [`SourceContext`] every
 //!   source runs with, [`SourceHealth`], and the registry: one line per type,
-//!   which makes the `type = "..."` names, [`SourceConfigs`] and
+//!   which makes the `type = "..."` names, [`SourceType`] and
 //!   [`SourceSpec`].
 //! - one file per member, each holding its config struct, validation, start
 //!   and behaviour: [`webhook`] (`alertmanager`, `grafana`, `generic`),
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::settings::{is_name, Accounts, Checker};
+use crate::settings::{is_name, keys_of, Accounts, Checker, Choice, Table};
 use crate::signal::SignalQueue;
 use crate::store::Store;
 use crate::wechat::WeChat;
@@ -105,15 +105,31 @@ pub trait Poller: Send + Sync {
     async fn poll(&self, interval: Duration);
 }
 
+/// `[sources.NAME]` as written, kept whole until its `type` is known: read
+/// as a serde enum tagged by `type`, the table would be buffered and a wrong
+/// type inside it reported at `sources.NAME`, without its key or line, and
+/// the rest of the file left unchecked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct SourceTable(Table);
+
+/// The key every source has.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TypeKey {
+    #[serde(rename = "type")]
+    kind: Option<Choice<SourceType>>,
+}
+
 /// The registry: `Variant(member::Config)`, one line a source type; the
 /// variant's snake_case name is the `type` users write.
 macro_rules! registry {
     ($($(#[$attr:meta])* $variant:ident($config:ty),)+) => {
-        /// `[sources.NAME]` as written: `type` picks the member.
-        #[derive(Debug, Deserialize)]
-        #[serde(tag = "type", rename_all = "snake_case")]
-        pub enum SourceConfigs {
-            $($(#[$attr])* $variant($config),)+
+        /// A source's `type`: one per registered member.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum SourceType {
+            $($(#[$attr])* $variant,)+
         }
 
         /// A validated source of any type.
@@ -123,17 +139,29 @@ macro_rules! registry {
             $($(#[$attr])* $variant(<$config as SourceConfig>::Spec),)+
         }
 
-        impl SourceConfigs {
-            fn validate_member(
+        impl SourceType {
+            /// Every registered type, in the order of the list.
+            pub const ALL: &'static [SourceType] = &[$($(#[$attr])* Self::$variant,)+];
+
+            /// The keys a source of this type takes besides `type`.
+            pub fn keys(self) -> &'static [&'static str] {
+                match self {
+                    $($(#[$attr])* Self::$variant => keys_of::<$config>(),)+
+                }
+            }
+
+            fn validate(
                 self,
                 name: &str,
                 at: &str,
                 ck: &mut Checker<'_>,
                 accounts: &Accounts,
+                table: Table,
             ) -> Option<SourceSpec> {
                 match self {
-                    $($(#[$attr])* Self::$variant(c) => {
-                        c.validate(name, at, ck, accounts).map(SourceSpec::$variant)
+                    $($(#[$attr])* Self::$variant => {
+                        let config: $config = ck.table(at, table)?;
+                        config.validate(name, at, ck, accounts).map(SourceSpec::$variant)
                     })+
                 }
             }
@@ -169,14 +197,15 @@ registry! {
 #[cfg(test)]
 mod throwaway;
 
-/// Checks every `[sources.NAME]` table.
+/// Checks every `[sources.NAME]` table; the ones with a problem are left out
+/// (the problem is in `ck`).
 pub fn validate(
     ck: &mut Checker<'_>,
-    raw: BTreeMap<String, SourceConfigs>,
+    raw: BTreeMap<String, SourceTable>,
     accounts: &Accounts,
 ) -> BTreeMap<String, SourceSpec> {
     let mut out = BTreeMap::new();
-    for (name, config) in raw {
+    for (name, SourceTable(mut table)) in raw {
         let at = format!("sources.{name}");
         if !is_name(&name) {
             ck.err::<()>(
@@ -184,7 +213,17 @@ pub fn validate(
                 "source names use letters, digits, '-' and '_' (they appear in /hooks/NAME)",
             );
         }
-        if let Some(spec) = config.validate_member(&name, &at, ck, accounts) {
+        let Some(written) = ck.table::<TypeKey>(&at, table.split_off(&["type"])) else {
+            continue;
+        };
+        let key = format!("{at}.type");
+        let Some(kind) = ck
+            .required(&key, written.kind)
+            .and_then(|kind| ck.known(&key, &kind))
+        else {
+            continue;
+        };
+        if let Some(spec) = kind.validate(&name, &at, ck, accounts, table) {
             out.insert(name, spec);
         }
     }

@@ -135,6 +135,15 @@ mod tests {
                 "type = \"throwaway\"\naccount = \"shop\"\ncolour = 1\n",
                 &[format!("`sources.t.colour` (from {q}:10): unknown key `colour`")],
             ),
+            // A wrong type is reported at its key and line, and the rest of
+            // the file is still checked.
+            (
+                "type = \"throwaway\"\naccount = 5\n[sources.u]\ntype = \"throwawy\"\n",
+                &[
+                    format!("`sources.t.account` (from {q}:9): wrong type: found integer, expected a string"),
+                    format!("`sources.u.type` (from {q}:11): `throwawy` is not one of"),
+                ],
+            ),
         ];
         for (source, want) in table {
             let got = load(dir.path(), &format!("[sources.t]\n{source}"));
