@@ -537,9 +537,10 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
-    //! Real time with short tunings: the crate's tokio has no `test-util`, so
-    //! the clock cannot be paused. Lower bounds on gaps are exact (a sleep never
-    //! wakes early); upper bounds are loose for a busy machine.
+    //! Real time with short tunings. Lower bounds on gaps are exact (a sleep
+    //! never wakes early); upper bounds are loose for a busy machine. The
+    //! same rules over minutes, through the whole daemon on a paused clock,
+    //! are in `tests/daemon_timing.rs`.
 
     use super::super::render::tests::sample;
     use super::super::test_support::*;
