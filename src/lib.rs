@@ -54,13 +54,14 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
-//! Imports run one way, down this list's layers: `secret`, `clock`,
-//! `calendar` and `policy` at the bottom; `store` and `settings` above them;
-//! `wechat`, then the components (`sources`, `notify`), which know
-//! `settings` but not `config`; `config`, which knows the components'
-//! registries; then the daemon's machinery (`clearer`, `decision`,
-//! `dispatcher`, `http`), and `app`, `cli` and `main` on top. Nothing below
-//! `main` imports `cli`.
+//! Imports run one way, with no cycles, from the leaves (`secret`, `clock`,
+//! `calendar`, `metrics`, `listener`, `lifecycle`) up: `policy` and
+//! `signal`; `event`; `store`; `settings`; `wechat`; the components
+//! (`sources`, `notify`) and `clearer`, which know `settings` but not
+//! `config`; `config`, which knows the components' registries; the daemon's
+//! machinery (`decision`, `dispatcher`, `read_model`, `verify`, `simulate`);
+//! the surfaces (`http`, `cli`, `report`); `app`; `main`. Only `main`
+//! imports `cli`.
 
 pub mod app;
 pub mod calendar;

@@ -90,7 +90,7 @@ impl ScheduledSources {
     }
 
     /// The quota readings this set's `wechat_quota` sources record: give them
-    /// to [`super::QuotaVerifier::with_readings`] so a verification compares
+    /// to [`crate::verify::QuotaVerifier::with_readings`] so a verification compares
     /// with the last reading before the clear.
     pub fn quota_readings(&self) -> QuotaReadings {
         self.readings.clone()

@@ -198,7 +198,7 @@ pub fn is_low(rule: RemainBelow, quota: &Quota) -> bool {
 }
 
 /// The latest quota reading of each (appid, cgi_path): the "before" that
-/// [`QuotaVerifier`] compares with. Cheap to clone.
+/// [`crate::verify::QuotaVerifier`] compares with. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct QuotaReadings(Arc<Mutex<HashMap<(String, String), Quota>>>);
 
