@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use quotawatch::clearer::{self, ClearRequest, Clearer, NoEvents};
-use quotawatch::config::{self, Account, Config};
+use quotawatch::config::{self, Config};
 use quotawatch::event::{ClearTarget, Outcome};
 use quotawatch::metrics::Metrics;
 use quotawatch::policy::{self, Decision};
+use quotawatch::settings::Account;
 use quotawatch::store::{Intent, Reservation, SqliteStore, Store};
 use quotawatch::wechat::WeChat;
 

@@ -16,9 +16,10 @@ use serde::Serialize;
 
 use crate::calendar;
 use crate::clearer::{ClearRequest, Clearer, EventSink};
-use crate::config::{self, Account, Config};
+use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::read_model::{account_status, history_rows, ClearSummary, HistoryRow};
+use crate::settings::Account;
 use crate::store::{EpisodeEnd, HistoryFilter};
 use crate::wechat::WeChat;
 
@@ -114,7 +115,7 @@ pub struct JsonFlag {
 /// Command outcome beyond success: the process exit code.
 pub type Exit = i32;
 
-pub fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
+pub fn load_config(cli_path: Option<&Path>) -> Result<Config, crate::settings::ConfigErrors> {
     config::load(&config::discover(cli_path))
 }
 

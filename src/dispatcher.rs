@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clearer::{ClearRequest, Clearer};
-use crate::config::{Account, Config};
+use crate::config::Config;
 use crate::decision::{Action, Ask, Decider, Finished};
 use crate::lockout::Recorder;
 use crate::metrics::Metrics;
 use crate::policy::SkipReason;
+use crate::settings::Account;
 use crate::signal::Signal;
 
 /// What the dispatcher works with; replaced as a whole on reload.

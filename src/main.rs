@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use quotawatch::cli::{self, Cli, Command};
-use quotawatch::config::LogFormat;
+use quotawatch::settings::LogFormat;
 use quotawatch::{telemetry, EXIT_CONFIG, EXIT_FAILURE};
 
 fn main() -> ExitCode {

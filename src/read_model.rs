@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::calendar;
 use crate::clearer;
-use crate::config::{self, Account, Config};
+use crate::config::Config;
 use crate::policy::{self, Decision};
+use crate::settings::Account;
 use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, Store, StoreError};
 
 /// One account's state, as `status` and `GET /api/v1/accounts` show it.
@@ -16,7 +17,7 @@ use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, Store, StoreError};
 pub struct AccountStatus {
     pub account: String,
     pub appid: String,
-    pub kind: config::AccountKind,
+    pub kind: crate::settings::AccountKind,
     pub month: String,
     pub used: u32,
     pub cap: u32,

@@ -611,7 +611,7 @@ impl ConfigDir {
         }
     }
 
-    fn load(&self, text: &str) -> Result<Config, config::ConfigErrors> {
+    fn load(&self, text: &str) -> Result<Config, quotawatch::settings::ConfigErrors> {
         let path: PathBuf = self.dir.path().join("quotawatch.toml");
         std::fs::write(&path, text).unwrap();
         config::load(&path)

@@ -10,9 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use quotawatch::config::SourceSpec;
 use quotawatch::signal::Signal;
 use quotawatch::sources::log_file::LogFileSource;
+use quotawatch::sources::SourceSpec;
 use support::sources::{Harness, BLOG, SHOP};
 
 const SOURCE: &str = r#"

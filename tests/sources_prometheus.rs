@@ -12,8 +12,8 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use quotawatch::config::SourceSpec;
 use quotawatch::sources::prometheus::PrometheusSource;
+use quotawatch::sources::SourceSpec;
 use support::fake_prometheus::FakePrometheus;
 use support::real_prometheus::RealPrometheus;
 use support::sources::{Harness, BLOG, SHOP};

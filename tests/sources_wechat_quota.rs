@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use quotawatch::clearer::{ClearRequest, Clearer};
-use quotawatch::config::SourceSpec;
 use quotawatch::event::ClearTarget;
 use quotawatch::sources::wechat_quota::{QuotaReadings, WeChatQuotaSource};
+use quotawatch::sources::SourceSpec;
 use quotawatch::store::{AttemptRecord, HistoryFilter};
 use quotawatch::verify::QuotaVerifier;
 use support::fake_wechat::{FakeWeChat, Fault, QUOTA_GET};

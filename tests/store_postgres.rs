@@ -24,9 +24,9 @@ mod store_contract;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use quotawatch::config::Secret;
 use quotawatch::event::{ClearTarget, Outcome};
 use quotawatch::policy::{Decision, SkipReason, Snapshot, Verdict};
+use quotawatch::secret::Secret;
 use quotawatch::store::{HistoryFilter, PostgresStore, Reservation, Store, StoreError};
 use serde_json::{json, Value};
 use store_contract::{clear_once, intent, key, skip, utc, APPID};

@@ -24,15 +24,11 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Serialize;
 
-pub use crate::secret::{mask_userinfo, Secret};
-pub use crate::settings::{
-    is_appid, read_small, Account, AccountKind, Accounts, ConfigError, ConfigErrors, Credential,
-    DaemonSettings, LogFormat, SecretResolver, WeChatSettings,
-};
-pub use crate::sources::SourceSpec;
-pub use crate::store::StateLocation;
-
 use crate::policy::PolicySettings;
+use crate::settings::{
+    Account, Accounts, ConfigErrors, DaemonSettings, SecretResolver, WeChatSettings,
+};
+use crate::sources::SourceSpec;
 
 /// Where the config file is when neither `--config` nor `$QUOTAWATCH_CONFIG` say.
 pub const DEFAULT_PATH: &str = "/etc/quotawatch/quotawatch.toml";

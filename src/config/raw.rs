@@ -1,5 +1,7 @@
-//! The configuration as written: serde structs that reject unknown keys and
-//! leave every check of meaning to [`super::validate`].
+//! The configuration file's tables as written. The daemon's own sections are
+//! serde structs that reject unknown keys; each source and notifier table is
+//! kept whole until its `type` is known and read by its family, which reports
+//! unknown keys there. Every check of meaning is left to [`super::validate`].
 
 use std::collections::BTreeMap;
 

@@ -56,10 +56,6 @@ pub struct NotifierSpec {
 }
 
 impl NotifierSpec {
-    pub fn kind(&self) -> NotifierKind {
-        self.platform.kind()
-    }
-
     /// The platform that sends this notifier's messages.
     pub fn build(&self) -> Box<dyn Platform> {
         self.platform.build(self)

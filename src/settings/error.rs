@@ -60,7 +60,12 @@ pub struct Locator<'a> {
 impl Locator<'_> {
     pub fn origin(&self, key: &str) -> String {
         let Some(meta) = self.figment.find_metadata(key) else {
-            return "default".to_string();
+            // Unset (a required key, say): the table it belongs in, when the
+            // file has that table.
+            return match (self.file, self.line_of(key)) {
+                (Some((path, _)), Some(line)) => format!("{}:{line}", path.display()),
+                _ => "default".to_string(),
+            };
         };
         match &meta.source {
             Some(Source::File(path)) => match self.line_of(key) {

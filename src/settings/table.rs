@@ -10,9 +10,18 @@ use serde::{Deserialize, Deserializer};
 
 use super::check::Checker;
 
-/// A table as written, its values not yet given a type.
-#[derive(Debug, Clone, Default)]
+/// A table as written, its values not yet given a type. Its `Debug` shows
+/// the keys only: a value may be a secret not yet wrapped in [`Secret`].
+///
+/// [`Secret`]: crate::secret::Secret
+#[derive(Clone, Default)]
 pub struct Table(Dict);
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl<'de> Deserialize<'de> for Table {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -71,6 +80,21 @@ mod tests {
 
     use super::super::{Locator, SecretResolver};
     use super::*;
+
+    #[test]
+    fn debug_shows_the_keys_and_no_value() {
+        let table: Table = Figment::from(Toml::string(
+            "url = \"https://h/?key=s3cret\"\nsecret = \"s3cret\"\n",
+        ))
+        .extract()
+        .unwrap();
+        let shown = format!("{table:?}");
+        assert!(
+            shown.contains("\"url\"") && shown.contains("\"secret\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields, default)]

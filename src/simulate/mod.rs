@@ -28,10 +28,11 @@ use serde::Serialize;
 
 use crate::clearer::{ClearRequest, Clearer, NoEvents};
 use crate::clock::Clock;
-use crate::config::{Account, Config};
+use crate::config::Config;
 use crate::decision::{Action, Decider, Finished};
 use crate::event::ClearTarget;
 use crate::metrics::Metrics;
+use crate::settings::Account;
 use crate::signal::Signal;
 use crate::store::SqliteStore;
 use crate::wechat::{ClearApi, WeChatError};

@@ -24,7 +24,8 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::trace::{Pair, Trace};
-use crate::config::{mask_userinfo, Config};
+use crate::config::Config;
+use crate::secret::mask_userinfo;
 
 /// Evaluations per range query. Prometheus refuses more than 11,000 points
 /// per series in one query; 10,000 is a round number under it.

@@ -16,7 +16,7 @@
 //! rotated in while the daemon was away).
 //!
 //! Accounts: the first capture of `account_pattern` (an appid or a config
-//! name), resolved with [`crate::config::Config::account`] so that a name and
+//! name), resolved with [`crate::settings::Accounts::find`] so that a name and
 //! its appid add up. A capture that names no configured account is still sent
 //! as a signal, so the dispatcher reports it as `unknown_account` where
 //! operators look for such things. A matched line without a capture is not

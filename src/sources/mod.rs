@@ -20,8 +20,8 @@
 //!   [`log_file`], [`prometheus`], [`wechat_quota`].
 //! - [`scheduler`]: runs the pollers on their cron schedules.
 //!
-//! A new source type is a copy of a sibling file and one line in the
-//! registry below.
+//! A new source type is a copy of a sibling file, its `mod` line and one
+//! line in the registry below.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -255,7 +255,8 @@ pub struct SourceContext {
     pub store: Arc<dyn Store>,
     pub wechat: Arc<WeChat>,
     pub health: SourceHealth,
-    /// The `wechat_quota` readings of this generation, for the verifier.
+    /// Where this generation's `wechat_quota` sources record their readings,
+    /// for the verifier to compare a clear with.
     pub readings: QuotaReadings,
     /// Cancelled at shutdown and before a reload rebuilds the sources.
     pub shutdown: CancellationToken,

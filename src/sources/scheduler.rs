@@ -66,10 +66,9 @@ pub fn start_scheduled(
     sources: &BTreeMap<String, SourceSpec>,
 ) -> ScheduledSources {
     let cancel = ctx.shutdown.child_token();
-    let readings = QuotaReadings::default();
+    let readings = ctx.readings.clone();
     let ctx = SourceContext {
         shutdown: cancel.clone(),
-        readings: readings.clone(),
         ..ctx
     };
     let pollers = build_pollers(&ctx, sources);

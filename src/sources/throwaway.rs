@@ -135,6 +135,11 @@ mod tests {
                 "type = \"throwaway\"\naccount = \"shop\"\ncolour = 1\n",
                 &[format!("`sources.t.colour` (from {q}:10): unknown key `colour`")],
             ),
+            // A key left out points at its table's line.
+            (
+                "account = \"shop\"\n",
+                &[format!("`sources.t.type` (from {q}:7): is required")],
+            ),
             // A wrong type is reported at its key and line, and the rest of
             // the file is still checked.
             (
