@@ -1,4 +1,4 @@
-//! How runtime settings print in `quotawatch check --print`: durations as
+//! How runtime settings print in the effective config `quotawatch check` prints: durations as
 //! "1h 30m", URLs with their userinfo masked, regexes and headers as text.
 
 use axum::http::HeaderName;

@@ -51,7 +51,7 @@ pub use wechat_quota::QuotaReadings;
 /// struct with `deny_unknown_fields`, checked into the type's settings.
 pub trait SourceConfig: DeserializeOwned {
     /// The validated settings, with nothing left to unwrap: what the source
-    /// runs with and `check --print` shows.
+    /// runs with and `check` prints.
     type Spec: Source;
 
     /// Checks the table; `at` is its key (`sources.NAME`), for errors.
