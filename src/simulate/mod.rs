@@ -139,42 +139,7 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         .collect::<anyhow::Result<_>>()?;
     let base = config;
     let config = &live_config(base, &set)?;
-    let trace = match (&args.trace, args.synthetic) {
-        (Some(path), _) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open the trace {}", path.display()))?;
-            Trace::read(
-                std::io::BufReader::new(file),
-                &path.display().to_string(),
-                config,
-            )?
-        }
-        (None, Some(kind)) => {
-            let tz = config.daemon.timezone;
-            let first = match args.from {
-                Some(prometheus::Moment::Day(date)) => prometheus::day_start(tz, date)
-                    .context("--from is not a day in daemon.timezone")?,
-                Some(prometheus::Moment::Time(_)) => {
-                    anyhow::bail!("--from with --synthetic takes a day, YYYY-MM-DD")
-                }
-                None => crate::calendar::month(tz, Utc::now()).start,
-            };
-            anyhow::ensure!(args.days >= 1, "--days must be at least 1");
-            let names: Vec<String> = config.accounts.values().map(|a| a.name.clone()).collect();
-            anyhow::ensure!(
-                !names.is_empty(),
-                "the config has no accounts to generate demand for"
-            );
-            synthetic::generate(kind, args.seed, &names, tz, first, args.days)
-        }
-        (None, None) => match &args.prometheus {
-            Some(url) => {
-                let source = prometheus::Source::from_args(args, url, config.daemon.timezone)?;
-                prometheus::fetch(&source, config).await?
-            }
-            None => anyhow::bail!("give --trace FILE, --synthetic KIND or --prometheus URL"),
-        },
-    };
+    let trace = input_trace(config, args).await?;
     if let Some(path) = &args.write_trace {
         std::fs::write(path, trace.to_csv())
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
@@ -187,22 +152,11 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         trace.pairs.len(),
         trace.minutes / 1440
     );
-    if let Some(sweep) = &args.sweep {
-        let (key, values) = key_value(sweep, "--sweep")?;
-        let mut rows = Vec::new();
-        for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-            let mut with = set.clone();
-            with.push((key.clone(), value.to_string()));
-            let config = live_config(base, &with)?;
-            let started = std::time::Instant::now();
-            let report = backtest(&config, &trace, delay).await?;
-            eprintln!(
-                "simulate: {key} = {value} in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            rows.push((value.to_string(), report));
-        }
-        print!("{}", sweep_output(&key, &rows, args.json)?);
+    if let Some(sweep_arg) = &args.sweep {
+        print!(
+            "{}",
+            sweep(base, &set, sweep_arg, &trace, delay, args.json).await?
+        );
         return Ok(0);
     }
     let started = std::time::Instant::now();
@@ -221,6 +175,84 @@ pub async fn command(config: &Config, args: &SimulateArgs) -> anyhow::Result<i32
         print!("{}", report.table());
     }
     Ok(0)
+}
+
+/// The demand to replay: `--trace FILE`, `--synthetic KIND` or
+/// `--prometheus URL`.
+async fn input_trace(config: &Config, args: &SimulateArgs) -> anyhow::Result<Trace> {
+    match (&args.trace, args.synthetic) {
+        (Some(path), _) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open the trace {}", path.display()))?;
+            Ok(Trace::read(
+                std::io::BufReader::new(file),
+                &path.display().to_string(),
+                config,
+            )?)
+        }
+        (None, Some(kind)) => synthetic_trace(config, args, kind),
+        (None, None) => match &args.prometheus {
+            Some(url) => {
+                let source = prometheus::Source::from_args(args, url, config.daemon.timezone)?;
+                Ok(prometheus::fetch(&source, config).await?)
+            }
+            None => anyhow::bail!("give --trace FILE, --synthetic KIND or --prometheus URL"),
+        },
+    }
+}
+
+/// `--synthetic KIND [--seed N] [--from DAY] [--days N]` over the config's
+/// accounts.
+fn synthetic_trace(
+    config: &Config,
+    args: &SimulateArgs,
+    kind: synthetic::Kind,
+) -> anyhow::Result<Trace> {
+    let tz = config.daemon.timezone;
+    let first = match args.from {
+        Some(prometheus::Moment::Day(date)) => {
+            prometheus::day_start(tz, date).context("--from is not a day in daemon.timezone")?
+        }
+        Some(prometheus::Moment::Time(_)) => {
+            anyhow::bail!("--from with --synthetic takes a day, YYYY-MM-DD")
+        }
+        None => crate::calendar::month(tz, Utc::now()).start,
+    };
+    anyhow::ensure!(args.days >= 1, "--days must be at least 1");
+    let names: Vec<String> = config.accounts.values().map(|a| a.name.clone()).collect();
+    anyhow::ensure!(
+        !names.is_empty(),
+        "the config has no accounts to generate demand for"
+    );
+    Ok(synthetic::generate(
+        kind, args.seed, &names, tz, first, args.days,
+    ))
+}
+
+/// `--sweep KEY=V1,V2,...`: the backtest once per value, on top of `set`.
+async fn sweep(
+    base: &Config,
+    set: &[(String, String)],
+    sweep: &str,
+    trace: &Trace,
+    delay: Duration,
+    json: bool,
+) -> anyhow::Result<String> {
+    let (key, values) = key_value(sweep, "--sweep")?;
+    let mut rows = Vec::new();
+    for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let mut with = set.to_vec();
+        with.push((key.clone(), value.to_string()));
+        let config = live_config(base, &with)?;
+        let started = std::time::Instant::now();
+        let report = backtest(&config, trace, delay).await?;
+        eprintln!(
+            "simulate: {key} = {value} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        rows.push((value.to_string(), report));
+    }
+    sweep_output(&key, &rows, json)
 }
 
 /// One row per swept value: the policy's totals beside never's and the
