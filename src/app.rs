@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clearer::{Clearer, EventSink};
+use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::dispatcher::{Dispatcher, Runtime};
 use crate::event::Event;
@@ -134,6 +135,8 @@ pub struct Daemon {
     signal_rx: Option<mpsc::Receiver<crate::signal::Signal>>,
     /// The soft file limit, raised to the hard one at start.
     nofile: u64,
+    /// What "now" is for the decision path: the wall clock, or a test's.
+    clock: Clock,
 }
 
 impl Daemon {
@@ -158,7 +161,15 @@ impl Daemon {
             queue,
             signal_rx: Some(signal_rx),
             nofile: listener::raise_nofile_limit(),
+            clock: Clock::System,
         })
+    }
+
+    /// Decides on `clock` instead of the wall clock: [`Clock::tokio`] lets a
+    /// test on tokio's paused clock move cooldowns and windows with
+    /// `tokio::time::advance`.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     fn build(&self, config: Arc<Config>) -> anyhow::Result<Generation> {
@@ -200,7 +211,7 @@ impl Daemon {
             timezone: config.daemon.timezone,
             outcome_retry: crate::clearer::OUTCOME_RETRY,
             health: self.ledger.clone(),
-            clock: Default::default(),
+            clock: self.clock.clone(),
         });
         self.publish_budgets(&config);
         Ok(Generation {
@@ -212,7 +223,7 @@ impl Daemon {
     }
 
     fn publish_budgets(&self, config: &Config) {
-        let (now, tz) = (Utc::now(), config.daemon.timezone);
+        let (now, tz) = (self.clock.now(), config.daemon.timezone);
         for account in config.accounts.values() {
             // The snapshot alone: the rest of the status (its episodes) is
             // not needed here, and this runs per account at every start and

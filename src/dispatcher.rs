@@ -78,7 +78,7 @@ impl Dispatcher {
         loop {
             let sleep = self
                 .wake
-                .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+                .map(|at| (at - self.now()).to_std().unwrap_or_default());
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -91,9 +91,10 @@ impl Dispatcher {
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
                     self.wake = None;
                     let config = self.runtime.borrow().config.clone();
+                    let now = self.now();
                     let actions = self
                         .decider
-                        .tick(Utc::now(), |appid| config.account(appid).map(|a| &a.policy));
+                        .tick(now, |appid| config.account(appid).map(|a| &a.policy));
                     self.perform(actions);
                 }
                 signal = signals.recv() => match signal {
@@ -102,6 +103,11 @@ impl Dispatcher {
                 },
             }
         }
+    }
+
+    /// The clearer's clock: the wall clock, or a test's.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.runtime.borrow().clearer.clock.now()
     }
 
     fn signal(&mut self, signal: Signal) {
@@ -133,9 +139,10 @@ impl Dispatcher {
         let Some(account) = config.account(&done.appid) else {
             return;
         };
-        let actions =
-            self.decider
-                .finished(&account.appid, &account.policy, done.finished, Utc::now());
+        let now = self.now();
+        let actions = self
+            .decider
+            .finished(&account.appid, &account.policy, done.finished, now);
         self.perform(actions);
     }
 

@@ -200,7 +200,7 @@ async fn hook(
         spec,
         &rt.config.accounts,
         &body,
-        Utc::now(),
+        rt.clearer.clock.now(),
         state.queue.room(),
     )?;
     enqueue(&state, &name, parsed)
@@ -262,7 +262,7 @@ async fn api_signals(
         "account",
         &rt.config.accounts,
         &body,
-        Utc::now(),
+        rt.clearer.clock.now(),
         state.queue.room(),
     )?;
     enqueue(&state, "api", parsed)
@@ -275,7 +275,7 @@ async fn api_accounts(
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
     let rows = tokio::task::spawn_blocking(move || {
-        let now = Utc::now();
+        let now = rt.clearer.clock.now();
         rt.config
             .accounts
             .values()
@@ -376,8 +376,8 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 /// ledger, so every replica shows the same, whoever cleared.
 async fn refresh_lockout(state: &HttpState) {
     let rt = runtime(state);
-    let store = rt.clearer.store.clone();
-    let read = tokio::task::spawn_blocking(move || store.lockout_totals(Utc::now()));
+    let (store, now) = (rt.clearer.store.clone(), rt.clearer.clock.now());
+    let read = tokio::task::spawn_blocking(move || store.lockout_totals(now));
     let totals = match tokio::time::timeout(LOCKOUT_READ, read).await {
         Ok(Ok(Ok(totals))) => totals,
         Ok(Ok(Err(e))) => {

@@ -77,7 +77,7 @@ pub async fn run(runtime: watch::Receiver<Runtime>, stop: CancellationToken) {
     loop {
         let rt = runtime.borrow().clone();
         let timezone = rt.config.daemon.timezone;
-        let now = Utc::now();
+        let now = rt.clearer.clock.now();
         let mut wait = (calendar::day(timezone, now).end - now)
             .to_std()
             .unwrap_or_default()

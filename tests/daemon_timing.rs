@@ -1,6 +1,7 @@
 //! The daemon's timers over minutes, on tokio's paused clock: a chat platform
-//! that asks for minutes before a retry, the cap on what it may ask, and the
-//! digest that carries what arrived meanwhile. The daemon runs in process
+//! that asks for minutes before a retry, the cap on what it may ask, the
+//! digest that carries what arrived meanwhile, and the policy's cooldown on
+//! the daemon's own clock. The daemon runs in process
 //! (`support::in_process`) against fake WeChat and chat servers on 127.0.0.1,
 //! so every gap below is exact.
 
@@ -204,5 +205,46 @@ async fn a_reload_lets_the_old_notifier_send_what_it_held_back() {
     let news = content(&got[2].body);
     assert!(news.contains("已清零：news"), "the new notifier: {news}");
     assert_eq!(d.metric(DIGESTED).await, 1);
+    d.stop().await.expect("a clean stop");
+}
+
+const CLEARS_SKIPPED_FOR_COOLDOWN: &str =
+    r#"quotawatch_decisions_total{decision="skip",reason="cooldown"}"#;
+
+/// The cooldown is measured on the daemon's clock: a second exhaustion 10
+/// minutes after a clear is refused, one 31 minutes after it is cleared.
+/// (On the wall clock, which a paused test does not move, the third signal
+/// would be refused too.)
+#[tokio::test(start_paused = true)]
+async fn the_cooldown_runs_on_the_daemons_clock() {
+    let wechat = FakeWeChat::start().await;
+    let (name, appid) = ACCOUNTS[0];
+    wechat.add_account(appid, SECRET);
+    let env = Env::new(&format!(
+        "[wechat]\napi_base = \"{}\"\n[policy]\ncooldown = \"30m\"\npacing = false\n\
+         [accounts.{name}]\nappid = \"{appid}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n",
+        wechat.base_url()
+    ));
+    // 10:00 in Beijing: far from the daily reset and its guard.
+    let ten = chrono::DateTime::parse_from_rfc3339("2026-11-10T10:00:00+08:00")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let d = InProcess::start_at(&env, ten).await;
+    // Counted once WeChat's answer is in the ledger: the clock moves only
+    // when no clear is in flight (the module docs of support::in_process).
+    let cleared = format!("quotawatch_clears_total{{account=\"{name}\",outcome=\"ok\"}}");
+
+    signal(&d, name).await;
+    until_metric(&d, &cleared, 1).await;
+    d.advance(secs(10 * 60)).await;
+    signal(&d, name).await;
+    until_metric(&d, CLEARS_SKIPPED_FOR_COOLDOWN, 1).await;
+    assert_eq!(wechat.clears_effective(appid), 1);
+
+    d.advance(secs(21 * 60)).await;
+    signal(&d, name).await;
+    until_metric(&d, &cleared, 2).await;
+    assert_eq!(wechat.clears_effective(appid), 2);
+    assert_eq!(d.metric(CLEARS_SKIPPED_FOR_COOLDOWN).await, 1);
     d.stop().await.expect("a clean stop");
 }

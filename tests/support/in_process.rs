@@ -1,8 +1,9 @@
 //! The daemon inside the test's own runtime, on tokio's paused clock:
 //! `Daemon::start`, then `Daemon::run` on 127.0.0.1:0 with the test holding
 //! its shutdown token and reload channel. For behaviour that takes minutes of
-//! timers (rate limits, retries, backoff); crashes, systemd and the CLI keep
-//! the real binary ([`super::daemon`]).
+//! timers (rate limits, retries, backoff) or of the daemon's clock
+//! (cooldowns, evidence windows: the daemon decides on a `Clock::tokio`);
+//! crashes, systemd and the CLI keep the real binary ([`super::daemon`]).
 //!
 //! Determinism: a paused current-thread runtime with no task to run polls its
 //! I/O once without waiting, and if that woke no task and no `spawn_blocking`
@@ -25,6 +26,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use quotawatch::app::Daemon;
+use quotawatch::clock::Clock;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +50,15 @@ pub struct InProcess {
 
 impl InProcess {
     /// Loads `env`'s config (its `daemon.listen` is ignored) and runs the
-    /// daemon until [`InProcess::stop`].
+    /// daemon until [`InProcess::stop`], deciding on a clock that starts at
+    /// the wall clock's now and follows tokio's.
     pub async fn start(env: &Env) -> InProcess {
+        Self::start_at(env, chrono::Utc::now()).await
+    }
+
+    /// [`InProcess::start`] with the daemon's clock starting at `at`: its
+    /// cooldowns, windows and day boundaries follow [`InProcess::advance`].
+    pub async fn start_at(env: &Env, at: chrono::DateTime<chrono::Utc>) -> InProcess {
         for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC"] {
             assert!(
                 std::env::var_os(var).is_none(),
@@ -61,7 +70,10 @@ impl InProcess {
             let _ = held.recv();
         });
         let config = quotawatch::config::load(&env.config).expect("the test's config is valid");
-        let daemon = Daemon::start(config).await.expect("daemon starts");
+        let daemon = Daemon::start(config)
+            .await
+            .expect("daemon starts")
+            .with_clock(Clock::tokio(at));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
