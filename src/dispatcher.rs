@@ -2,11 +2,12 @@
 //! asks.
 //!
 //! Signals, finished decisions, reloads and wake-ups go into
-//! [`Decider`](crate::decision::Decider) with the wall clock's `now`; its
-//! actions come out: a request for the clearer (run as its own task, so a
-//! slow clear for one account never delays decisions for another), a time to
-//! wake, a refusal to count. The rules live in [`crate::decision`] and, under
-//! the ledger's lock, in [`crate::policy`].
+//! [`Decider`](crate::decision::Decider) with `now` from the clearer's clock
+//! (the wall clock, or a test's); its actions come out: a request for the
+//! clearer (run as its own task, so a slow clear for one account never delays
+//! decisions for another), a time to wake, a refusal to count. The rules
+//! live in [`crate::decision`] and, under the ledger's lock, in
+//! [`crate::policy`].
 
 use std::sync::Arc;
 

@@ -21,14 +21,15 @@
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
 //! - [`verify`]: after a clear, re-reads the quota and marks the attempt verified.
-//! - [`clock`]: the wall clock, or a simulation's.
+//! - [`clock`]: the wall clock, a simulation's, or one that follows tokio's
+//!   paused clock in tests.
 //! - [`event`]: what happened, for logs, metrics and notifications.
 //! - [`signal`]: the signal type and the bounded queue from sources.
 //! - [`decision`]: the pure per-account state machine from signals to a
 //!   request: evidence windows, duplicates, single flight, quiet periods,
 //!   fallback, retries and pacing.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
-//!   actions on the wall clock.
+//!   actions on the clearer's clock.
 //! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` and a clear's
 //!   summary show, for the CLI and the HTTP surface alike.
 //! - [`report`]: the `monthly_report` notification on the first day of a month.
