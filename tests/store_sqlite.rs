@@ -196,3 +196,18 @@ fn sqlite_episodes_follow_evidence_clears_and_resets() {
     let file = TestFile::new();
     lockout_contract::episodes_follow_evidence_clears_and_resets(&file.open());
 }
+
+/// The in-memory ledger `quotawatch simulate` decides on keeps the same
+/// rules as the file, and each one is a ledger of its own.
+#[test]
+fn an_in_memory_ledger_keeps_the_contract_and_to_itself() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store_contract::counts_ok_and_ambiguous_not_failed(&store);
+    store_contract::a_settled_attempt_keeps_its_outcome(&SqliteStore::open_in_memory().unwrap());
+    lockout_contract::episodes_follow_evidence_clears_and_resets(
+        &SqliteStore::open_in_memory().unwrap(),
+    );
+    let other = SqliteStore::open_in_memory().unwrap();
+    assert_eq!(store.history(&HistoryFilter::default()).unwrap().len(), 3);
+    assert!(other.history(&HistoryFilter::default()).unwrap().is_empty());
+}
