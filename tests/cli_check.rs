@@ -519,3 +519,31 @@ fn renamed_grafana_signature_headers_must_be_header_names() {
         show(&o)
     );
 }
+
+/// A table whose `type` cannot be read is still searched for keys that no
+/// member of its family takes, so one run shows both mistakes.
+#[test]
+fn a_misspelt_type_does_not_hide_a_misspelt_key() {
+    let env = env_with(&format!(
+        "{}[notifiers.ops]\ntype = \"wecomm\"\nurl = \"https://example.com/hook\"\ncolour = \"red\"\n\
+         [sources.logs]\ntype = \"logfile\"\npath = \"/var/log/app.log\"\npaht = \"x\"\n",
+        accounts()
+    ));
+    let o = check(&env, &[]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    for want in [
+        "`notifiers.ops.type`",
+        "`wecomm` is not one of",
+        "`notifiers.ops.colour`",
+        "unknown key `colour`",
+        "`sources.logs.type`",
+        "`logfile` is not one of",
+        "`sources.logs.paht`",
+        "unknown key `paht`",
+    ] {
+        assert!(err.contains(want), "{want}: {}", show(&o));
+    }
+    // `path` is a key of log_file: not reported.
+    assert!(!err.contains("`sources.logs.path`"), "{}", show(&o));
+}

@@ -111,7 +111,16 @@ impl NotifierConfig {
             shared.skipped_interval.as_deref(),
             Duration::from_secs(3600),
         );
-        let platform = kind?.validate(ck, &key, own)?;
+        let Some(kind) = kind else {
+            let every: Vec<&str> = NotifierKind::ALL
+                .iter()
+                .flat_map(|kind| kind.own_keys())
+                .copied()
+                .collect();
+            ck.unknown_keys(&key, &own, &every);
+            return None;
+        };
+        let platform = kind.validate(ck, &key, own)?;
         Some(NotifierSpec {
             name,
             platform,

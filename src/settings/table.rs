@@ -59,6 +59,15 @@ pub fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 impl Checker<'_> {
+    /// Reports each key of `table` that is not in `known`, as serde would
+    /// have: for a table whose struct cannot be picked (its `type` is missing
+    /// or unknown), the keys that no struct of its family takes.
+    pub fn unknown_keys(&mut self, key: &str, table: &Table, known: &[&str]) {
+        for k in table.keys().filter(|k| !known.contains(k)) {
+            self.err::<()>(&format!("{key}.{k}"), format!("unknown key `{k}`"));
+        }
+    }
+
     /// `table` read as `T`, a serde struct that denies unknown fields. A
     /// problem (an unknown key, a wrong type) is reported at its own key
     /// under `key`, the table's, and `None` returned.

@@ -140,6 +140,14 @@ mod tests {
                 "account = \"shop\"\n",
                 &[format!("`sources.t.type` (from {q}:7): is required")],
             ),
+            // Without a type, a key no type takes is still reported.
+            (
+                "tipe = \"throwaway\"\naccount = \"shop\"\n",
+                &[
+                    format!("`sources.t.type` (from {q}:7): is required"),
+                    format!("`sources.t.tipe` (from {q}:8): unknown key `tipe`"),
+                ],
+            ),
             // A wrong type is reported at its key and line, and the rest of
             // the file is still checked.
             (
