@@ -112,12 +112,7 @@ impl NotifierConfig {
             Duration::from_secs(3600),
         );
         let Some(kind) = kind else {
-            let every: Vec<&str> = NotifierKind::ALL
-                .iter()
-                .flat_map(|kind| kind.own_keys())
-                .copied()
-                .collect();
-            ck.unknown_keys(&key, &own, &every);
+            ck.unknown_keys(&key, &own, NotifierKind::ALL.iter().map(|k| k.own_keys()));
             return None;
         };
         let platform = kind.validate(ck, &key, own)?;

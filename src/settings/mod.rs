@@ -19,12 +19,11 @@ pub mod ser;
 mod table;
 
 pub use accounts::{
-    is_appid, validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts,
-    Credential,
+    validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts, Credential,
 };
 pub use check::{is_name, Checker, Choice};
 pub use daemon::{DaemonConfig, DaemonSettings, LogFormat, WeChatConfig, WeChatSettings};
 pub use error::{from_figment, ConfigError, ConfigErrors, Locator};
 pub use policy::PolicyConfig;
-pub use secret::{read_small, SecretResolver, MAX_SECRET_FILE};
+pub use secret::{read_small, SecretResolver};
 pub use table::{keys_of, Table};

@@ -59,11 +59,19 @@ pub fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 impl Checker<'_> {
-    /// Reports each key of `table` that is not in `known`, as serde would
-    /// have: for a table whose struct cannot be picked (its `type` is missing
-    /// or unknown), the keys that no struct of its family takes.
-    pub fn unknown_keys(&mut self, key: &str, table: &Table, known: &[&str]) {
-        for k in table.keys().filter(|k| !known.contains(k)) {
+    /// Reports each key of `table` that none of the `members`' key lists
+    /// holds, as serde would have: for a table whose struct cannot be picked
+    /// (its `type` is missing or unknown), the keys that no member of its
+    /// family takes.
+    pub fn unknown_keys(
+        &mut self,
+        key: &str,
+        table: &Table,
+        members: impl IntoIterator<Item = &'static [&'static str]>,
+    ) {
+        let members: Vec<_> = members.into_iter().collect();
+        let known = |k: &str| members.iter().any(|keys| keys.contains(&k));
+        for k in table.keys().filter(|k| !known(k)) {
             self.err::<()>(&format!("{key}.{k}"), format!("unknown key `{k}`"));
         }
     }

@@ -221,12 +221,7 @@ pub fn validate(
             .required(&key, written.kind)
             .and_then(|kind| ck.known(&key, &kind))
         else {
-            let every: Vec<&str> = SourceType::ALL
-                .iter()
-                .flat_map(|kind| kind.keys())
-                .copied()
-                .collect();
-            ck.unknown_keys(&at, &table, &every);
+            ck.unknown_keys(&at, &table, SourceType::ALL.iter().map(|t| t.keys()));
             continue;
         };
         if let Some(spec) = kind.validate(&name, &at, ck, accounts, table) {
