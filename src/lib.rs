@@ -47,6 +47,8 @@
 //!   own keys, validation, build and requests; the keys every notifier shares
 //!   and the registry in `notify/config.rs`, delivery queues, rate limits and
 //!   retries in `notify/delivery.rs`, message text in `notify/render.rs`.
+//! - [`timeline`]: a period drawn as inline SVG (shading, a line, marks),
+//!   the one drawing `simulate --html` and the status page share.
 //! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
 //! - [`listener`]: serves it under timeouts and a connection bound.
 //! - [`metrics`]: the Prometheus registry shared by all components.
@@ -56,7 +58,7 @@
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
 //! Imports run one way, with no cycles, from the leaves (`secret`, `clock`,
-//! `calendar`, `metrics`, `listener`, `lifecycle`) up: `policy` and
+//! `calendar`, `metrics`, `listener`, `lifecycle`, `timeline`) up: `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
@@ -89,6 +91,7 @@ pub mod simulate;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod verify;
 pub mod wechat;
 
