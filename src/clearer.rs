@@ -628,6 +628,13 @@ mod tests {
         fn claim_report(&self, a: &str, m: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
             self.inner.claim_report(a, m, now)
         }
+        fn fleet(
+            &self,
+            p: &crate::calendar::Period,
+            now: DateTime<Utc>,
+        ) -> Result<crate::store::Fleet, StoreError> {
+            self.inner.fleet(p, now)
+        }
     }
 
     /// WeChat that clears every time and counts the calls.

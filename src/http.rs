@@ -1,10 +1,12 @@
 //! The daemon's HTTP surface: webhook sources, the signal and account API,
-//! health and metrics. [`router`] builds it from an [`HttpState`], so tests
-//! drive it with `oneshot` and no socket.
+//! health and metrics, and the status page ([`crate::ui`]) behind the same
+//! tokens. [`router`] builds it from an [`HttpState`], so tests drive it with
+//! `oneshot` and no socket.
 //!
 //! Authentication: a bearer token from `daemon.tokens`, compared in constant
 //! time; a webhook source with an HMAC secret is authenticated by its
-//! signature instead. Every rejection is a JSON body `{"error": "..."}` made in
+//! signature instead; the status page also takes a token as the password of
+//! HTTP Basic, so that a browser can ask for it. Every rejection is a JSON body `{"error": "..."}` made in
 //! one place, [`ApiError`]. This module does not decide: it queues signals for
 //! the dispatcher, or hands a manual clear to the clearer.
 
@@ -12,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::header::AsHeaderName;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,7 +32,7 @@ use crate::clearer::ClearRequest;
 use crate::dispatcher::Runtime;
 use crate::metrics::Metrics;
 use crate::policy::Decision;
-use crate::read_model::{account_status, ClearSummary};
+use crate::read_model::{list_accounts, AccountQuery, ClearSummary, StateFilter};
 use crate::signal::{QueueError, SignalQueue};
 use crate::sources::webhook::WebhookSpec;
 use crate::sources::webhook::{self, Parsed, PayloadError, SignatureHeaders};
@@ -105,6 +108,14 @@ impl From<QueueError> for ApiError {
 }
 
 pub fn router(state: HttpState) -> Router {
+    let pages = crate::ui::router(crate::ui::UiState {
+        runtime: state.runtime.clone(),
+        health: state.health.clone(),
+    })
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        page_access,
+    ));
     Router::new()
         .route("/hooks/{name}", post(hook))
         .route("/api/v1/signals", post(api_signals))
@@ -116,40 +127,86 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(pages)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 fn runtime(state: &HttpState) -> Runtime {
     state.runtime.borrow().clone()
 }
 
-/// Checks `Authorization: Bearer T` against every configured token without
-/// stopping at the first match, comparing digests so length leaks nothing.
+/// Checks `Authorization: Bearer T` against every configured token.
 fn authorize(rt: &Runtime, headers: &HeaderMap) -> Result<(), ApiError> {
     let tokens = &rt.config.daemon.tokens;
     if tokens.is_empty() {
         // Validation allows this only on a loopback listener.
         return Ok(());
     }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
+    let given = credential(headers, "bearer")
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-    let given = Sha256::digest(given.trim().as_bytes());
-    let mut ok = subtle::Choice::from(0);
-    for t in tokens {
-        ok |= Sha256::digest(t.expose().as_bytes()).ct_eq(&given);
-    }
-    if bool::from(ok) {
+    if token_matches(tokens, given.trim()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("invalid bearer token".into()))
     }
+}
+
+/// The credentials of `Authorization: SCHEME ...` when the scheme is `scheme`.
+fn credential<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
+        .map(|(_, credentials)| credentials)
+}
+
+/// Whether `given` is one of `tokens`, checking every one without stopping
+/// at the first match and comparing digests, so that neither timing nor
+/// length tells anything.
+fn token_matches(tokens: &[crate::secret::Secret], given: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= Sha256::digest(t.expose().as_bytes()).ct_eq(&given);
+    }
+    bool::from(ok)
+}
+
+/// The status page's access (SPEC section 5): a token as bearer, or as the
+/// password of HTTP Basic with any user name; without one, 401 with the
+/// challenge that makes a browser ask. Open without tokens (loopback only).
+async fn page_access(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let rt = runtime(&state);
+    let tokens = &rt.config.daemon.tokens;
+    let headers = request.headers();
+    let basic_password = || {
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            credential(headers, "basic")?.trim(),
+        )
+        .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        text.split_once(':')
+            .map(|(_, password)| password.to_string())
+    };
+    let given = credential(headers, "bearer")
+        .map(|t| t.trim().to_string())
+        .or_else(basic_password);
+    if tokens.is_empty() || given.is_some_and(|g| token_matches(tokens, &g)) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, r#"Basic realm="quotawatch""#),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "The status page takes one of daemon.tokens, as the password (any user name).\n",
+    )
+        .into_response()
 }
 
 fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
@@ -268,24 +325,54 @@ async fn api_signals(
     enqueue(&state, "api", parsed)
 }
 
+/// `?state=&q=&limit=&offset=` of `GET /api/v1/accounts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AccountsQuery {
+    state: Option<StateFilter>,
+    q: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
 async fn api_accounts(
     State(state): State<HttpState>,
     headers: HeaderMap,
+    query: Result<Query<AccountsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let rt = runtime(&state);
     authorize(&rt, &headers)?;
-    let rows = tokio::task::spawn_blocking(move || {
-        let now = rt.clearer.clock.now();
-        rt.config
-            .accounts
-            .values()
-            .map(|a| account_status(rt.clearer.store.as_ref(), &rt.config, a, now))
-            .collect::<anyhow::Result<Vec<_>>>()
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // Without paging the answer is the one scripts have always read.
+    let paged = query.state.is_some()
+        || query.q.is_some()
+        || query.limit.is_some()
+        || query.offset.is_some();
+    let filter = AccountQuery {
+        state: query.state.unwrap_or_default(),
+        q: query.q.filter(|q| !q.is_empty()),
+        offset: query.offset.unwrap_or(0),
+        limit: query.limit,
+        locked_first: false,
+    };
+    let page = tokio::task::spawn_blocking(move || {
+        list_accounts(
+            rt.clearer.store.as_ref(),
+            &rt.config,
+            &filter,
+            rt.clearer.clock.now(),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-    Ok(Json(json!({ "accounts": rows })).into_response())
+    let mut body = json!({ "accounts": page.accounts });
+    if paged {
+        body["total"] = json!(page.total);
+        body["offset"] = json!(query.offset.unwrap_or(0));
+        body["limit"] = json!(query.limit);
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +483,44 @@ async fn refresh_lockout(state: &HttpState) {
     }
 }
 
+/// The surface over `config` and `store`, with a queue of `capacity`, for
+/// router tests here and in [`crate::ui`].
+#[cfg(test)]
+pub(crate) fn test_state(
+    config: Arc<crate::config::Config>,
+    store: Arc<dyn crate::store::Store>,
+    clock: crate::clock::Clock,
+    capacity: usize,
+) -> (
+    HttpState,
+    tokio::sync::mpsc::Receiver<crate::signal::Signal>,
+) {
+    use crate::clearer::{Clearer, NoEvents};
+    let metrics = Arc::new(Metrics::new());
+    let clearer = Arc::new(Clearer {
+        store,
+        wechat: Arc::new(crate::wechat::WeChat::new(&config.wechat).unwrap()),
+        metrics: metrics.clone(),
+        events: Arc::new(NoEvents),
+        timezone: config.daemon.timezone,
+        outcome_retry: crate::clearer::OUTCOME_RETRY,
+        health: Default::default(),
+        clock,
+    });
+    let (tx, runtime) = watch::channel(Runtime { config, clearer });
+    // The surface outlives the test's borrow of the sender: keep it open.
+    std::mem::forget(tx);
+    let (queue, rx) = SignalQueue::new(capacity, metrics.clone());
+    let state = HttpState {
+        runtime,
+        queue,
+        metrics,
+        health: SourceHealth::default(),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    (state, rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,9 +528,7 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    use crate::clearer::{Clearer, NoEvents};
     use crate::store::SqliteStore;
-    use crate::wechat::WeChat;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -429,27 +552,8 @@ mod tests {
         )
         .unwrap();
         let config = Arc::new(crate::config::load(&path).unwrap());
-        let metrics = Arc::new(Metrics::new());
-        let clearer = Arc::new(Clearer {
-            store: Arc::new(SqliteStore::open(&dir.path().join("l.db")).unwrap()),
-            wechat: Arc::new(WeChat::new(&config.wechat).unwrap()),
-            metrics: metrics.clone(),
-            events: Arc::new(NoEvents),
-            timezone: config.daemon.timezone,
-            outcome_retry: crate::clearer::OUTCOME_RETRY,
-            health: Default::default(),
-            clock: Default::default(),
-        });
-        let (_tx, runtime) = watch::channel(Runtime { config, clearer });
-        std::mem::forget(_tx);
-        let (queue, rx) = SignalQueue::new(capacity, metrics.clone());
-        let state = HttpState {
-            runtime,
-            queue,
-            metrics,
-            health: SourceHealth::default(),
-            ready: Arc::new(AtomicBool::new(true)),
-        };
+        let store = Arc::new(SqliteStore::open(&dir.path().join("l.db")).unwrap());
+        let (state, rx) = test_state(config, store, Default::default(), capacity);
         Fixture {
             _dir: dir,
             state,

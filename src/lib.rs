@@ -30,8 +30,9 @@
 //!   fallback, retries and pacing.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the clearer's clock.
-//! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` and a clear's
-//!   summary show, for the CLI and the HTTP surface alike.
+//! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` (paged and
+//!   filtered), the status page and a clear's summary show, for the CLI and
+//!   the HTTP surface alike.
 //! - [`report`]: the `monthly_report` notification on the first day of a month.
 //! - [`lockout`]: takes each signal's evidence to the ledger's lockout
 //!   episodes ([`store::episodes`]) without making the dispatcher wait.
@@ -49,7 +50,11 @@
 //!   retries in `notify/delivery.rs`, message text in `notify/render.rs`.
 //! - [`timeline`]: a period drawn as inline SVG (shading, a line, marks),
 //!   the one drawing `simulate --html` and the status page share.
-//! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health.
+//! - [`ui`]: the status page (`/ui/`, `/ui/accounts/NAME`): maud templates
+//!   over the read model and the timeline; [`http`] serves it behind the
+//!   API's tokens.
+//! - [`http`]: the daemon's HTTP surface: hooks, API, metrics, health, and
+//!   the status page's access.
 //! - [`listener`]: serves it under timeouts and a connection bound.
 //! - [`metrics`]: the Prometheus registry shared by all components.
 //! - [`app`]: wires components from a [`config::Config`]; owns shutdown and reload.
@@ -63,7 +68,7 @@
 //! (`sources`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
 //! machinery (`decision`, `dispatcher`, `read_model`, `verify`, `simulate`);
-//! the surfaces (`http`, `cli`, `report`); `app`; `main`. Only `main`
+//! the surfaces (`ui`, then `http`, which serves it; `cli`, `report`); `app`; `main`. Only `main`
 //! imports `cli`.
 
 pub mod app;
@@ -92,6 +97,7 @@ pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod timeline;
+pub mod ui;
 pub mod verify;
 pub mod wechat;
 

@@ -1,6 +1,6 @@
-//! What `status`, `history`, `GET /api/v1/accounts` and a clear's summary
-//! show: one read model over the ledger, used by the CLI and the HTTP
-//! surface alike.
+//! What `status`, `history`, `GET /api/v1/accounts`, the status page and a
+//! clear's summary show: one read model over the ledger, used by the CLI and
+//! the HTTP surface alike.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,7 +10,7 @@ use crate::clearer;
 use crate::config::Config;
 use crate::policy::{self, Decision};
 use crate::settings::Account;
-use crate::store::{AttemptRecord, EpisodeEnd, HistoryFilter, Store, StoreError};
+use crate::store::{AttemptRecord, EpisodeEnd, Fleet, HistoryFilter, Store, StoreError};
 
 /// One account's state, as `status` and `GET /api/v1/accounts` show it.
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +72,102 @@ pub fn account_status(
         episodes: lockout.episodes,
         locked_minutes: lockout.locked_minutes,
         locked: lockout.open,
+    })
+}
+
+/// Which accounts a listing shows: `?state=` of the status page and of
+/// `GET /api/v1/accounts` (SPEC section 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFilter {
+    #[default]
+    All,
+    Locked,
+    Exhausted,
+    Disabled,
+    DryRun,
+}
+
+/// A listing's filters and page.
+#[derive(Debug, Clone, Default)]
+pub struct AccountQuery {
+    pub state: StateFilter,
+    /// Part of a name or an appid, in any case.
+    pub q: Option<String>,
+    pub offset: usize,
+    /// `None`: every account that matches, as the API answered before paging.
+    pub limit: Option<usize>,
+    /// The page lists locked accounts first; the API keeps the config's order.
+    pub locked_first: bool,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct AccountPage {
+    /// Accounts that match the filters, on every page.
+    pub total: usize,
+    pub accounts: Vec<AccountStatus>,
+    /// The ledger's figures for this month, read once for the filters and
+    /// kept for the page's summary.
+    pub fleet: Fleet,
+}
+
+/// The accounts `query` selects, with the ledger read only for the ones on
+/// the page: which accounts are locked, exhausted or disabled comes from
+/// [`Store::fleet`], a few rows whatever the fleet's size.
+pub fn list_accounts(
+    store: &dyn Store,
+    config: &Config,
+    query: &AccountQuery,
+    now: DateTime<Utc>,
+) -> anyhow::Result<AccountPage> {
+    let tz = config.daemon.timezone;
+    let fleet = store.fleet(&calendar::month(tz, now), now)?;
+    let flags: std::collections::HashMap<&str, &crate::store::Flags> = fleet
+        .flagged
+        .iter()
+        .map(|f| (f.appid.as_str(), f))
+        .collect();
+    let locked = |a: &Account| flags.get(a.appid.as_str()).is_some_and(|f| f.locked);
+    let wanted = |a: &Account| {
+        let f = flags.get(a.appid.as_str());
+        match query.state {
+            StateFilter::All => true,
+            StateFilter::Locked => locked(a),
+            StateFilter::Exhausted => f.is_some_and(|f| f.exhausted),
+            StateFilter::Disabled => {
+                f.and_then(|f| f.disabled_fingerprint.as_deref()) == Some(a.fingerprint.as_str())
+            }
+            StateFilter::DryRun => a.policy.dry_run,
+        }
+    };
+    let needle = query.q.as_deref().map(str::to_lowercase);
+    let matches = |a: &Account| {
+        needle
+            .as_deref()
+            .is_none_or(|n| a.name.to_lowercase().contains(n) || a.appid.to_lowercase().contains(n))
+    };
+    let mut selected: Vec<&Account> = config
+        .accounts
+        .values()
+        .map(|a| a.as_ref())
+        .filter(|a| wanted(a) && matches(a))
+        .collect();
+    if query.locked_first {
+        // Stable: the config's order within each group.
+        selected.sort_by_key(|a| !locked(a));
+    }
+    let total = selected.len();
+    let accounts = selected
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit.unwrap_or(usize::MAX))
+        .map(|a| account_status(store, config, a, now))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(AccountPage {
+        total,
+        accounts,
+        fleet,
     })
 }
 

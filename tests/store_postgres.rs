@@ -856,3 +856,10 @@ fn a_replica_in_another_pid_namespace_keeps_its_clear_in_flight() {
         assert_eq!(rows[0].outcome, "ok");
     });
 }
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn the_fleet_is_summed_and_the_flagged_few_named() {
+    let db = TestDb::new("fleet");
+    store_contract::the_fleet_is_summed_and_the_flagged_few_named(&db.open());
+}

@@ -211,3 +211,9 @@ fn an_in_memory_ledger_keeps_the_contract_and_to_itself() {
     assert_eq!(store.history(&HistoryFilter::default()).unwrap().len(), 3);
     assert!(other.history(&HistoryFilter::default()).unwrap().is_empty());
 }
+
+#[test]
+fn the_fleet_is_summed_and_the_flagged_few_named() {
+    let file = TestFile::new();
+    store_contract::the_fleet_is_summed_and_the_flagged_few_named(&file.open());
+}

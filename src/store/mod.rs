@@ -222,6 +222,34 @@ pub struct HistoryFilter {
     pub limit: Option<u32>,
 }
 
+/// The whole fleet as the ledger sees it, for the status page: figures
+/// summed in the ledger and the few accounts flagged now, so that a page
+/// never reads every account's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fleet {
+    /// Full clears that count (`ok`, `ambiguous`, `pending`) started in the period.
+    pub clears: u64,
+    /// Episodes started in the period.
+    pub episodes: u64,
+    /// Their locked time up to `now`.
+    pub locked_seconds: u64,
+    /// Every appid locked, exhausted or disabled at `now`, by appid.
+    pub flagged: Vec<Flags>,
+}
+
+/// What holds for one appid at `now`, beside its counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub appid: String,
+    /// An episode is open.
+    pub locked: bool,
+    /// WeChat answered 48006 this month.
+    pub exhausted: bool,
+    /// A disable holds only while the account's config fingerprint is this
+    /// one; the caller compares.
+    pub disabled_fingerprint: Option<String>,
+}
+
 /// Where a `log_file` source stopped reading, so a restart neither misses nor
 /// recounts lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +338,13 @@ pub trait Store: Send + Sync {
 
     /// Per appid with episodes: locked now, and the locked time of them all.
     fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError>;
+
+    /// The fleet's figures for `period` and its flagged appids at `now`.
+    fn fleet(
+        &self,
+        period: &crate::calendar::Period,
+        now: DateTime<Utc>,
+    ) -> Result<Fleet, StoreError>;
 
     /// Claims the `monthly_report` of `month` (`YYYY-MM`) for `appid`: true
     /// the first time only, whichever process asks.

@@ -1189,6 +1189,51 @@ impl Store for PostgresStore {
         })
     }
 
+    fn fleet(&self, period: &calendar::Period, now: DateTime<Utc>) -> Result<Fleet, StoreError> {
+        let (from, to) = (period.start, period.end);
+        self.call(move |c| {
+            let clears: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM attempts WHERE scope = 'full' AND outcome IN ('pending', 'ok', 'ambiguous')
+                     AND started_at >= $1 AND started_at < $2",
+                    &[&from, &to],
+                )?
+                .try_get(0)?;
+            let totals = c.query_one(
+                "SELECT COUNT(*), COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM LEAST(COALESCE(ended_at, resets_at), $3) - started_at))), 0)::BIGINT
+                 FROM episodes WHERE started_at >= $1 AND started_at < $2",
+                &[&from, &to, &now],
+            )?;
+            let flagged = c
+                .query(
+                    "SELECT appid, BOOL_OR(locked), BOOL_OR(exhausted), MAX(disabled) FROM (
+                         SELECT appid, TRUE AS locked, FALSE AS exhausted, NULL::TEXT AS disabled FROM episodes
+                         WHERE ended_at IS NULL AND resets_at > $1 AND started_at <= $1
+                         UNION ALL
+                         SELECT appid, FALSE, COALESCE(exhausted_until > $1, FALSE), disabled_fingerprint FROM account_flags
+                         WHERE exhausted_until > $1 OR disabled_fingerprint IS NOT NULL
+                     ) f GROUP BY appid ORDER BY appid",
+                    &[&now],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(Flags {
+                        appid: r.try_get(0)?,
+                        locked: r.try_get(1)?,
+                        exhausted: r.try_get(2)?,
+                        disabled_fingerprint: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(Fleet {
+                clears: clears.max(0) as u64,
+                episodes: totals.try_get::<_, i64>(0)?.max(0) as u64,
+                locked_seconds: totals.try_get::<_, i64>(1)?.max(0) as u64,
+                flagged,
+            })
+        })
+    }
+
     fn lockout_totals(&self, now: DateTime<Utc>) -> Result<Vec<LockoutTotal>, StoreError> {
         self.call(move |c| {
             c.query(

@@ -648,6 +648,48 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn fleet(&self, period: &calendar::Period, now: DateTime<Utc>) -> Result<Fleet, StoreError> {
+        let conn = self.conn();
+        let (from, to, now) = (ms(period.start), ms(period.end), ms(now));
+        let clears: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM attempts WHERE scope = 'full' AND outcome IN ('pending', 'ok', 'ambiguous')
+             AND started_at >= ?1 AND started_at < ?2",
+            params![from, to],
+            |r| r.get(0),
+        )?;
+        let (episodes, locked): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(MAX(0, MIN(COALESCE(ended_at, resets_at), ?3) - started_at)), 0)
+             FROM episodes WHERE started_at >= ?1 AND started_at < ?2",
+            params![from, to, now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT appid, MAX(locked), MAX(exhausted), MAX(disabled) FROM (
+                 SELECT appid, 1 AS locked, 0 AS exhausted, NULL AS disabled FROM episodes
+                 WHERE ended_at IS NULL AND resets_at > ?1 AND started_at <= ?1
+                 UNION ALL
+                 SELECT appid, 0, COALESCE(exhausted_until > ?1, 0), disabled_fingerprint FROM account_flags
+                 WHERE exhausted_until > ?1 OR disabled_fingerprint IS NOT NULL
+             ) GROUP BY appid ORDER BY appid",
+        )?;
+        let flagged = stmt
+            .query_map(params![now], |r| {
+                Ok(Flags {
+                    appid: r.get(0)?,
+                    locked: r.get(1)?,
+                    exhausted: r.get(2)?,
+                    disabled_fingerprint: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Fleet {
+            clears: clears.max(0) as u64,
+            episodes: episodes.max(0) as u64,
+            locked_seconds: (locked.max(0) / 1000) as u64,
+            flagged,
+        })
+    }
+
     fn claim_report(
         &self,
         appid: &str,

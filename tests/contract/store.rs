@@ -385,3 +385,62 @@ pub fn history_filters_by_account_time_and_limit(store: &dyn Store) {
     assert_eq!(rows[0].account, "shop");
     assert_eq!(rows[0].outcome, "pending");
 }
+
+/// The status page's figures (SPEC section 5): the month's counted clears and
+/// episodes summed in the ledger, and only the appids locked, exhausted or
+/// disabled named, whatever the fleet's size.
+pub fn the_fleet_is_summed_and_the_flagged_few_named(store: &dyn Store) {
+    use quotawatch::store::{Flags, LockoutNote};
+    let now = utc("2026-11-28T02:00:00Z");
+    let month = quotawatch::calendar::month(chrono_tz::Asia::Shanghai, now);
+    let other = |appid: &'static str| AccountKey { appid, ..key() };
+    clear_once(store, &key(), utc("2026-11-28T01:00:00Z"));
+    let ok = clear_once(store, &other("wxB"), utc("2026-11-27T01:00:00Z"));
+    store
+        .finish(ok, &Outcome::Ok, utc("2026-11-27T01:00:01Z"))
+        .unwrap();
+    let failed = clear_once(store, &other("wxB"), utc("2026-11-27T05:00:00Z"));
+    let no = Outcome::Failed {
+        errcode: Some(40164),
+        errmsg: "invalid ip".into(),
+    };
+    store
+        .finish(failed, &no, utc("2026-11-27T05:00:01Z"))
+        .unwrap();
+    clear_once(store, &other("wxB"), utc("2026-10-27T05:00:00Z"));
+    store.mark_exhausted(&other("wxC"), now).unwrap();
+    store.mark_disabled(&other("wxD"), "40013", now).unwrap();
+    let grace = Duration::from_secs(300);
+    let evidence = LockoutNote::at(utc("2026-11-28T01:30:00Z"), None, grace);
+    store.note_lockout(&other("wxE"), &evidence).unwrap();
+    let october = LockoutNote::at(utc("2026-10-28T01:30:00Z"), None, grace);
+    store.note_lockout(&other("wxF"), &october).unwrap();
+
+    let fleet = store.fleet(&month, now).unwrap();
+    assert_eq!(
+        fleet.clears, 2,
+        "the pending and the ok one, not the failed or October's"
+    );
+    assert_eq!((fleet.episodes, fleet.locked_seconds), (1, 1800));
+    let flag = |appid: &str, locked, exhausted, disabled: Option<&str>| Flags {
+        appid: appid.into(),
+        locked,
+        exhausted,
+        disabled_fingerprint: disabled.map(str::to_string),
+    };
+    assert_eq!(
+        fleet.flagged,
+        vec![
+            flag("wxC", false, true, None),
+            flag("wxD", false, false, Some("fp1")),
+            flag("wxE", true, false, None),
+        ]
+    );
+    // After the month: October's figures are another period's; nobody is
+    // locked or exhausted any more, and the disable holds.
+    let december = utc("2026-12-01T02:00:00Z");
+    let next = quotawatch::calendar::month(chrono_tz::Asia::Shanghai, december);
+    let fleet = store.fleet(&next, december).unwrap();
+    assert_eq!((fleet.clears, fleet.episodes), (0, 0));
+    assert_eq!(fleet.flagged, vec![flag("wxD", false, false, Some("fp1"))]);
+}
