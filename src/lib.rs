@@ -68,8 +68,8 @@
 //! (`sources`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
 //! machinery (`decision`, `dispatcher`, `read_model`, `verify`, `simulate`);
-//! the surfaces (`ui`, then `http`, which serves it; `cli`, `report`); `app`; `main`. Only `main`
-//! imports `cli`.
+//! the surfaces (`ui`, then `http`, which serves it; `cli`, `report`);
+//! `app`; `main`. Only `main` imports `cli`.
 
 pub mod app;
 pub mod calendar;

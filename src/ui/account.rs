@@ -86,7 +86,7 @@ fn figures(tz: Tz, s: &AccountStatus) -> Markup {
         ("Cooldown until", opt_time(tz, s.cooldown_until)),
     ];
     html! {
-        p { "Kind: " (format!("{:?}", s.kind).to_lowercase()) " " (super::overview::flags(s)) }
+        p { "Kind: " (serde_json::to_value(s.kind).ok().and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default()) " " (super::overview::flags(s)) }
         @if let Some(why) = &s.disabled { p.error { "Disabled: " (why) } }
         dl.summary id="figures" {
             @for (label, value) in rows { div { dt { (label) } dd { (value) } } }
@@ -208,7 +208,7 @@ fn attempts_table(tz: Tz, attempts: &[AttemptRecord]) -> Markup {
                 } }
                 tbody {
                     @for a in attempts {
-                        tr class=(format!("attempt {}", a.outcome)) {
+                        tr class=(format!("attempt-{}", a.outcome)) {
                             td.n { (a.id) }
                             td { (time(tz, a.started_at)) }
                             td { (scope(&a.target)) @if a.forced { " (forced)" } }
