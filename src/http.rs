@@ -325,9 +325,10 @@ async fn api_signals(
     enqueue(&state, "api", parsed)
 }
 
-/// `?state=&q=&limit=&offset=` of `GET /api/v1/accounts`.
+/// `?state=&q=&limit=&offset=` of `GET /api/v1/accounts`. Other parameters
+/// are ignored, as they were before paging (a script's cache-buster).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct AccountsQuery {
     state: Option<StateFilter>,
     q: Option<String>,
