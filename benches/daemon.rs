@@ -18,7 +18,14 @@
 //!   870 KB, under the 1 MiB limit), more than the queue's 10,000 free
 //!   places: each is refused with 503 while it is parsed.
 //!
-//! Without a subcommand (as under `cargo bench`) it runs all three with their
+//! - `status-page [ACCOUNTS] [LOADS]`: the status page (issue 22) with
+//!   ACCOUNTS (10,000) accounts and a ledger holding this month's episodes and
+//!   flags across the fleet plus a year of daily history for one account:
+//!   the size and serve time of `/ui/`, of that account's page and of
+//!   `/api/v1/accounts` paged and whole, and resident memory idle and after
+//!   LOADS (60) loads of each kind of page.
+//!
+//! Without a subcommand (as under `cargo bench`) it runs all of them with their
 //! defaults. Scratch files go under `target/bench-daemon/` (disk, not tmpfs).
 
 use std::collections::HashMap;
@@ -50,12 +57,14 @@ fn main() {
         Some("startup") => startup(num(1, 1000), num(2, 20)),
         Some("footprint") => runtime.block_on(footprint(num(1, 60) as u64)),
         Some("large-bodies") => runtime.block_on(large_bodies(num(1, 100))),
+        Some("status-page") => runtime.block_on(status_page(num(1, 10_000), num(2, 60))),
         _ => {
             runtime.block_on(reaction(1000, 0));
             runtime.block_on(reaction(1000, 96_000));
             startup(1000, 20);
             runtime.block_on(footprint(60));
             runtime.block_on(large_bodies(100));
+            runtime.block_on(status_page(10_000, 60));
         }
     }
 }
@@ -431,4 +440,164 @@ async fn large_bodies(bodies: usize) {
         after["VmRSS"],
         after["VmHWM"]
     );
+}
+
+// ---- the status page ------------------------------------------------------------------
+
+/// A ledger as a fleet has it mid-month: for this month, an ended episode
+/// (with a refused decision and its clear) for every third account, an open
+/// one for every 200th, 48006 for every 500th, a disable for every 1,000th;
+/// for account `a0`, a day's episode, a failed and an ok clear every day of
+/// the year before. Written in one transaction, straight into the tables.
+fn status_history(db: &Path, accounts: usize) {
+    drop(quotawatch::store::SqliteStore::open(db).expect("create the ledger"));
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    let now = chrono::Utc::now();
+    let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+    let tz = chrono_tz::Asia::Shanghai;
+    let month = quotawatch::calendar::month(tz, now);
+    let episode = |appid: &str, name: &str, start, end: Option<_>, with_clear: bool| {
+        let reset = quotawatch::calendar::day(tz, start).end;
+        let mut attempt: Option<i64> = None;
+        if with_clear {
+            let at = end.unwrap_or(start);
+            tx.execute(
+                "INSERT INTO attempts (appid, account, scope, started_at, finished_at, outcome, errcode, errmsg, source, trigger, evidence, forced, owner)
+                 VALUES (?1, ?2, 'full', ?3, ?3, 'failed', 40164, 'invalid ip 203.0.113.9, not in whitelist', 'bench', '45009', 1, 0, 'bench:1'),
+                        (?1, ?2, 'full', ?4, ?4, 'ok', NULL, NULL, 'bench', '45009', 3, 0, 'bench:1')",
+                rusqlite::params![appid, name, ms(at) - 60_000, ms(at)],
+            )
+            .unwrap();
+            attempt = Some(tx.last_insert_rowid());
+        }
+        tx.execute(
+            "INSERT INTO episodes (appid, account, started_at, resets_at, ended_at, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![appid, name, ms(start), ms(reset), end.map(ms), attempt],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO episode_decisions (episode, reason, count, first_at, last_at) VALUES (?1, 'cooldown', 4, ?2, ?2)",
+            rusqlite::params![tx.last_insert_rowid(), ms(start) + 60_000],
+        )
+        .unwrap();
+    };
+    let minutes = |m: i64| chrono::Duration::minutes(m);
+    // Early this month, whatever day it is: start plus an hour.
+    let earlier = (now - minutes(120)).max(month.start + minutes(60));
+    for i in 0..accounts {
+        let (id, name) = (appid(i), format!("a{i}"));
+        if i % 3 == 0 {
+            episode(&id, &name, earlier - minutes(45), Some(earlier), true);
+        }
+        if i % 200 == 7 {
+            episode(&id, &name, now - minutes(5), None, false);
+        }
+        if i % 500 == 11 {
+            tx.execute(
+                "INSERT INTO account_flags (appid, exhausted_until) VALUES (?1, ?2)",
+                rusqlite::params![id, ms(month.end)],
+            )
+            .unwrap();
+        }
+        if i % 1000 == 13 {
+            tx.execute(
+                "INSERT INTO account_flags (appid, disabled_fingerprint, disabled_reason, disabled_at) VALUES (?1, 'x', '40164', ?2)",
+                rusqlite::params![id, ms(now)],
+            )
+            .unwrap();
+        }
+    }
+    for d in 1..=365 {
+        let day = quotawatch::calendar::day(tz, month.start - chrono::Duration::days(d));
+        let start = day.start + minutes(600);
+        episode(&appid(0), "a0", start, Some(start + minutes(30)), true);
+    }
+    tx.commit().unwrap();
+}
+
+/// `GET url` with the token `samples` times: the body's size, the median
+/// and slowest times.
+async fn serve_times(
+    http: &reqwest::Client,
+    url: &str,
+    samples: usize,
+) -> (usize, Duration, Duration) {
+    let mut times = Vec::with_capacity(samples);
+    let mut size = 0;
+    for _ in 0..samples {
+        let started = Instant::now();
+        let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        size = resp.bytes().await.unwrap().len();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (size, percentile(&times, 0.5), times[times.len() - 1])
+}
+
+async fn status_page(n: usize, loads: usize) {
+    let (base, _arrivals) = fake_wechat().await;
+    let dir = scratch("status-page");
+    let config = write_config(
+        &dir,
+        &format!("[wechat]\napi_base = \"{base}\"\n{}", accounts(n, "")),
+    );
+    let seeding = Instant::now();
+    status_history(&dir.join("ledger.db"), n);
+    println!(
+        "status page: {n} accounts, ledger seeded in {}",
+        ms(seeding.elapsed())
+    );
+    let daemon = start(&dir, &config);
+    let (pid, addr) = (daemon.pid(), daemon.addr());
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = proc_status(pid)["VmRSS"].clone();
+    for (label, path) in [
+        ("/ui/", "/ui/".to_string()),
+        ("/ui/ page 50", "/ui/?page=50".to_string()),
+        ("/ui/?state=locked", "/ui/?state=locked".to_string()),
+        ("/ui/?q=a99", "/ui/?q=a99".to_string()),
+        (
+            "account page, a year of history",
+            "/ui/accounts/a0".to_string(),
+        ),
+        (
+            "/api/v1/accounts?limit=100",
+            "/api/v1/accounts?limit=100".to_string(),
+        ),
+    ] {
+        let (size, p50, max) = serve_times(&http, &url(&path), 20).await;
+        println!(
+            "status page: {label}: {size} bytes, p50 {}, max {} (20 loads)",
+            ms(p50),
+            ms(max)
+        );
+    }
+    let rss = |what: &str| {
+        let s = proc_status(pid);
+        println!(
+            "status page: RSS idle {idle}; after {what}: {} (peak {})",
+            s["VmRSS"], s["VmHWM"]
+        );
+    };
+    rss("the serve-time loads above");
+    for i in 0..loads {
+        let page = i % n.div_ceil(100) + 1;
+        serve_times(&http, &url(&format!("/ui/?page={page}")), 1).await;
+    }
+    rss(&format!("{loads} more overview pages"));
+    for i in 0..loads {
+        serve_times(&http, &url(&format!("/ui/accounts/a{}", i * 3)), 1).await;
+    }
+    rss(&format!("{loads} account pages"));
+    let (size, p50, max) = serve_times(&http, &url("/api/v1/accounts"), 5).await;
+    println!(
+        "status page: /api/v1/accounts unpaged: {size} bytes, p50 {}, max {} (5 loads)",
+        ms(p50),
+        ms(max)
+    );
+    rss("5 unpaged /api/v1/accounts");
 }
