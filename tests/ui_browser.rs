@@ -53,10 +53,11 @@ fn config(api_base: &str) -> String {
     text
 }
 
-/// History inside this month, however early in it the test runs.
+/// History inside this month and before now, however early in the month
+/// the test runs (then it all stands at the month's first instant).
 fn this_month(now: DateTime<Utc>, minutes_ago: i64) -> DateTime<Utc> {
     let month = quotawatch::calendar::month(chrono_tz::Asia::Shanghai, now);
-    (now - Duration::minutes(minutes_ago)).max(month.start + Duration::minutes(minutes_ago % 60))
+    (now - Duration::minutes(minutes_ago)).max(month.start)
 }
 
 fn seed(env: &Env) {
@@ -105,7 +106,8 @@ fn seed(env: &Env) {
     clear("shop", this_month(now, 200), ambiguous);
     let last_month = quotawatch::calendar::month(tz, now).start - Duration::days(3);
     clear("shop", last_month, Outcome::Ok);
-    lockout("kiosk", now - Duration::minutes(1), Some("cooldown"));
+    // At `now`: open whenever the test runs, the daily reset being ahead.
+    lockout("kiosk", now, Some("cooldown"));
 }
 
 /// Chromium, headless, on `url`; `--dump-dom` or `--screenshot=FILE`.
@@ -174,8 +176,10 @@ async fn chromium_shows_the_fleet_and_an_accounts_month() {
             d.url(&format!("/api/v1/accounts/{name}/clear")),
         );
         async move {
+            // Forced: seeded history close before it must not refuse it.
             http.post(url)
                 .bearer_auth(TOKEN)
+                .json(&serde_json::json!({ "force": true }))
                 .send()
                 .await
                 .unwrap()
