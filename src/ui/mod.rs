@@ -49,7 +49,17 @@ pub fn router(state: UiState) -> Router {
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(overview_page))
         .route("/ui/accounts/{name}", get(account_page))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// A page shows the ledger behind a token: no cache along the way keeps it.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// Why a page could not be shown, as a small page of its own.

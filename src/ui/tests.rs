@@ -193,6 +193,11 @@ async fn the_page_takes_the_api_tokens_as_bearer_or_basic_password() {
         let a = get(&f.state, "/ui/", Some(auth)).await;
         assert_eq!(a.status, StatusCode::OK, "{auth}");
         assert!(a.body.contains("acct007"), "{auth}");
+        assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+        assert!(a.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
     }
     // The API keeps to bearer tokens.
     let a = get(&f.state, "/api/v1/accounts", Some(&basic("u:good-token"))).await;
