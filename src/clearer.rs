@@ -230,7 +230,7 @@ impl Clearer {
     ) -> Result<(), ClearError> {
         tracing::info!(
             account = %account.name, appid = %account.appid, source = %req.source, decision = "clear",
-            target = ?report.target, attempt = id, evidence = req.evidence, "Clearing quota"
+            target = %report.target, attempt = id, evidence = req.evidence, "Clearing quota"
         );
         let result = self.wechat.clear(account, &report.target).await;
         let outcome = outcome_of(&result);

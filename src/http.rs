@@ -226,11 +226,11 @@ fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, 
     let queued = signals.len();
     for r in &rejected {
         state.metrics.decision("skip", "unknown_account");
-        tracing::warn!(source, index = r.index, account = r.account.as_deref().unwrap_or(""), reason = %r.reason, decision = "skip", "Alert names no known account");
+        tracing::warn!(source, index = r.index, account = r.account.as_deref(), reason = %r.reason, decision = "skip", "Alert names no known account");
     }
     if let Some(t) = &truncated {
         tracing::warn!(
-            source, group = %t.group, truncated = t.alerts, account = t.account.as_deref().unwrap_or(""),
+            source, group = %t.group, truncated = t.alerts, account = t.account.as_deref(),
             "Alertmanager truncated the group (the receiver's max_alerts); set max_alerts: 0 for quotawatch"
         );
     }
@@ -284,7 +284,7 @@ async fn api_accounts(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    .map_err(|e| ApiError::Internal(crate::error_chain::display(e.as_ref())))?;
     Ok(Json(json!({ "accounts": rows })).into_response())
 }
 
