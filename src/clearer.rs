@@ -657,6 +657,7 @@ mod tests {
             appid: "wx448f04719cd48f69".into(),
             kind: AccountKind::MiniProgram,
             credential: Credential::Secret(Secret::new("s")),
+            token: None,
             notify: Vec::new(),
             policy: PolicySettings {
                 reset_guard: Duration::ZERO,

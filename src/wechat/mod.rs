@@ -278,10 +278,7 @@ impl WeChat {
 }
 
 fn uses_token(account: &Account) -> bool {
-    matches!(
-        account.credential,
-        Credential::TokenFile(_) | Credential::TokenCommand(_) | Credential::Secret(_)
-    )
+    account.token_from().is_some()
 }
 
 #[cfg(test)]
