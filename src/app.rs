@@ -241,12 +241,16 @@ impl Daemon {
             .values()
             .filter(|a| a.policy.dry_run)
             .count();
+        let dry = match dry {
+            0 => String::new(),
+            n if n == config.accounts.len() => " (all in dry run)".to_string(),
+            n => format!(" ({n} in dry run)"),
+        };
         format!(
-            "watching {} accounts ({} dry-run), {} sources, {} notifiers",
-            config.accounts.len(),
-            dry,
-            config.sources.len(),
-            config.notifiers.len()
+            "watching {}{dry}, {}, {}",
+            count(config.accounts.len(), "account"),
+            count(config.sources.len(), "source"),
+            count(config.notifiers.len(), "notifier"),
         )
     }
 
@@ -310,7 +314,7 @@ impl Daemon {
         ));
         ready.store(true, Ordering::SeqCst);
         let summary = Self::summary(&self.config);
-        tracing::info!(listen = %addr, state = ?self.config.daemon.state, summary = %summary, "quotawatch is ready");
+        tracing::info!(listen = %addr, state = %self.config.daemon.state, summary = %summary, "quotawatch is ready");
         lifecycle::ready(&summary);
         Ok(Running {
             gen,
@@ -340,7 +344,7 @@ impl Daemon {
         let next_gen = match self.build(next.clone()) {
             Ok(g) => g,
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "Reload failed; keeping the old configuration");
+                tracing::error!(error = %crate::error_chain::display(e.as_ref()), "Reload failed; keeping the old configuration");
                 self.build(running.gen.runtime.config.clone())?
             }
         };
@@ -373,7 +377,7 @@ impl Daemon {
             .await
             .is_err()
         {
-            tracing::error!(timeout = ?timeout, "In-flight clears did not finish in time; the ledger keeps them pending and the next start counts them as ambiguous");
+            tracing::error!(timeout = %humantime::format_duration(timeout), "In-flight clears did not finish in time; the ledger keeps them pending and the next start counts them as ambiguous");
         }
         running.gen.notifiers.shutdown(timeout).await;
         if tokio::time::timeout(Duration::from_secs(5), running.server)
@@ -439,5 +443,24 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// "1 account", "2 accounts": the summary is read by people (the log,
+/// `systemctl status`).
+fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_read_as_words() {
+        for (n, want) in [(0, "0 accounts"), (1, "1 account"), (2, "2 accounts")] {
+            assert_eq!(super::count(n, "account"), want);
+        }
     }
 }

@@ -230,7 +230,7 @@ impl Clearer {
     ) -> Result<(), ClearError> {
         tracing::info!(
             account = %account.name, appid = %account.appid, source = %req.source, decision = "clear",
-            target = ?report.target, attempt = id, evidence = req.evidence, "Clearing quota"
+            target = %report.target, attempt = id, evidence = req.evidence, "Clearing quota"
         );
         let result = self.wechat.clear(account, &report.target).await;
         let outcome = outcome_of(&result);
@@ -664,6 +664,7 @@ mod tests {
             appid: "wx448f04719cd48f69".into(),
             kind: AccountKind::MiniProgram,
             credential: Credential::Secret(Secret::new("s")),
+            token: None,
             notify: Vec::new(),
             policy: PolicySettings {
                 reset_guard: Duration::ZERO,

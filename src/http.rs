@@ -283,11 +283,11 @@ fn enqueue(state: &HttpState, source: &str, parsed: Parsed) -> Result<Response, 
     let queued = signals.len();
     for r in &rejected {
         state.metrics.decision("skip", "unknown_account");
-        tracing::warn!(source, index = r.index, account = r.account.as_deref().unwrap_or(""), reason = %r.reason, decision = "skip", "Alert names no known account");
+        tracing::warn!(source, index = r.index, account = r.account.as_deref(), reason = %r.reason, decision = "skip", "Alert names no known account");
     }
     if let Some(t) = &truncated {
         tracing::warn!(
-            source, group = %t.group, truncated = t.alerts, account = t.account.as_deref().unwrap_or(""),
+            source, group = %t.group, truncated = t.alerts, account = t.account.as_deref(),
             "Alertmanager truncated the group (the receiver's max_alerts); set max_alerts: 0 for quotawatch"
         );
     }
@@ -366,7 +366,7 @@ async fn api_accounts(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    .map_err(|e| ApiError::Internal(crate::error_chain::display(e.as_ref())))?;
     let mut body = json!({ "accounts": page.accounts });
     if paged {
         body["total"] = json!(page.total);
@@ -781,11 +781,12 @@ mod tests {
     }
 
     /// Issue 10, item 3: a group cut by `max_alerts` is reported, and its
-    /// truncated alerts count as evidence for the account commonLabels name.
+    /// truncated alerts count as evidence for the account `groupLabels` name.
     #[tokio::test]
     async fn truncated_alertmanager_groups_are_reported_and_counted() {
         let mut f = fixture("", 10);
-        let body = r#"{"version":"4","groupKey":"{}:{alertname=\"Quota\"}","truncatedAlerts":7,
+        let body = r#"{"version":"4","groupKey":"{}:{appid=\"wx448f04719cd48f69\"}","truncatedAlerts":7,
+            "groupLabels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},
             "commonLabels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},
             "alerts":[{"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},"fingerprint":"f1"}]}"#;
         let (status, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
@@ -793,7 +794,7 @@ mod tests {
         assert_eq!(json["queued"], 2, "{json}");
         assert_eq!(json["truncated"]["alerts"], 7, "{json}");
         assert_eq!(
-            json["truncated"]["group"], "{}:{alertname=\"Quota\"}",
+            json["truncated"]["group"], "{}:{appid=\"wx448f04719cd48f69\"}",
             "{json}"
         );
         assert_eq!(json["truncated"]["account"], "wx448f04719cd48f69", "{json}");
@@ -802,13 +803,37 @@ mod tests {
             .collect();
         assert_eq!(counts, [1, 7]);
 
-        // Without an account in commonLabels: still reported, nothing counted.
+        // Without an account in groupLabels: still reported, nothing counted.
         let body = r#"{"version":"4","groupKey":"g2","truncatedAlerts":3,"commonLabels":{},
             "alerts":[{"status":"firing","labels":{"appid":"wx448f04719cd48f69"},"fingerprint":"f2"}]}"#;
         let (_, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
         assert_eq!(json["queued"], 1, "{json}");
         assert_eq!(json["truncated"]["alerts"], 3, "{json}");
         assert!(json["truncated"]["account"].is_null(), "{json}");
+    }
+
+    /// Issue 19, item 1: Alertmanager truncates before it computes
+    /// `commonLabels`, so with `group_by: [alertname]` the labels common to the
+    /// alerts it kept name their account, not the dropped alerts'. Those are
+    /// reported, never counted for the account of the alerts that were sent.
+    #[tokio::test]
+    async fn truncated_alerts_are_not_put_on_the_account_of_the_alerts_kept() {
+        let mut f = fixture("", 10);
+        let body = r#"{"version":"4","groupKey":"{}:{alertname=\"Quota\"}","truncatedAlerts":3,
+            "groupLabels":{"alertname":"Quota"},
+            "commonLabels":{"alertname":"Quota","appid":"wx448f04719cd48f69"},
+            "alerts":[
+              {"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69","i":"1"},"fingerprint":"b1"},
+              {"status":"firing","labels":{"alertname":"Quota","appid":"wx448f04719cd48f69","i":"2"},"fingerprint":"b2"}]}"#;
+        let (status, json) = call(&f.state, "POST", "/hooks/alerts", &[AUTH], body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+        assert_eq!(json["queued"], 2, "{json}");
+        assert_eq!(json["truncated"]["alerts"], 3, "{json}");
+        assert!(json["truncated"]["account"].is_null(), "{json}");
+        let counts: Vec<u32> = std::iter::from_fn(|| f._rx.try_recv().ok())
+            .map(|s| s.count)
+            .collect();
+        assert_eq!(counts, [1, 1]);
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@
 //!   use: the error-collecting [`settings::Checker`], typed choices, the
 //!   `*_file` rules. It knows no component.
 //! - [`secret`]: the masked [`secret::Secret`], a leaf every module may use.
+//! - [`error_chain`]: an error with its causes, each said once, as every
+//!   surface shows it; a leaf.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
@@ -62,8 +64,9 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
-//! Imports run one way, with no cycles, from the leaves (`secret`, `clock`,
-//! `calendar`, `metrics`, `listener`, `lifecycle`, `timeline`) up: `policy` and
+//! Imports run one way, with no cycles, from the leaves (`secret`,
+//! `error_chain`, `clock`, `calendar`, `metrics`, `listener`, `lifecycle`,
+//! `timeline`) up: `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
@@ -79,6 +82,7 @@ pub mod clock;
 pub mod config;
 pub mod decision;
 pub mod dispatcher;
+pub mod error_chain;
 pub mod event;
 pub mod http;
 pub mod lifecycle;

@@ -83,7 +83,10 @@ fn finish(result: anyhow::Result<cli::Exit>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("quotawatch: {e:#}");
+            eprintln!(
+                "quotawatch: {}",
+                quotawatch::error_chain::display(e.as_ref())
+            );
             ExitCode::from(EXIT_FAILURE as u8)
         }
     }

@@ -29,6 +29,20 @@ pub struct Metrics {
     pub locked: Family<Labels, Gauge>,
     /// `quotawatch_lockout_seconds_total{account}`: the ledger's locked time.
     pub lockout_seconds: Family<Labels, Counter>,
+    /// The latest `openapi/quota/get` reading of every polled (account, API):
+    /// quotawatch is also the exporter of WeChat quotas (SPEC 4a).
+    pub api_quota: ApiQuota,
+}
+
+/// `quotawatch_api_quota_{limit,used,remaining}` and
+/// `quotawatch_api_rate_limit_{calls,period_seconds}`, by `{account, cgi_path}`.
+#[derive(Default)]
+pub struct ApiQuota {
+    pub limit: Family<Labels, Gauge>,
+    pub used: Family<Labels, Gauge>,
+    pub remaining: Family<Labels, Gauge>,
+    pub rate_limit_calls: Family<Labels, Gauge>,
+    pub rate_limit_period: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,6 +108,16 @@ impl Metrics {
             "Seconds the account was locked out, over every episode in the ledger",
             lockout_seconds.clone(),
         );
+        let api_quota = ApiQuota::default();
+        for (name, help, family) in [
+            ("quotawatch_api_quota_limit", "The API's daily limit (openapi/quota/get's quota.daily_limit)", &api_quota.limit),
+            ("quotawatch_api_quota_used", "Calls of the API counted today (quota.used; WeChat's count may be off by about 1%)", &api_quota.used),
+            ("quotawatch_api_quota_remaining", "Calls of the API left today (quota.remain)", &api_quota.remaining),
+            ("quotawatch_api_rate_limit_calls", "Calls the API allows per period (rate_limit.call_count)", &api_quota.rate_limit_calls),
+            ("quotawatch_api_rate_limit_period_seconds", "The rate limit's period in seconds (rate_limit.refresh_second)", &api_quota.rate_limit_period),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         Self {
             registry,
             signals,
@@ -105,6 +129,28 @@ impl Metrics {
             source_healthy,
             locked,
             lockout_seconds,
+            api_quota,
+        }
+    }
+
+    /// The latest quota reading of `account`'s `cgi_path`.
+    pub fn api_quota(&self, account: &str, cgi_path: &str, reading: &crate::wechat::QuotaReading) {
+        let labels = vec![
+            ("account", account.to_string()),
+            ("cgi_path", cgi_path.to_string()),
+        ];
+        let gauge = |family: &Family<Labels, Gauge>, value: u64| {
+            family
+                .get_or_create(&labels)
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        let q = &reading.quota;
+        gauge(&self.api_quota.limit, q.daily_limit);
+        gauge(&self.api_quota.used, q.used);
+        gauge(&self.api_quota.remaining, q.remain);
+        if let Some(r) = &reading.rate_limit {
+            gauge(&self.api_quota.rate_limit_calls, r.call_count);
+            gauge(&self.api_quota.rate_limit_period, r.refresh_second);
         }
     }
 

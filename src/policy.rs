@@ -24,6 +24,16 @@ pub enum ClearTarget {
     Api { cgi_path: String },
 }
 
+/// As the log says it: `full`, or `api /cgi-bin/...`.
+impl std::fmt::Display for ClearTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClearTarget::Full => f.write_str("full"),
+            ClearTarget::Api { cgi_path } => write!(f, "api {cgi_path}"),
+        }
+    }
+}
+
 /// What to try first when a signal names one exhausted API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

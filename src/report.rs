@@ -124,6 +124,7 @@ mod tests {
             appid: "wx448f04719cd48f69".into(),
             kind: AccountKind::MiniProgram,
             credential: Credential::Secret(Secret::new("s")),
+            token: None,
             notify: vec!["ops".into()],
             policy: PolicySettings::default(),
             fingerprint: "fp".into(),

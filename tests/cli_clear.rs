@@ -325,6 +325,107 @@ async fn authorizer_with_its_own_token_file_clears_through_clear_quota() {
     assert_clean(&fake);
 }
 
+/// SPEC 4a, the credentials split (issue 21): an authorizer clears through
+/// its component (token-free, so it works while token calls are over quota)
+/// and reads its quotas with its own authorizer_access_token, from one
+/// table; the component likewise clears with its secret and reads with its
+/// component_access_token from a command. Before, either pair was refused
+/// as "needs exactly one credential".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_credential_and_a_token_source_side_by_side() {
+    const API: &str = "/cgi-bin/message/custom/send";
+    let fake = FakeWeChat::start().await;
+    fake.add_component(PLATFORM, PLATFORM_SECRET);
+    fake.authorize(PLATFORM, CLIENT);
+    fake.set_quota(CLIENT, API, 1000, 990);
+    fake.set_quota(PLATFORM, API, 500, 1);
+    let client_token = fake.issue_token(CLIENT);
+    let platform_token = fake.issue_token(PLATFORM);
+    let env = Env::new("");
+    let script = env.file(
+        "component-token.sh",
+        &format!("#!/bin/sh\n[ \"$1\" = platform ] || exit 2\necho {platform_token}\n"),
+    );
+    make_executable(&script);
+    let accounts = format!(
+        "[accounts.platform]\nappid = \"{PLATFORM}\"\nkind = \"component\"\nsecret = \"{PLATFORM_SECRET}\"\n\
+         token_command = [\"{}\", \"platform\"]\n\
+         [accounts.client]\nappid = \"{CLIENT}\"\nkind = \"authorizer\"\ncomponent = \"platform\"\n\
+         token_file = \"client-token\"\n",
+        script.display()
+    );
+    env.write(&body(&fake, "2s", NO_COOLDOWN, &accounts));
+    env.file("client-token", &client_token);
+
+    let o = env.run(&["check"]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    for (account, token, limit) in [
+        ("client", &client_token, 1000),
+        ("platform", &platform_token, 500),
+    ] {
+        let o = env.run_async(&["quota", account, API, "--json"]).await;
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert_eq!(json_of(&o)["quota"]["daily_limit"], limit, "{}", show(&o));
+        let read = fake.requests_to(QUOTA_GET);
+        assert_eq!(
+            read.last().unwrap().query_param("access_token").as_deref(),
+            Some(token.as_str())
+        );
+        assert_no_secrets(&[&o], &[token, PLATFORM_SECRET]);
+    }
+    for (account, appid, with_appid) in [("client", CLIENT, true), ("platform", PLATFORM, false)] {
+        let (rc, summary, out) = clear(&env, account, &[]).await;
+        assert_eq!(rc, 0, "{}", show(&out));
+        assert_eq!(outcome(&summary), "ok", "{summary}");
+        let req = fake.requests_to(COMPONENT_CLEAR_QUOTA_V2).pop().unwrap();
+        assert_eq!(req.body_str("component_appid").as_deref(), Some(PLATFORM));
+        assert_eq!(req.body_str("appid").is_some(), with_appid, "{req:?}");
+        assert_eq!(fake.clears_effective(appid), 1);
+        assert_no_secrets(&[&out], &[&client_token, &platform_token, PLATFORM_SECRET]);
+    }
+    // Every clear was token-free; no token was asked of WeChat.
+    assert_eq!(fake.count_exact(CLEAR_QUOTA), 0);
+    assert_eq!(fake.count_exact(STABLE_TOKEN), 0);
+    assert_clean(&fake);
+}
+
+/// A wrong combination is explained in one line naming the account.
+#[test]
+fn a_wrong_combination_of_credentials_is_explained_in_one_line() {
+    let platform = platform_account();
+    let cases = [
+        (
+            format!("{platform}[accounts.client]\nappid = \"{CLIENT}\"\nkind = \"authorizer\"\ncomponent = \"platform\"\nsecret = \"x\"\n"),
+            "`accounts.client`",
+            "has both secret and component",
+        ),
+        (
+            format!("[accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\nsecret = \"x\"\ntoken_file = \"t\"\ntoken_command = [\"/bin/t\"]\n"),
+            "`accounts.shop`",
+            "has both token_file and token_command",
+        ),
+        (
+            format!("[accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\n"),
+            "`accounts.shop`",
+            "needs a clear credential: secret (or secret_file), or a token_file or token_command",
+        ),
+        (
+            format!("[accounts.shop]\nappid = \"{APP}\"\nkind = \"mini_program\"\ncomponent = \"platform\"\n"),
+            "`accounts.shop.component`",
+            "only an account of kind = \"authorizer\"",
+        ),
+    ];
+    for (accounts, key, want) in cases {
+        let env = Env::new(&accounts);
+        let o = env.run(&["check"]);
+        assert_eq!(code(&o), 78, "{}", show(&o));
+        let err = stderr(&o);
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(key)).collect();
+        assert_eq!(lines.len(), 1, "{}", show(&o));
+        assert!(lines[0].contains(want), "{want}: {}", show(&o));
+    }
+}
+
 // ---- 2. the monthly cap across invocations ----------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

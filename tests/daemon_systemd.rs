@@ -44,12 +44,22 @@ async fn notify_protocol_through_start_reload_watchdog_and_stop() {
     .await;
 
     let start = wait_for(&sock, "READY=1", Duration::from_secs(10));
+    // Issue 19, item 4: the summary reads as words, not "1 accounts (0 dry-run)".
     assert!(
-        start
-            .iter()
-            .any(|m| m.contains("STATUS=watching 1 accounts")),
+        start.iter().any(|m| m
+            .lines()
+            .any(|l| l == "STATUS=watching 1 account, 0 sources, 0 notifiers")),
         "{start:?}"
     );
+    // The ready line names the ledger as the config wrote it, not
+    // `Sqlite("...")`.
+    let ready: serde_json::Value = d
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "quotawatch is ready")
+        .expect("the ready line");
+    assert_eq!(ready["state"], env.db.display().to_string(), "{ready}");
     wait_for(&sock, "WATCHDOG=1", Duration::from_secs(2));
 
     d.signal(libc::SIGHUP);

@@ -207,3 +207,38 @@ async fn an_outcome_the_ledger_cannot_take_is_notified_and_recorded_when_it_retu
     assert_eq!(fake.clears_effective(APPID), 1);
     assert_eq!(chat.received().len(), 1, "one clear, one message");
 }
+
+/// Issue 19, item 3: a ledger that cannot be opened is explained with each
+/// cause once, on the command line of `run` and of a read command, for
+/// SQLite and for PostgreSQL.
+#[test]
+fn an_unopenable_ledger_says_each_cause_once() {
+    let env = Env::new(&format!(
+        "[accounts.shop]\nappid = \"{APPID}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n"
+    ));
+    // A directory where the database file should be: SQLite cannot open it.
+    std::fs::create_dir(&env.db).unwrap();
+    let once = |text: &str, cause: &str| {
+        assert_eq!(text.matches(cause).count(), 1, "`{cause}` once in: {text}");
+    };
+    for args in [&["run"][..], &["status"][..]] {
+        let o = env.run(args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = stderr(&o);
+        once(&err, "unable to open database file");
+        assert!(!err.contains("Error code 14"), "{err}");
+    }
+    // Nothing listens on port 1 of the loopback: the connection is refused.
+    let o = env
+        .command(&["status"])
+        .env(
+            "QUOTAWATCH_DAEMON__STATE",
+            "postgres://quotawatch:pg-password-5150@127.0.0.1:1/ledger?sslmode=disable",
+        )
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    once(&err, "Connection refused");
+    assert!(!err.contains("pg-password-5150"), "{err}");
+}

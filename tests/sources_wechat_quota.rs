@@ -87,6 +87,41 @@ async fn a_low_api_is_signalled_with_its_cgi_path() {
     assert_eq!(h.ctx.health.snapshot().get("quota"), Some(&None));
 }
 
+/// SPEC 4a: every polled (account, API)'s latest reading is exported, so
+/// quotawatch is also the exporter of WeChat quotas; the fake answers a
+/// rate limit of 100 calls per 60 s.
+#[tokio::test]
+async fn every_reading_is_exported_as_metrics() {
+    let (fake, h) = setup("").await;
+    fake.set_quota(SHOP, SEND, 100_000, 99_500);
+    fake.set_quota(BLOG, CHECK, 2_000, 7);
+    source(&h, &QuotaReadings::default())
+        .run_once(Duration::ZERO)
+        .await;
+    let text = h.ctx.metrics.render();
+    for want in [
+        format!("quotawatch_api_quota_limit{{account=\"shop\",cgi_path=\"{SEND}\"}} 100000"),
+        format!("quotawatch_api_quota_used{{account=\"shop\",cgi_path=\"{SEND}\"}} 99500"),
+        format!("quotawatch_api_quota_remaining{{account=\"shop\",cgi_path=\"{SEND}\"}} 500"),
+        format!("quotawatch_api_quota_limit{{account=\"blog\",cgi_path=\"{CHECK}\"}} 2000"),
+        format!("quotawatch_api_quota_remaining{{account=\"blog\",cgi_path=\"{CHECK}\"}} 1993"),
+        format!("quotawatch_api_rate_limit_calls{{account=\"blog\",cgi_path=\"{CHECK}\"}} 100"),
+        format!(
+            "quotawatch_api_rate_limit_period_seconds{{account=\"shop\",cgi_path=\"{SEND}\"}} 60"
+        ),
+    ] {
+        assert!(text.contains(&want), "{want} in:\n{text}");
+    }
+    // A second poll moves the gauges to the new reading.
+    fake.set_quota(SHOP, SEND, 100_000, 100_000);
+    source(&h, &QuotaReadings::default())
+        .run_once(Duration::ZERO)
+        .await;
+    let text = h.ctx.metrics.render();
+    let want = format!("quotawatch_api_quota_remaining{{account=\"shop\",cgi_path=\"{SEND}\"}} 0");
+    assert!(text.contains(&want), "{want} in:\n{text}");
+}
+
 #[tokio::test]
 async fn two_low_apis_are_one_signal_for_a_full_clear() {
     let (fake, mut h) = setup("").await;

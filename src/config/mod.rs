@@ -104,10 +104,7 @@ pub fn load_with_policy(path: &Path, set: &[(String, String)]) -> Result<Config,
             }
         }
     }
-    let locator = crate::settings::Locator {
-        figment: &figment,
-        file: Some((path, &text)),
-    };
+    let locator = crate::settings::Locator::new(&figment, Some((path, &text)));
     let raw: raw::RawConfig = figment
         .extract()
         .map_err(|e| crate::settings::from_figment(e, &locator))?;

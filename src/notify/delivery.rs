@@ -99,14 +99,7 @@ pub struct TransportError(pub String);
 impl From<reqwest::Error> for TransportError {
     fn from(e: reqwest::Error) -> Self {
         // reqwest's message includes the URL, and the URL holds the platform key.
-        let e = e.without_url();
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        Self(text)
+        Self(crate::error_chain::display(&e.without_url()))
     }
 }
 
@@ -482,7 +475,7 @@ impl Delivery {
             };
             let delay = self.tuning.retry_delay(retry.0, attempt);
             self.metrics.notification(&self.name, "retried");
-            tracing::info!(notifier = %self.name, attempt, delay = ?delay, why = %retry.1, "Notification not accepted yet; retrying");
+            tracing::info!(notifier = %self.name, attempt, delay = %humantime::format_duration(delay), why = %retry.1, "Notification not accepted yet; retrying");
             self.sleep_until(Instant::now() + delay).await?;
         }
         Ok(())

@@ -408,7 +408,7 @@ impl Notifiers {
             .await
             .is_err()
         {
-            tracing::warn!(timeout = ?timeout, "Notification queues did not drain in time; dropping the rest");
+            tracing::warn!(timeout = %humantime::format_duration(timeout), "Notification queues did not drain in time; dropping the rest");
             self.hub.cancel.cancel();
             // Cancellation is observed at every await of the tasks; the bound is
             // only a guard against a platform call that ignores it.

@@ -96,10 +96,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let figment = Figment::from(Toml::file_exact(&path));
         let raw: BTreeMap<String, NotifierConfig> = figment.extract_inner("notifiers").unwrap();
-        let locator = Locator {
-            figment: &figment,
-            file: Some((&path, &text)),
-        };
+        let locator = Locator::new(&figment, Some((&path, &text)));
         let resolver = SecretResolver::default();
         let mut ck = Checker::new(&locator, &resolver);
         let specs = validate(&mut ck, raw);

@@ -1,9 +1,10 @@
 //! `[accounts.NAME]`: the WeChat accounts quotawatch clears for, each with
-//! one credential and its policy on top of `[policy]`; and [`Accounts`], the
-//! validated set that signals look accounts up in, by name or appid.
+//! one clear credential, an optional token source beside it (SPEC 4a), and
+//! its policy on top of `[policy]`; and [`Accounts`], the validated set that
+//! signals look accounts up in, by name or appid.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,7 @@ pub enum AccountKind {
     Authorizer,
 }
 
-/// How quotawatch proves it may act for an account.
+/// How quotawatch makes a full clear for an account: its clear credential.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Credential {
@@ -56,12 +57,36 @@ pub enum Credential {
     },
 }
 
+/// A token source beside a secret or a component (SPEC 4a): the token for
+/// the calls that need one (quota reads, single-API clears) while the full
+/// clear goes through the token-free endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    File(PathBuf),
+    Command(Vec<String>),
+}
+
+/// Where a token call gets its token: see [`Account::token_from`].
+#[derive(Debug, Clone, Copy)]
+pub enum TokenFrom<'a> {
+    File(&'a Path),
+    Command(&'a [String]),
+    /// `stable_token` with the account's own secret.
+    StableToken(&'a Secret),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub name: String,
     pub appid: String,
     pub kind: AccountKind,
+    /// How a full clear is made.
     pub credential: Credential,
+    /// Tokens for token calls beside a secret or a component; `None` when the
+    /// clear credential is itself a token source, or there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenSource>,
     /// Notifier names; empty means every notifier.
     pub notify: Vec<String>,
     pub policy: PolicySettings,
@@ -78,6 +103,28 @@ pub struct Accounts {
     by_name: BTreeMap<String, Arc<Account>>,
     #[serde(skip)]
     by_appid: HashMap<String, String>,
+}
+
+impl Account {
+    /// Where token calls get their token: the token source beside the clear
+    /// credential, else a token clear credential, else `stable_token` with the
+    /// secret (not for a component: its token needs the
+    /// component_verify_ticket, which only the platform's server receives).
+    /// `None`: the account cannot make token calls.
+    pub fn token_from(&self) -> Option<TokenFrom<'_>> {
+        match (&self.token, &self.credential) {
+            (Some(TokenSource::File(path)), _) | (None, Credential::TokenFile(path)) => {
+                Some(TokenFrom::File(path))
+            }
+            (Some(TokenSource::Command(argv)), _) | (None, Credential::TokenCommand(argv)) => {
+                Some(TokenFrom::Command(argv))
+            }
+            (None, Credential::Secret(secret)) if self.kind != AccountKind::Component => {
+                Some(TokenFrom::StableToken(secret))
+            }
+            (None, _) => None,
+        }
+    }
 }
 
 impl Accounts {
@@ -188,75 +235,81 @@ fn account(
         }
     }
     let policy = raw.policy.validate(ck, &format!("{p}.policy"), defaults);
-    let credential = credential(ck, p, kind, &raw, known)?;
-    let fingerprint = fingerprint(&appid, kind, &credential);
+    let (credential, token) = credentials(ck, p, kind, &raw, known)?;
+    let fingerprint = fingerprint(&appid, kind, &credential, token.as_ref());
     Some(Account {
         name: name.to_string(),
         appid,
         kind,
         credential,
+        token,
         notify: raw.notify.unwrap_or_default(),
         policy,
         fingerprint,
     })
 }
 
-/// Exactly one credential source per account; `component` only for authorizers.
-fn credential(
+/// One clear credential (a secret, a component for an authorizer, or a
+/// token source) and at most one token source beside a secret or a
+/// component (SPEC 4a). A wrong combination is explained in one line.
+fn credentials(
     ck: &mut Checker<'_>,
     p: &str,
     kind: AccountKind,
     raw: &AccountConfig,
     known: &BTreeMap<String, Arc<Account>>,
-) -> Option<Credential> {
+) -> Option<(Credential, Option<TokenSource>)> {
     let secret = ck.secret(
         &format!("{p}.secret"),
         raw.secret.clone(),
         raw.secret_file.as_ref(),
     );
-    let mut sources = Vec::new();
-    if raw.secret.is_some() || raw.secret_file.is_some() {
-        sources.push("secret");
+    let has_secret = raw.secret.is_some() || raw.secret_file.is_some();
+    if raw.component.is_some() && kind != AccountKind::Authorizer {
+        return ck.err(
+            &format!("{p}.component"),
+            "only an account of kind = \"authorizer\" has a managing component",
+        );
     }
-    if raw.token_file.is_some() {
-        sources.push("token_file");
-    }
-    if raw.token_command.is_some() {
-        sources.push("token_command");
-    }
-    if raw.component.is_some() {
-        if kind != AccountKind::Authorizer {
+    let token = match (&raw.token_file, &raw.token_command) {
+        (Some(_), Some(_)) => {
             return ck.err(
-                &format!("{p}.component"),
-                "only an account of kind = \"authorizer\" has a managing component",
-            );
+                p,
+                "has both token_file and token_command: a token comes from one of them",
+            )
         }
-        sources.push("component");
-    }
-    if sources.len() != 1 {
-        let found = if sources.is_empty() {
-            "none".to_string()
-        } else {
-            sources.join(", ")
-        };
-        return ck.err(p, format!("needs exactly one credential: secret (or secret_file), token_file, token_command{}; found {found}", if kind == AccountKind::Authorizer { " or component" } else { "" }));
-    }
-    match sources[0] {
-        "secret" => secret.map(Credential::Secret),
-        "token_file" => raw
-            .token_file
-            .clone()
-            .map(|f| Credential::TokenFile(ck.resolver().path(&f))),
-        "token_command" => match raw.token_command.clone() {
-            Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => {
-                Some(Credential::TokenCommand(cmd))
-            }
-            _ => ck.err(
+        (Some(file), None) => Some(TokenSource::File(ck.resolver().path(file))),
+        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
+            Some(TokenSource::Command(cmd.clone()))
+        }
+        (None, Some(_)) => {
+            return ck.err(
                 &format!("{p}.token_command"),
                 "must name a program: [\"/path/to/program\", \"arg\", ...]",
+            )
+        }
+        (None, None) => None,
+    };
+    match (has_secret, raw.component.as_deref()) {
+        (true, Some(_)) => ck.err(
+            p,
+            "has both secret and component: an authorizer clears either with its own secret or through its component, not both",
+        ),
+        (true, None) => secret.map(|s| (Credential::Secret(s), token)),
+        (false, Some(component)) => {
+            component_credential(ck, p, component, known).map(|c| (c, token))
+        }
+        (false, None) => match token {
+            Some(TokenSource::File(path)) => Some((Credential::TokenFile(path), None)),
+            Some(TokenSource::Command(argv)) => Some((Credential::TokenCommand(argv), None)),
+            None => ck.err(
+                p,
+                format!(
+                    "needs a clear credential: secret (or secret_file){}, or a token_file or token_command",
+                    if kind == AccountKind::Authorizer { ", component" } else { "" }
+                ),
             ),
         },
-        _ => component_credential(ck, p, raw.component.as_deref().unwrap_or_default(), known),
     }
 }
 
@@ -276,12 +329,17 @@ fn component_credential(
             component_appid: platform.appid.clone(),
             secret: secret.clone(),
         }),
-        (AccountKind::Component, _) => ck.err(&key, format!("component `{component}` needs a secret to clear for its authorizers; give this account its own token_file or token_command instead")),
+        (AccountKind::Component, _) => ck.err(&key, format!("component `{component}` needs a secret to clear for its authorizers (component/clear_quota/v2); give it one, or clear this account with its own token_file or token_command instead")),
         _ => ck.err(&key, format!("account `{component}` is not of kind = \"component\"")),
     }
 }
 
-fn fingerprint(appid: &str, kind: AccountKind, credential: &Credential) -> String {
+fn fingerprint(
+    appid: &str,
+    kind: AccountKind,
+    credential: &Credential,
+    token: Option<&TokenSource>,
+) -> String {
     let mut h = Sha256::new();
     h.update(appid.as_bytes());
     h.update(format!("{kind:?}").as_bytes());
@@ -297,6 +355,15 @@ fn fingerprint(appid: &str, kind: AccountKind, credential: &Credential) -> Strin
             h.update(component_appid.as_bytes());
             h.update(secret.expose().as_bytes());
         }
+    }
+    match token {
+        Some(TokenSource::File(p)) => {
+            h.update([b"\x01".as_slice(), p.to_string_lossy().as_bytes()].concat())
+        }
+        Some(TokenSource::Command(c)) => {
+            h.update([b"\x02".as_slice(), c.join("\0").as_bytes()].concat())
+        }
+        None => {}
     }
     hex::encode(&h.finalize()[..8])
 }

@@ -150,10 +150,7 @@ mod tests {
             let figment = Figment::from(Toml::file_exact(&path));
             let mut t: Table = figment.extract_inner("t.a").unwrap();
             t.split_off(&["label"]);
-            let locator = Locator {
-                figment: &figment,
-                file: Some((&path, &text)),
-            };
+            let locator = Locator::new(&figment, Some((&path, &text)));
             let resolver = SecretResolver::default();
             let mut ck = Checker::new(&locator, &resolver);
             assert!(ck.table::<Inner>("t.a", t).is_none());

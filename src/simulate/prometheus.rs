@@ -266,7 +266,7 @@ pub async fn fetch(source: &Source, config: &Config) -> Result<Trace, PromError>
         .build()
         .map_err(|e| PromError::Unreachable {
             url: mask_userinfo(&source.url).into_owned(),
-            reason: chain(&e),
+            reason: crate::error_chain::display(&e),
         })?;
     let calls = columns(&client, source, &source.query, "--query", config).await?;
     let limits = match &source.limit_query {
@@ -487,7 +487,7 @@ async fn range(
     let shown = mask_userinfo(url).into_owned();
     let unreachable = |e: reqwest::Error| PromError::Unreachable {
         url: shown.clone(),
-        reason: chain(&e.without_url()),
+        reason: crate::error_chain::display(&e.without_url()),
     };
     let reply = client
         .get(format!("{url}/api/v1/query_range"))
@@ -554,17 +554,6 @@ async fn range(
             }),
         })
         .collect()
-}
-
-/// An error with its causes, the way a connection failure needs them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -244,8 +244,10 @@ pub struct Truncated {
     /// `groupKey`, naming the group in the log.
     pub group: String,
     pub alerts: u64,
-    /// The account the group's `commonLabels` name, when they name a known
-    /// one: the truncated alerts counted as evidence for it.
+    /// The account the group's `groupLabels` name, when they name a known
+    /// one: the truncated alerts counted as evidence for it. Never taken from
+    /// `commonLabels`: Alertmanager computes those after truncating, from the
+    /// alerts it kept, so they may name another account than the dropped ones.
     pub account: Option<String>,
 }
 
@@ -272,6 +274,9 @@ fn push_signal(
 struct AlertGroup {
     group_key: Option<String>,
     common_labels: Labels,
+    /// The route's `group_by` labels: the only ones that hold for every alert
+    /// of the group, including those truncated away.
+    group_labels: Labels,
     /// Alerts Alertmanager left out because of the receiver's `max_alerts`.
     truncated_alerts: u64,
     alerts: Vec<Alert>,
@@ -385,14 +390,21 @@ impl<'de> Visitor<'de> for GroupSeed<'_> {
         f.write_str("an Alertmanager or Grafana alert group")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AlertGroup, A::Error> {
-        const FIELDS: &[&str] = &["groupKey", "commonLabels", "truncatedAlerts", "alerts"];
+        const FIELDS: &[&str] = &[
+            "groupKey",
+            "commonLabels",
+            "groupLabels",
+            "truncatedAlerts",
+            "alerts",
+        ];
         let mut group = AlertGroup::default();
         let mut alerts = None;
         while let Some(field) = map.next_key_seed(Field(FIELDS))? {
             match field {
                 Some(0) => group.group_key = map.next_value()?,
                 Some(1) => group.common_labels = map.next_value_seed(LabelsSeed(self.0))?,
-                Some(2) => group.truncated_alerts = map.next_value::<Option<u64>>()?.unwrap_or(0),
+                Some(2) => group.group_labels = map.next_value_seed(LabelsSeed(self.0))?,
+                Some(3) => group.truncated_alerts = map.next_value::<Option<u64>>()?.unwrap_or(0),
                 Some(_) => alerts = Some(map.next_value_seed(AlertsSeed(self.0))?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -538,17 +550,22 @@ fn parse_alerts(
         })?;
     }
     if group.truncated_alerts > 0 {
-        let account = common.filter(|name| accounts.find(name).is_some()).cloned();
+        let labels = &group.group_labels;
+        let account = labels
+            .account
+            .as_ref()
+            .filter(|name| accounts.find(name).is_some())
+            .cloned();
         if let Some(name) = &account {
             push_signal(&mut out, room, || Signal {
                 account: name.clone(),
                 source: spec.name.clone(),
                 reason: format!(
                     "{} (truncated alerts)",
-                    group.common_labels.alertname.as_deref().unwrap_or("alert")
+                    labels.alertname.as_deref().unwrap_or("alert")
                 ),
                 count: u32::try_from(group.truncated_alerts).unwrap_or(u32::MAX),
-                cgi_path: group.common_labels.cgi_path.clone(),
+                cgi_path: labels.cgi_path.clone(),
                 // A re-delivery of the same group within the window is a duplicate.
                 key: group.group_key.as_ref().map(|g| format!("{g}#truncated")),
                 received_at: now,

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::{report, Poller, RunHealth, Scheduled, Source, SourceConfig, SourceContext};
 use crate::settings::{Account, Accounts, Checker};
 use crate::signal::Signal;
-use crate::wechat::{Quota, WeChatError};
+use crate::wechat::{Quota, QuotaReading, WeChatError};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -229,7 +229,7 @@ pub struct WeChatQuotaSource {
 struct Poll {
     account: Arc<Account>,
     cgi_path: String,
-    result: Result<Quota, WeChatError>,
+    result: Result<QuotaReading, WeChatError>,
 }
 
 impl WeChatQuotaSource {
@@ -265,7 +265,7 @@ impl WeChatQuotaSource {
                 for cgi_path in cgi_paths {
                     let result = tokio::select! {
                         _ = cancel.cancelled() => return None,
-                        r = wechat.quota(&account, &cgi_path) => r,
+                        r = wechat.quota_reading(&account, &cgi_path) => r,
                     };
                     out.push(Poll {
                         account: account.clone(),
@@ -285,7 +285,11 @@ impl WeChatQuotaSource {
             for poll in account_polls {
                 total += 1;
                 match poll.result {
-                    Ok(quota) => {
+                    Ok(reading) => {
+                        let quota = reading.quota;
+                        self.ctx
+                            .metrics
+                            .api_quota(&poll.account.name, &poll.cgi_path, &reading);
                         self.readings
                             .record(&poll.account.appid, &poll.cgi_path, quota);
                         if is_low(self.spec.remain_below, &quota) {

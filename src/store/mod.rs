@@ -41,6 +41,51 @@ pub enum StateLocation {
     Postgres(crate::secret::Secret),
 }
 
+/// The ledger as a user writes it, for the log: the path, or the URL with
+/// its password (in the userinfo or a `password=` parameter) masked.
+impl std::fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StateLocation::Postgres(url) => f.write_str(&without_password(url.expose())),
+        }
+    }
+}
+
+fn without_password(url: &str) -> String {
+    const MASK: &str = "********";
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        // Not a URL after all: nothing of it can be shown safely.
+        return MASK.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{MASK}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}={MASK}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{}{authority}{tail}", &url[..start])
+}
+
 /// Opens the ledger `daemon.state` names.
 pub fn open(state: &StateLocation) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use anyhow::Context;
@@ -58,8 +103,11 @@ pub fn open(state: &StateLocation) -> anyhow::Result<std::sync::Arc<dyn Store>> 
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite's message is said here and the error is not a `source()`:
+    /// its own source is only the result code's generic text ("Error code
+    /// 14: Unable to open the database file"), which would say it again.
     #[error("ledger database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("PostgreSQL ledger: {0}")]
     Postgres(#[from] postgres::PgError),
     #[error("ledger schema version {found} is newer than this quotawatch understands ({known}); upgrade quotawatch")]
@@ -77,6 +125,12 @@ pub enum StoreError {
         found: String,
         ours: &'static str,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 /// Pending rows older than this are ambiguous whoever owns them: no request
@@ -432,5 +486,39 @@ pub(crate) fn outcome_columns(outcome: &Outcome) -> (&'static str, Option<i64>, 
         Outcome::Ok => ("ok", None, None),
         Outcome::Failed { errcode, errmsg } => ("failed", *errcode, Some(errmsg.as_str())),
         Outcome::Ambiguous { detail } => ("ambiguous", None, Some(detail.as_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    /// Issue 19, item 4: the log names the ledger as a user wrote it, never
+    /// a Rust `Debug` value, and never a password.
+    #[test]
+    fn the_ledger_is_shown_as_written_without_its_password() {
+        let pg = |url: &str| StateLocation::Postgres(Secret::new(url)).to_string();
+        let cases = [
+            (
+                StateLocation::Sqlite("quotawatch.db".into()).to_string(),
+                "quotawatch.db",
+            ),
+            (
+                pg("postgres://qw:s3cret@db.internal:5432/ledger?sslmode=require"),
+                "postgres://qw:********@db.internal:5432/ledger?sslmode=require",
+            ),
+            (pg("postgresql://qw@db/ledger"), "postgresql://qw@db/ledger"),
+            (
+                pg("postgres://db/ledger?user=qw&password=s3cret"),
+                "postgres://db/ledger?user=qw&password=********",
+            ),
+            (pg("postgres://a:b@c@host"), "postgres://a:********@host"),
+            (pg("s3cret"), "********"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+            assert!(!got.contains("s3cret"), "{got}");
+        }
     }
 }

@@ -48,7 +48,7 @@ pub const URL_SHAPE: &str = "postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode
 pub enum PgError {
     /// The driver's error with its causes: its own text alone is often
     /// just `db error`.
-    #[error("{}", error_chain(.0))]
+    #[error("{}", crate::error_chain::display(.0))]
     Db(::postgres::Error),
     /// The parser's own error is dropped: its details can quote the URL.
     #[error("daemon.state is not a valid PostgreSQL URL; expected {}", URL_SHAPE)]
@@ -213,19 +213,19 @@ impl Target {
             // (`NoTls` with `prefer` sends no SSLRequest at all).
             Err(e) if handshake_failed(&e) && self.config.get_ssl_mode() == SslMode::Prefer => {
                 tracing::warn!(
-                    error = %error_chain(&e),
+                    error = %crate::error_chain::display(&e),
                     "PostgreSQL ledger: TLS failed with sslmode=prefer, connecting without TLS; set sslmode=require (and sslrootcert) to refuse plain text"
                 );
                 Ok(self.config.connect(NoTls)?)
             }
             Err(e) if handshake_failed(&e) => Err(StoreError::Postgres(PgError::Tls(format!(
                 "{} (the server's certificate must chain to the sslrootcert file, or to the built-in Mozilla roots without one, and name the host of the URL)",
-                error_chain(&e)
+                crate::error_chain::display(&e)
             )))),
             // "server does not support TLS" under sslmode=require: the
             // driver's Display alone says only "error performing TLS handshake".
             Err(e) if e.to_string() == TLS_ERROR => {
-                Err(StoreError::Postgres(PgError::Tls(error_chain(&e))))
+                Err(StoreError::Postgres(PgError::Tls(crate::error_chain::display(&e))))
             }
             Err(e) => Err(e.into()),
         }
@@ -234,22 +234,6 @@ impl Target {
 
 /// How tokio-postgres shows every TLS error, whose cause it leaves out.
 const TLS_ERROR: &str = "error performing TLS handshake";
-
-/// `e` and its causes, `: `-separated. An `io::Error` that wraps another
-/// error shows it, but its `source()` skips it, so no cause is said twice.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(err) = next {
-        let more = err.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        next = err.source();
-    }
-    text
-}
 
 /// Whether `e` is a failed TLS handshake (rustls refused the server or its
 /// certificate), as opposed to a refused connection or a failed login.

@@ -92,7 +92,10 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| PageError::Unavailable(e.to_string()))?
-        .map_err(|e| PageError::Unavailable(format!("cannot read the ledger: {e:#}")))
+        .map_err(|e| {
+            let why = crate::error_chain::display(e.as_ref());
+            PageError::Unavailable(format!("cannot read the ledger: {why}"))
+        })
 }
 
 /// `?state=`, `?q=`, `?page=` of the overview.

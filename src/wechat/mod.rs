@@ -115,6 +115,20 @@ fn transport_error(e: reqwest::Error) -> WeChatError {
     }
 }
 
+/// What one `openapi/quota/get` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaReading {
+    pub quota: Quota,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit`: at most `call_count` calls every `refresh_second` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct RateLimit {
+    pub call_count: u64,
+    pub refresh_second: u64,
+}
+
 /// One API's quota as `openapi/quota/get` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Quota {
@@ -175,6 +189,15 @@ impl WeChat {
 
     /// `openapi/quota/get` for one API.
     pub async fn quota(&self, account: &Account, cgi_path: &str) -> Result<Quota, WeChatError> {
+        self.quota_reading(account, cgi_path).await.map(|r| r.quota)
+    }
+
+    /// One API's quota with its rate limit, when WeChat sends one.
+    pub async fn quota_reading(
+        &self,
+        account: &Account,
+        cgi_path: &str,
+    ) -> Result<QuotaReading, WeChatError> {
         let value = self
             .with_retries(account, |force| async move {
                 let token = self.tokens.get(&self.http, account, force).await?;
@@ -187,11 +210,16 @@ impl WeChat {
                     .await
             })
             .await?;
-        value
+        let quota = value
             .get("quota")
             .cloned()
             .and_then(|q| serde_json::from_value(q).ok())
-            .ok_or_else(|| WeChatError::Ambiguous("the quota answer has no quota object".into()))
+            .ok_or_else(|| WeChatError::Ambiguous("the quota answer has no quota object".into()))?;
+        let rate_limit = value
+            .get("rate_limit")
+            .cloned()
+            .and_then(|r| serde_json::from_value(r).ok());
+        Ok(QuotaReading { quota, rate_limit })
     }
 
     /// SPEC section 1: with a secret, the token-free v2 endpoints (they work when
@@ -278,10 +306,7 @@ impl WeChat {
 }
 
 fn uses_token(account: &Account) -> bool {
-    matches!(
-        account.credential,
-        Credential::TokenFile(_) | Credential::TokenCommand(_) | Credential::Secret(_)
-    )
+    account.token_from().is_some()
 }
 
 #[cfg(test)]

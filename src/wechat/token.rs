@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::error::WeChatError;
 use super::Http;
 use crate::secret::Secret;
-use crate::settings::{Account, AccountKind, Credential};
+use crate::settings::{Account, Credential, TokenFrom};
 
 /// How long before WeChat's expiry a stable token is refreshed.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -62,21 +62,21 @@ impl Tokens {
         if let (Some(token), true, false) = (&cached.token, fresh, force) {
             return Ok(token.clone());
         }
-        let (token, ttl) = match &account.credential {
-            Credential::Secret(secret) if account.kind != AccountKind::Component => {
+        let (token, ttl) = match account.token_from() {
+            Some(TokenFrom::StableToken(secret)) => {
                 stable_token(http, &account.appid, secret, force).await?
             }
-            Credential::TokenFile(path) => (read_file(path)?, Duration::ZERO),
-            Credential::TokenCommand(argv) => (run_command(argv).await?, COMMAND_TTL),
-            Credential::Secret(_) => {
+            Some(TokenFrom::File(path)) => (read_file(path)?, Duration::ZERO),
+            Some(TokenFrom::Command(argv)) => (run_command(argv).await?, COMMAND_TTL),
+            None if matches!(account.credential, Credential::Component { .. }) => {
                 return Err(WeChatError::Unsupported(format!(
-                    "account `{}` is a component with only a secret; a component_access_token needs the component_verify_ticket, so give it token_file or token_command for token calls",
+                    "account `{}` is cleared through its component; token calls (quota reads, single-API clears) need token_file or token_command beside it",
                     account.name
                 )))
             }
-            Credential::Component { .. } => {
+            None => {
                 return Err(WeChatError::Unsupported(format!(
-                    "account `{}` is cleared through its component; token calls (quota reads, single-API clears) need token_file or token_command",
+                    "account `{}` is a component with only a secret; a component_access_token needs the component_verify_ticket, so give it token_file or token_command beside the secret for token calls",
                     account.name
                 )))
             }
