@@ -1,7 +1,9 @@
 //! The status page in a real browser: Debian's Chromium, headless, loads the
 //! overview and an account page from the real daemon (with the token as the
 //! HTTP Basic password in the URL), the DOM it built is checked for what the
-//! ledger holds, and screenshots are written to `docs/` for the README.
+//! ledger holds, and screenshots are written to `target/ui-screenshots/`, or
+//! to `docs/` for the README with `QUOTAWATCH_SCREENSHOTS=docs` (so that a
+//! run does not rewrite the committed pictures).
 //!
 //! The ledger holds history written through the library before the daemon
 //! starts (an episode with a refusal, an ambiguous clear, a failed one whose
@@ -141,10 +143,14 @@ fn chromium(profile: &Path, action: &str, url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Where the screenshots go: `docs/` when asked, else under `target/`.
 fn docs(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs")
-        .join(name)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var("QUOTAWATCH_SCREENSHOTS").as_deref() {
+        Ok("docs") => root.join("docs"),
+        _ => root.join("target").join("ui-screenshots"),
+    };
+    dir.join(name)
 }
 
 /// The text of the element with `id`, up to its table's or list's end.
