@@ -37,6 +37,7 @@ use crate::wechat::WeChat;
 
 pub mod command;
 pub mod file;
+pub mod refresh;
 pub mod wechat;
 
 /// `refresh` when unset.
