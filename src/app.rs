@@ -27,6 +27,7 @@ use crate::lifecycle;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifiers, NotifyContext};
+use crate::sets::{self, refresh::Sets};
 use crate::signal::SignalQueue;
 use crate::sources::{self, SourceContext, SourceHealth};
 use crate::store::{LedgerHealth, Store};
@@ -105,14 +106,19 @@ struct Generation {
     notifiers: Notifiers,
     /// Taken (and stopped) before a reload starts the next generation's.
     sources: Option<sources::ScheduledSources>,
-    /// Cancels this generation's sources.
+    /// Cancels this generation's sources and account set refreshes.
     sources_stop: CancellationToken,
+    /// Reads the account sets' lists.
+    wechat: Arc<WeChat>,
+    /// The account sets' refresh tasks, started once the runtime is published.
+    set_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// What the start step set running, for the reload and stop steps.
 struct Running {
     gen: Generation,
-    runtime_tx: watch::Sender<Runtime>,
+    /// Shared with the account sets' refreshes, which swap the account map.
+    runtime_tx: Arc<watch::Sender<Runtime>>,
     /// In-flight clears and the lockout writer.
     tracker: TaskTracker,
     dispatch_stop: CancellationToken,
@@ -129,6 +135,8 @@ pub struct Daemon {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     health: SourceHealth,
+    /// The account sets' last good lists and health; kept across reloads.
+    sets: Sets,
     /// Whether the ledger answers; kept across reloads.
     ledger: Arc<LedgerHealth>,
     queue: SignalQueue,
@@ -157,6 +165,7 @@ impl Daemon {
             store,
             metrics,
             health: SourceHealth::default(),
+            sets: Sets::default(),
             ledger: Arc::default(),
             queue,
             signal_rx: Some(signal_rx),
@@ -173,6 +182,7 @@ impl Daemon {
     }
 
     fn build(&self, config: Arc<Config>) -> anyhow::Result<Generation> {
+        let config = self.with_set_members(config);
         let notifiers = Notifiers::start(
             &config.notifiers,
             notify_context(&config, self.metrics.clone()),
@@ -205,7 +215,7 @@ impl Daemon {
         ]));
         let clearer = Arc::new(Clearer {
             store: self.store.clone(),
-            wechat,
+            wechat: wechat.clone(),
             metrics: self.metrics.clone(),
             events,
             timezone: config.daemon.timezone,
@@ -219,7 +229,49 @@ impl Daemon {
             notifiers,
             sources: Some(sources),
             sources_stop,
+            wechat,
+            set_tasks: Vec::new(),
         })
+    }
+
+    /// `config` with its account sets' members as the daemon knows them: a
+    /// reload does not forget a list it cannot read again.
+    fn with_set_members(&self, config: Arc<Config>) -> Arc<Config> {
+        if config.account_sets.is_empty() {
+            return config;
+        }
+        let (accounts, notes) = self.sets.adopt(&config.configured, &config.account_sets);
+        for note in &notes {
+            tracing::warn!(note = %note, "Account set member");
+        }
+        let mut next = (*config).clone();
+        next.accounts = accounts;
+        next.notes = notes;
+        Arc::new(next)
+    }
+
+    /// Starts the account sets' refreshes of `gen`, which publish a changed
+    /// list by swapping the runtime's account map (nothing else changes).
+    fn start_sets(&self, gen: &mut Generation, runtime_tx: &Arc<watch::Sender<Runtime>>) {
+        let tx = runtime_tx.clone();
+        let publish: sets::refresh::Publish = Arc::new(move |members| {
+            tx.send_modify(|rt| {
+                let mut config = (*rt.config).clone();
+                let (accounts, notes) = sets::merge_with(&config.configured, members);
+                config.accounts = accounts;
+                config.notes = notes;
+                rt.config = Arc::new(config);
+            });
+        });
+        let ctx = sets::refresh::RefreshContext {
+            sets: self.sets.clone(),
+            wechat: gen.wechat.clone(),
+            metrics: self.metrics.clone(),
+            publish,
+            shutdown: gen.sources_stop.clone(),
+        };
+        let config = &gen.runtime.config;
+        gen.set_tasks = sets::refresh::start(&ctx, &config.account_sets, &config.configured);
     }
 
     fn publish_budgets(&self, config: &Config) {
@@ -278,8 +330,10 @@ impl Daemon {
     /// The start step: the first generation, the dispatcher, the HTTP
     /// listener and the background tasks; READY once they are up.
     fn serve(&mut self, listener: TcpListener) -> anyhow::Result<Running> {
-        let gen = self.build(self.config.clone())?;
+        let mut gen = self.build(self.config.clone())?;
         let (runtime_tx, runtime_rx) = watch::channel(gen.runtime.clone());
+        let runtime_tx = Arc::new(runtime_tx);
+        self.start_sets(&mut gen, &runtime_tx);
         let tracker = TaskTracker::new();
         let dispatch_stop = CancellationToken::new();
         let dispatcher = Dispatcher::new(runtime_rx.clone(), self.metrics.clone(), tracker.clone());
@@ -296,6 +350,7 @@ impl Daemon {
             queue: self.queue.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
+            sets: self.sets.clone(),
             ready: ready.clone(),
         });
         let http_stop = CancellationToken::new();
@@ -341,6 +396,9 @@ impl Daemon {
         if let Some(old_sources) = running.gen.sources.take() {
             old_sources.shutdown().await;
         }
+        for task in running.gen.set_tasks.drain(..) {
+            let _ = task.await;
+        }
         let next_gen = match self.build(next.clone()) {
             Ok(g) => g,
             Err(e) => {
@@ -351,6 +409,8 @@ impl Daemon {
         let old = std::mem::replace(&mut running.gen, next_gen);
         self.config = running.gen.runtime.config.clone();
         running.runtime_tx.send_replace(running.gen.runtime.clone());
+        let runtime_tx = running.runtime_tx.clone();
+        self.start_sets(&mut running.gen, &runtime_tx);
         old.notifiers.shutdown(Duration::from_secs(5)).await;
         let summary = Self::summary(&self.config);
         tracing::info!(summary = %summary, "Configuration reloaded");
@@ -369,6 +429,9 @@ impl Daemon {
         running.gen.sources_stop.cancel();
         if let Some(s) = running.gen.sources.take() {
             s.shutdown().await;
+        }
+        for task in running.gen.set_tasks.drain(..) {
+            let _ = task.await;
         }
         running.dispatch_stop.cancel();
         let _ = running.dispatch_task.await;

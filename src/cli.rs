@@ -148,6 +148,10 @@ pub fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
         )
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
+    let mut err = std::io::stderr().lock();
+    for line in crate::sets::check_report(config) {
+        writeln!(err, "{line}")?;
+    }
     Ok(0)
 }
 

@@ -47,6 +47,9 @@ pub struct HttpState {
     pub queue: SignalQueue,
     pub metrics: Arc<Metrics>,
     pub health: SourceHealth,
+    /// The account sets' health: a set whose list fails is shown, and the
+    /// daemon stays ready (its last good list is watched).
+    pub sets: crate::sets::refresh::Sets,
     /// Set once the daemon is up; cleared when it starts stopping.
     pub ready: Arc<AtomicBool>,
 }
@@ -440,6 +443,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         "ready": ready,
         "ledger": { "ok": ledger.is_none(), "error": ledger },
         "sources": sources.iter().map(|(k, v)| (k.clone(), json!({ "ok": v.is_none(), "error": v }))).collect::<serde_json::Map<_, _>>(),
+        "sets": state.sets.health(),
     });
     (status, Json(body)).into_response()
 }
@@ -517,6 +521,7 @@ pub(crate) fn test_state(
         queue,
         metrics,
         health: SourceHealth::default(),
+        sets: Default::default(),
         ready: Arc::new(AtomicBool::new(true)),
     };
     (state, rx)

@@ -45,6 +45,9 @@
 //!   `wechat_quota`), each holding its config, validation, start and
 //!   behaviour; the family's traits and registry in `sources/mod.rs`, the cron
 //!   scheduler in `sources/scheduler.rs`.
+//! - [`sets`]: account sets (SPEC 4a), a family: `[account_sets.NAME]`, the
+//!   list parser and the members a list makes in `sets/mod.rs`, one file per
+//!   kind of list (`wechat`, `file`, `command`).
 //! - [`notify`]: the chat notifiers, one file a platform (`wecom`,
 //!   `dingtalk`, `feishu`, `slack`, `discord`, `webhook`), each holding its
 //!   own keys, validation, build and requests; the keys every notifier shares
@@ -68,7 +71,7 @@
 //! `error_chain`, `clock`, `calendar`, `metrics`, `listener`, `lifecycle`,
 //! `timeline`) up: `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
-//! (`sources`, `notify`) and `clearer`, which know `settings` but not
+//! (`sources`, `sets`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
 //! machinery (`decision`, `dispatcher`, `read_model`, `verify`, `simulate`);
 //! the surfaces (`ui`, then `http`, which serves it; `cli`, `report`);
@@ -94,6 +97,7 @@ pub mod policy;
 pub mod read_model;
 pub mod report;
 pub mod secret;
+pub mod sets;
 pub mod settings;
 pub mod signal;
 pub mod simulate;

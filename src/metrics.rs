@@ -32,6 +32,18 @@ pub struct Metrics {
     /// The latest `openapi/quota/get` reading of every polled (account, API):
     /// quotawatch is also the exporter of WeChat quotas (SPEC 4a).
     pub api_quota: ApiQuota,
+    /// Each account set's list: members, failed refreshes, last good refresh.
+    pub account_sets: AccountSetMetrics,
+}
+
+/// `quotawatch_account_set_members{set}`,
+/// `quotawatch_account_set_refresh_errors_total{set}` and
+/// `quotawatch_account_set_last_refresh_timestamp_seconds{set}`.
+#[derive(Default)]
+pub struct AccountSetMetrics {
+    pub members: Family<Labels, Gauge>,
+    pub refresh_errors: Family<Labels, Counter>,
+    pub last_refresh: Family<Labels, Gauge>,
 }
 
 /// `quotawatch_api_quota_{limit,used,remaining}` and
@@ -118,6 +130,22 @@ impl Metrics {
         ] {
             registry.register(name, help, family.clone());
         }
+        let account_sets = AccountSetMetrics::default();
+        registry.register(
+            "quotawatch_account_set_members",
+            "Members of the account set's last good list",
+            account_sets.members.clone(),
+        );
+        registry.register(
+            "quotawatch_account_set_refresh_errors",
+            "Reads of the account set's list that failed (the last good list stayed)",
+            account_sets.refresh_errors.clone(),
+        );
+        registry.register(
+            "quotawatch_account_set_last_refresh_timestamp_seconds",
+            "When the account set's list was last read whole (Unix seconds)",
+            account_sets.last_refresh.clone(),
+        );
         Self {
             registry,
             signals,
@@ -130,6 +158,7 @@ impl Metrics {
             locked,
             lockout_seconds,
             api_quota,
+            account_sets,
         }
     }
 
@@ -214,6 +243,34 @@ impl Metrics {
         self.source_healthy
             .get_or_create(&labels)
             .set(healthy as i64);
+    }
+
+    /// A good read of `set`'s list at `at` (Unix seconds).
+    pub fn set_refreshed(&self, set: &str, members: usize, at: i64) {
+        let labels = vec![("set", set.to_string())];
+        self.account_sets
+            .members
+            .get_or_create(&labels)
+            .set(members as i64);
+        self.account_sets
+            .last_refresh
+            .get_or_create(&labels)
+            .set(at);
+        // The counter shows 0 from the first good read, not only after a failure.
+        let _ = self.account_sets.refresh_errors.get_or_create(&labels);
+    }
+
+    /// A failed read of `set`'s list; its members stay as they were.
+    pub fn set_refresh_failed(&self, set: &str, members: usize) {
+        let labels = vec![("set", set.to_string())];
+        self.account_sets
+            .refresh_errors
+            .get_or_create(&labels)
+            .inc();
+        self.account_sets
+            .members
+            .get_or_create(&labels)
+            .set(members as i64);
     }
 
     /// The text exposition format for `GET /metrics`.

@@ -42,7 +42,19 @@ pub struct Config {
     pub wechat: WeChatSettings,
     /// The `[policy]` defaults; each account carries its merged copy.
     pub policy: PolicySettings,
+    /// Every account signals may name: the configured ones and the account
+    /// sets' members.
+    #[serde(skip)]
     pub accounts: Accounts,
+    /// The `[accounts.NAME]` tables alone, as `check` prints them.
+    #[serde(rename = "accounts")]
+    pub configured: Accounts,
+    pub account_sets: BTreeMap<String, crate::sets::AccountSet>,
+    /// What the sets' members came to beside the configured accounts (a
+    /// member that is an account of its own, a name taken), for `check` and
+    /// the log.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     pub sources: BTreeMap<String, SourceSpec>,
     pub notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
 }
@@ -186,6 +198,13 @@ mod tests {
                 "accounts.NAME.policy.*".into()
             } else {
                 format!("accounts.NAME.{k}")
+            });
+        }
+        for &k in crate::settings::keys_of::<crate::sets::AccountSetConfig>() {
+            keys.insert(if k == "policy" {
+                "account_sets.NAME.policy.*".into()
+            } else {
+                format!("account_sets.NAME.{k}")
             });
         }
         keys.insert("sources.NAME.type".into());

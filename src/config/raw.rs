@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub wechat: WeChatConfig,
     pub policy: PolicyConfig,
     pub accounts: BTreeMap<String, AccountConfig>,
+    pub account_sets: BTreeMap<String, crate::sets::SetTable>,
     pub sources: BTreeMap<String, crate::sources::SourceTable>,
     pub notifiers: BTreeMap<String, crate::notify::NotifierConfig>,
 }

@@ -20,7 +20,10 @@ pub(super) fn validate(
     let notifiers = crate::notify::validate(&mut ctx, raw.notifiers);
     let names = notifiers.keys().cloned().collect();
     let accounts = crate::settings::validate_accounts(&mut ctx, raw.accounts, &defaults, &names);
-    let sources = crate::sources::validate(&mut ctx, raw.sources, &accounts);
+    let account_sets =
+        crate::sets::validate(&mut ctx, raw.account_sets, &accounts, &defaults, &names);
+    let (members, notes) = crate::sets::merge(&accounts, &account_sets);
+    let sources = crate::sources::validate(&mut ctx, raw.sources, &members);
     let errors = ctx.into_errors();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -30,7 +33,10 @@ pub(super) fn validate(
         daemon,
         wechat,
         policy: defaults,
-        accounts,
+        accounts: members,
+        configured: accounts,
+        account_sets,
+        notes,
         sources,
         notifiers,
     })

@@ -106,6 +106,30 @@ pub struct Accounts {
 }
 
 impl Account {
+    /// An account set's member (SPEC 4a): an authorizer cleared through its
+    /// set's component, with the set's token source, notifiers and policy.
+    pub fn member(
+        name: String,
+        appid: String,
+        credential: Credential,
+        token: Option<TokenSource>,
+        notify: Vec<String>,
+        policy: PolicySettings,
+    ) -> Account {
+        let kind = AccountKind::Authorizer;
+        let fingerprint = fingerprint(&appid, kind, &credential, token.as_ref());
+        Account {
+            name,
+            appid,
+            kind,
+            credential,
+            token,
+            notify,
+            policy,
+            fingerprint,
+        }
+    }
+
     /// Where token calls get their token: the token source beside the clear
     /// credential, else a token clear credential, else `stable_token` with the
     /// secret (not for a component: its token needs the
@@ -128,6 +152,45 @@ impl Account {
 }
 
 impl Accounts {
+    /// These accounts and an account set's members (SPEC 4a). A member whose
+    /// appid is one of these accounts is that account; one whose name is
+    /// taken is left out. Both are said in the returned notes, for `check`
+    /// and the log.
+    pub fn with_members<'m>(
+        &self,
+        members: impl IntoIterator<Item = &'m Arc<Account>>,
+    ) -> (Accounts, Vec<String>) {
+        let mut out = self.clone();
+        let mut notes = Vec::new();
+        for member in members {
+            if let Some(own) = self.by_appid.get(&member.appid) {
+                notes.push(format!(
+                    "member {} has its own table [accounts.{own}]: that account is used",
+                    member.appid
+                ));
+                continue;
+            }
+            if let Some(other) = out.by_name.get(&member.name) {
+                notes.push(format!(
+                    "member {} is left out: its name `{}` is already account {}'s",
+                    member.appid, member.name, other.appid
+                ));
+                continue;
+            }
+            if out.by_appid.contains_key(&member.appid) {
+                notes.push(format!(
+                    "member {} is left out: another set lists it too",
+                    member.appid
+                ));
+                continue;
+            }
+            out.by_appid
+                .insert(member.appid.clone(), member.name.clone());
+            out.by_name.insert(member.name.clone(), member.clone());
+        }
+        (out, notes)
+    }
+
     /// An account by config name or by appid.
     pub fn find(&self, name_or_appid: &str) -> Option<&Arc<Account>> {
         self.by_name.get(name_or_appid).or_else(|| {

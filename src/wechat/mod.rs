@@ -137,6 +137,26 @@ pub struct Quota {
     pub remain: u64,
 }
 
+/// One page of a component's authorizers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerPage {
+    pub total_count: usize,
+    pub appids: Vec<String>,
+}
+
+/// The answer as WeChat sends it, less the `refresh_token`s: serde skips
+/// the fields not named here, so they are never held as strings.
+#[derive(Deserialize)]
+struct AuthorizerPageReply {
+    total_count: usize,
+    list: Vec<AuthorizerEntry>,
+}
+
+#[derive(Deserialize)]
+struct AuthorizerEntry {
+    authorizer_appid: String,
+}
+
 pub struct WeChat {
     http: Http,
     tokens: token::Tokens,
@@ -220,6 +240,35 @@ impl WeChat {
             .cloned()
             .and_then(|r| serde_json::from_value(r).ok());
         Ok(QuotaReading { quota, rate_limit })
+    }
+
+    /// One page of `component/api_get_authorizer_list` for a component, read
+    /// with its token. The page's `refresh_token`s are not kept.
+    pub async fn authorizer_page(
+        &self,
+        component: &Account,
+        offset: usize,
+        count: usize,
+    ) -> Result<AuthorizerPage, WeChatError> {
+        let value = self
+            .with_retries(component, |force| async move {
+                let token = self.tokens.get(&self.http, component, force).await?;
+                self.http
+                    .post_json(
+                        "/cgi-bin/component/api_get_authorizer_list",
+                        &[("access_token", token.expose())],
+                        &json!({ "component_appid": component.appid, "offset": offset, "count": count }),
+                    )
+                    .await
+            })
+            .await?;
+        let page: AuthorizerPageReply = serde_json::from_value(value).map_err(|_| {
+            WeChatError::Ambiguous("the authorizer list answer has no total_count and list".into())
+        })?;
+        Ok(AuthorizerPage {
+            total_count: page.total_count,
+            appids: page.list.into_iter().map(|a| a.authorizer_appid).collect(),
+        })
     }
 
     /// SPEC section 1: with a secret, the token-free v2 endpoints (they work when

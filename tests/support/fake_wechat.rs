@@ -46,6 +46,10 @@ pub const CLEAR_QUOTA_V2: &str = "/cgi-bin/clear_quota/v2";
 pub const COMPONENT_CLEAR_QUOTA_V2: &str = "/cgi-bin/component/clear_quota/v2";
 pub const QUOTA_GET: &str = "/cgi-bin/openapi/quota/get";
 pub const QUOTA_CLEAR: &str = "/cgi-bin/openapi/quota/clear";
+pub const AUTHORIZER_LIST: &str = "/cgi-bin/component/api_get_authorizer_list";
+
+/// WeChat's most authorizers per `api_get_authorizer_list` page.
+pub const AUTHORIZER_PAGE: u64 = 500;
 
 /// Full clears per appid per calendar month, shared by every full clear endpoint.
 pub const MONTHLY_CLEARS: usize = 10;
@@ -201,6 +205,9 @@ struct Quota {
 #[derive(Default)]
 struct State {
     accounts: HashMap<String, Account>,
+    /// (component, authorizer) in the order of authorization, as WeChat's
+    /// authorizer list pages them.
+    authorizations: Vec<(String, String)>,
     components: HashMap<String, String>,
     tokens: HashMap<String, TokenInfo>,
     /// appid -> the token stable_token currently hands out.
@@ -280,6 +287,25 @@ impl FakeWeChat {
         );
         let acct = st.accounts.entry(authorizer_appid.to_string()).or_default();
         acct.component = Some(component_appid.to_string());
+        st.authorizations
+            .push((component_appid.to_string(), authorizer_appid.to_string()));
+    }
+
+    /// The account withdraws its authorization: it leaves the component's
+    /// list and the component may no longer clear it.
+    pub fn deauthorize(&self, component_appid: &str, authorizer_appid: &str) {
+        let mut st = self.st();
+        st.authorizations
+            .retain(|(c, a)| !(c == component_appid && a == authorizer_appid));
+        if let Some(acct) = st.accounts.get_mut(authorizer_appid) {
+            acct.component = None;
+        }
+    }
+
+    /// The `refresh_token` the authorizer list hands out for an authorizer:
+    /// a secret quotawatch must never log, store or show.
+    pub fn refresh_token_of(authorizer_appid: &str) -> String {
+        format!("refreshtoken@@@{authorizer_appid}-5ecret")
     }
 
     /// A new valid token for the appid, as if obtained elsewhere: a
@@ -622,6 +648,7 @@ impl State {
             COMPONENT_CLEAR_QUOTA_V2,
             QUOTA_GET,
             QUOTA_CLEAR,
+            AUTHORIZER_LIST,
         ];
         if !known.contains(&inc.path.as_str()) {
             return self.violation(inc, "unknown endpoint");
@@ -643,6 +670,7 @@ impl State {
             COMPONENT_CLEAR_QUOTA_V2 => self.component_clear(inc),
             QUOTA_GET => self.quota_get(inc),
             QUOTA_CLEAR => self.quota_clear(inc),
+            AUTHORIZER_LIST => self.authorizer_list(inc),
             other => unreachable!("route checked {other}"),
         }
     }
@@ -769,6 +797,46 @@ impl State {
             return err(61003);
         }
         self.spend_clear(&target, COMPONENT_CLEAR_QUOTA_V2)
+    }
+
+    /// A page of the component's authorizers, for its component_access_token
+    /// only; `count` above 500 is refused as WeChat does.
+    fn authorizer_list(&mut self, inc: &Incoming) -> Value {
+        let token = match self.check_token(inc) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        let Some(component) = inc.field("component_appid") else {
+            return err(41002);
+        };
+        if token.appid != component || !self.components.contains_key(&component) {
+            return err(40013);
+        }
+        let number = |key: &str| {
+            inc.body
+                .as_ref()
+                .and_then(|b| b.get(key))
+                .and_then(Value::as_u64)
+        };
+        let (Some(offset), Some(count)) = (number("offset"), number("count")) else {
+            return json!({"errcode": 40097, "errmsg": "invalid args"});
+        };
+        if count == 0 || count > AUTHORIZER_PAGE {
+            return json!({"errcode": 40097, "errmsg": "invalid args: count must be 1 to 500"});
+        }
+        let all: Vec<&String> = self
+            .authorizations
+            .iter()
+            .filter(|(c, _)| *c == component)
+            .map(|(_, a)| a)
+            .collect();
+        let list: Vec<Value> = all
+            .iter()
+            .skip(offset as usize)
+            .take(count as usize)
+            .map(|a| json!({"authorizer_appid": a, "refresh_token": FakeWeChat::refresh_token_of(a), "auth_time": 1_700_000_000}))
+            .collect();
+        json!({"total_count": all.len(), "list": list})
     }
 
     fn manages(&self, component: &str, appid: &str) -> bool {
