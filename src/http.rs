@@ -114,6 +114,7 @@ pub fn router(state: HttpState) -> Router {
     let pages = crate::ui::router(crate::ui::UiState {
         runtime: state.runtime.clone(),
         health: state.health.clone(),
+        sets: state.sets.clone(),
     })
     .route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

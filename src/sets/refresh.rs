@@ -155,7 +155,7 @@ impl Sets {
     }
 
     /// A failed read: true when the error is news (log it once).
-    fn failed(&self, set: &str, error: &str) -> (bool, usize) {
+    pub(crate) fn failed(&self, set: &str, error: &str) -> (bool, usize) {
         let mut inner = self.lock();
         let members = inner.members.get(set).map_or(0, |m| m.len());
         let health = inner.health.entry(set.to_string()).or_default();

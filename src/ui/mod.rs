@@ -30,17 +30,19 @@ use tokio::sync::watch;
 
 use crate::dispatcher::Runtime;
 use crate::read_model::StateFilter;
+use crate::sets::refresh::Sets;
 use crate::sources::SourceHealth;
 
 /// Accounts on one page of the overview.
 pub const PAGE_SIZE: usize = 100;
 
-/// What the pages read: the running config and ledger, and the sources'
-/// health that `/readyz` shows too.
+/// What the pages read: the running config and ledger, and the sources' and
+/// account sets' health that `/readyz` shows too.
 #[derive(Clone)]
 pub struct UiState {
     pub runtime: watch::Receiver<Runtime>,
     pub health: SourceHealth,
+    pub sets: Sets,
 }
 
 pub fn router(state: UiState) -> Router {
@@ -113,7 +115,8 @@ async fn overview_page(
 ) -> Result<Markup, PageError> {
     let rt = state.runtime.borrow().clone();
     let health = state.health.snapshot();
-    blocking(move || overview::render(&rt, &health, &query)).await
+    let sets = state.sets.health();
+    blocking(move || overview::render(&rt, &health, &sets, &query)).await
 }
 
 async fn account_page(

@@ -12,6 +12,7 @@ use super::{OverviewQuery, PAGE_SIZE};
 use crate::calendar;
 use crate::dispatcher::Runtime;
 use crate::read_model::{self, AccountPage, AccountQuery, AccountStatus, StateFilter};
+use crate::sets::refresh::SetHealth;
 
 /// The filters offered, with their `?state=` values.
 const STATES: [(StateFilter, &str); 5] = [
@@ -25,6 +26,7 @@ const STATES: [(StateFilter, &str); 5] = [
 pub(super) fn render(
     rt: &Runtime,
     sources: &BTreeMap<String, Option<String>>,
+    sets: &BTreeMap<String, SetHealth>,
     query: &OverviewQuery,
 ) -> anyhow::Result<Markup> {
     let now = rt.clearer.clock.now();
@@ -46,7 +48,7 @@ pub(super) fn render(
     let content = html! {
         h1 { "quotawatch: " (month) }
         (summary(rt, &listing))
-        (health(rt, sources))
+        (health(rt, sources, sets))
         h2 { "Accounts" }
         (filter(query.state, q.as_deref()))
         (accounts(rt, &listing))
@@ -91,9 +93,13 @@ fn summary(rt: &Runtime, listing: &AccountPage) -> Markup {
     }
 }
 
-/// The ledger, each source, and the account sets (none exist in this
-/// version: their rows will join the table here).
-fn health(rt: &Runtime, sources: &BTreeMap<String, Option<String>>) -> Markup {
+/// The ledger, each source, and each account set with its members (a set
+/// whose list fails keeps its last good one: the row says how many).
+fn health(
+    rt: &Runtime,
+    sources: &BTreeMap<String, Option<String>>,
+    sets: &BTreeMap<String, SetHealth>,
+) -> Markup {
     let ledger = rt.clearer.health.unreachable();
     html! {
         h2 { "Health" }
@@ -107,7 +113,18 @@ fn health(rt: &Runtime, sources: &BTreeMap<String, Option<String>>) -> Markup {
                 @if sources.is_empty() {
                     tr { td { "source" } td.muted colspan="2" { "none reporting" } }
                 }
-                tr { td { "account sets" } td.muted colspan="2" { "none configured" } }
+                @for (name, set) in sets {
+                    tr {
+                        td { "account set" } td { (name) }
+                        @match &set.error {
+                            None => td.ok { "ok, " (set.members) " members" },
+                            Some(e) => td.bad { "error: " (e) " (watching the last good list: " (set.members) " members)" },
+                        }
+                    }
+                }
+                @if sets.is_empty() {
+                    tr { td { "account set" } td.muted colspan="2" { "none configured" } }
+                }
             }
         }
     }

@@ -399,3 +399,25 @@ async fn the_account_page_draws_its_month_and_lists_refusals() {
     assert!(months.contains("<td>2025-11</td>"), "twelve months back");
     assert!(!months.contains("<td>2025-10</td>"));
 }
+
+/// Each account set has a row in the health table; a failing list says so
+/// (escaped) beside the members still watched from the last good list.
+#[tokio::test]
+async fn the_health_table_shows_each_account_set() {
+    let f = fixture(true);
+    let overview = get(&f.state, "/ui/", BEARER).await.body;
+    assert!(overview.contains("none configured"), "{overview}");
+    f.state.sets.failed("merchants", IMG);
+    let overview = get(&f.state, "/ui/", BEARER).await.body;
+    let health = &overview[overview.find("id=\"health\"").unwrap()..];
+    let health = &health[..health.find("</table>").unwrap()];
+    assert!(!health.contains("none configured"), "{health}");
+    assert!(health.contains("<td>merchants</td>"), "{health}");
+    assert!(
+        health.contains(
+            "error: &lt;img src=x onerror=alert(1)&gt; (watching the last good list: 0 members)"
+        ),
+        "{health}"
+    );
+    assert!(!overview.contains(IMG), "{overview}");
+}
