@@ -240,7 +240,11 @@ impl Daemon {
         if config.account_sets.is_empty() {
             return config;
         }
-        let (accounts, notes) = self.sets.adopt(&config.configured, &config.account_sets);
+        let (accounts, notes) = self.sets.adopt(
+            &config.configured,
+            &config.account_sets,
+            self.store.as_ref(),
+        );
         for note in &notes {
             tracing::warn!(note = %note, "Account set member");
         }
@@ -265,6 +269,7 @@ impl Daemon {
         });
         let ctx = sets::refresh::RefreshContext {
             sets: self.sets.clone(),
+            store: self.store.clone(),
             wechat: gen.wechat.clone(),
             metrics: self.metrics.clone(),
             publish,

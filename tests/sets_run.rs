@@ -206,3 +206,56 @@ async fn a_file_set_follows_its_file_and_ignores_a_truncated_one() {
         "a refresh token was logged"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_the_list_fails_keeps_the_last_good_list() {
+    let fake = FakeWeChat::start().await;
+    fake.add_component(PLATFORM, SECRET);
+    for i in 1..=600 {
+        fake.authorize(PLATFORM, &appid(i));
+    }
+    let env = Env::new("");
+    env.write(&platform_config(
+        &fake,
+        &env,
+        "[account_sets.merchants]\ncomponent = \"platform\"\nfrom = \"wechat\"\n",
+    ));
+    let members = |v: &Value| v["sets"]["merchants"]["members"].as_u64();
+    let d = InProcess::start(&env).await;
+    d.until("600 members", || async {
+        members(&readyz(&d.url("/readyz")).await) == Some(600)
+    })
+    .await;
+    d.stop().await.unwrap();
+
+    // WeChat's list now fails: the restarted daemon still watches all 600.
+    let pages_before = fake.count_exact(AUTHORIZER_LIST);
+    fake.push_fault(Some(AUTHORIZER_LIST), Fault::Garbage);
+    let d = InProcess::start(&env).await;
+    d.until("the failed read", || async {
+        fake.count_exact(AUTHORIZER_LIST) > pages_before
+            && readyz(&d.url("/readyz")).await["sets"]["merchants"]["ok"] == false
+    })
+    .await;
+    let ready = readyz(&d.url("/readyz")).await;
+    assert_eq!(members(&ready), Some(600), "{ready}");
+    assert_eq!(ready["ready"], true, "{ready}");
+    let answer = signal(&d.url("/api/v1/signals"), &appid(600)).await;
+    assert_eq!(answer["queued"], 1, "{answer}");
+    d.stop().await.unwrap();
+
+    // The one-shot commands find the members in the ledger too.
+    let status = env.run_async(&["status", &appid(42), "--json"]).await;
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let ledger = String::from_utf8_lossy(&std::fs::read(&env.db).unwrap()).into_owned();
+    assert!(ledger.contains(&appid(599)), "the list is in the ledger");
+    assert!(
+        !ledger.contains("refreshtoken@@@"),
+        "a refresh token was stored"
+    );
+}

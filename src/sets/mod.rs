@@ -191,12 +191,17 @@ pub struct Loaded {
     pub error: Option<String>,
 }
 
-/// One entry of a list, as written.
-#[derive(Debug, Clone)]
+/// One entry of a list, as written; also what the ledger keeps of a set's
+/// last good list (nothing else, so never a refresh token).
+#[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub appid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub policy: Option<PolicyConfig>,
+    /// Checked to be policy keys; read on top of the set's policy when the
+    /// member is built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
 }
 
 /// A list read: its good entries and the ones left out, each named with why.
@@ -219,7 +224,7 @@ enum WrittenEntry {
 struct ObjectEntry {
     appid: String,
     name: Option<String>,
-    policy: Option<PolicyConfig>,
+    policy: Option<serde_json::Value>,
 }
 
 /// A `file` or `command` list: a JSON array of appids or
@@ -254,7 +259,7 @@ pub fn parse_list(text: &str) -> Result<MemberList, String> {
             }
             Err(_) => {
                 list.skipped.push(format!(
-                    "entry {n}: not an appid nor {{\"appid\", \"name\"?, \"policy\"?}} with known policy keys"
+                    "entry {n}: not an appid nor {{\"appid\", \"name\"?, \"policy\"?}}"
                 ));
                 continue;
             }
@@ -285,6 +290,11 @@ fn check_entry(
                 "{}: names use letters, digits, '-' and '_'",
                 entry.appid
             ));
+        }
+    }
+    if let Some(policy) = &entry.policy {
+        if let Err(e) = serde_json::from_value::<PolicyConfig>(policy.clone()) {
+            return Err(format!("{}: policy: {e}", entry.appid));
         }
     }
     if !seen.insert(entry.appid.clone()) {
@@ -337,7 +347,12 @@ impl AccountSet {
 }
 
 /// A member's `policy` on top of its set's, checked as a table's would be.
-fn member_policy(written: &PolicyConfig, base: &PolicySettings) -> Result<PolicySettings, String> {
+fn member_policy(
+    written: &serde_json::Value,
+    base: &PolicySettings,
+) -> Result<PolicySettings, String> {
+    let written: PolicyConfig =
+        serde_json::from_value(written.clone()).map_err(|e| format!("policy: {e}"))?;
     let figment = figment::Figment::new();
     let locator = crate::settings::Locator::new(&figment, None);
     let resolver = crate::settings::SecretResolver::from_env(None);
@@ -532,36 +547,6 @@ pub fn loaded_members(
             Some((name.clone(), members))
         })
         .collect()
-}
-
-/// What `check` says of the sets beside the effective config: each list it
-/// read, its bad entries, and what the merge left out. It reads no list
-/// but a file, and runs nothing.
-pub fn check_report(config: &crate::config::Config) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (name, set) in &config.account_sets {
-        let source = match &set.from {
-            ListFrom::File(f) => format!("from {}", f.file.display()),
-            ListFrom::Wechat(_) => {
-                "from WeChat's authorizer list: read when the daemon runs".into()
-            }
-            ListFrom::Command(c) => format!("from {}: run when the daemon runs", c.command[0]),
-        };
-        match &set.loaded {
-            Some(Loaded { error: Some(e), .. }) => lines.push(format!(
-                "warning: account set `{name}`: {e}; the daemon keeps the last good list in the ledger"
-            )),
-            Some(l) => {
-                lines.push(format!("account set `{name}`: {} members {source}", l.member_count));
-                for s in &l.skipped {
-                    lines.push(format!("warning: account set `{name}`: skipped {s}"));
-                }
-            }
-            None => lines.push(format!("account set `{name}`: members {source}")),
-        }
-    }
-    lines.extend(config.notes.iter().map(|n| format!("warning: {n}")));
-    lines
 }
 
 /// Whether the component can read WeChat's list: it needs a token.
