@@ -28,6 +28,7 @@ use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifiers, NotifyContext};
 use crate::sets::{self, refresh::Sets};
+use crate::settings::LiveAccounts;
 use crate::signal::SignalQueue;
 use crate::sources::{self, SourceContext, SourceHealth};
 use crate::store::{LedgerHealth, Store};
@@ -110,6 +111,8 @@ struct Generation {
     sources_stop: CancellationToken,
     /// Reads the account sets' lists.
     wechat: Arc<WeChat>,
+    /// The sources' view of the accounts, which a set's refresh updates.
+    accounts: LiveAccounts,
     /// The account sets' refresh tasks, started once the runtime is published.
     set_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -188,12 +191,13 @@ impl Daemon {
             notify_context(&config, self.metrics.clone()),
         );
         let wechat = Arc::new(WeChat::new(&config.wechat)?);
+        let accounts = LiveAccounts::from(Arc::new(config.accounts.clone()));
         // Sources removed by a reload must not linger in /readyz.
         self.health.remove_all();
         let sources_stop = CancellationToken::new();
         let sources = sources::start_scheduled(
             SourceContext {
-                accounts: Arc::new(config.accounts.clone()),
+                accounts: accounts.clone(),
                 timezone: config.daemon.timezone,
                 signals: self.queue.clone(),
                 metrics: self.metrics.clone(),
@@ -230,6 +234,7 @@ impl Daemon {
             sources: Some(sources),
             sources_stop,
             wechat,
+            accounts,
             set_tasks: Vec::new(),
         })
     }
@@ -257,11 +262,12 @@ impl Daemon {
     /// Starts the account sets' refreshes of `gen`, which publish a changed
     /// list by swapping the runtime's account map (nothing else changes).
     fn start_sets(&self, gen: &mut Generation, runtime_tx: &Arc<watch::Sender<Runtime>>) {
-        let tx = runtime_tx.clone();
+        let (tx, live) = (runtime_tx.clone(), gen.accounts.clone());
         let publish: sets::refresh::Publish = Arc::new(move |members| {
             tx.send_modify(|rt| {
                 let mut config = (*rt.config).clone();
                 let (accounts, notes) = sets::merge_with(&config.configured, members);
+                live.replace(Arc::new(accounts.clone()));
                 config.accounts = accounts;
                 config.notes = notes;
                 rt.config = Arc::new(config);

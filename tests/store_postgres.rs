@@ -287,7 +287,7 @@ fn reopening_keeps_rows_log_positions_and_schema() {
         .query_one("SELECT version FROM quotawatch_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

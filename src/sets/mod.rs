@@ -525,8 +525,7 @@ pub fn merge_with(
     configured: &Accounts,
     members: &BTreeMap<String, Arc<[Arc<Account>]>>,
 ) -> (Accounts, Vec<String>) {
-    let (accounts, notes) = configured.with_members(members.values().flat_map(|m| m.iter()));
-    (accounts, notes)
+    configured.with_members(members)
 }
 
 /// [`merge_with`] the lists read at load (a `file` set's).
@@ -547,6 +546,36 @@ pub fn loaded_members(
             Some((name.clone(), members))
         })
         .collect()
+}
+
+/// A `wechat_quota` source's `@NAME` must be an account set whose members
+/// have a token source: quota reads need a token, and a member is cleared
+/// through its component without one.
+pub fn check_polled_sets(
+    ck: &mut Checker<'_>,
+    sources: &BTreeMap<String, crate::sources::SourceSpec>,
+    sets: &BTreeMap<String, AccountSet>,
+) {
+    for (name, source) in sources {
+        let crate::sources::SourceSpec::WechatQuota(spec) = source else {
+            continue;
+        };
+        let key = format!("sources.{name}.accounts");
+        for set in spec.accounts.iter().filter_map(|a| a.strip_prefix('@')) {
+            match sets.get(set) {
+                None => {
+                    ck.err::<()>(
+                        &key,
+                        format!("names `@{set}`, which is not an [account_sets] table"),
+                    );
+                }
+                Some(s) if s.token.is_none() => {
+                    ck.err::<()>(&key, format!("polls `@{set}`, whose members have no token source: give [account_sets.{set}] a token_file or token_command (\"{{appid}}\" is each member's)"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// Whether the component can read WeChat's list: it needs a token.

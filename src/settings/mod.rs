@@ -20,7 +20,7 @@ mod table;
 
 pub use accounts::{
     is_appid, validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts,
-    Credential, TokenFrom, TokenSource,
+    Credential, LiveAccounts, TokenFrom, TokenSource,
 };
 pub use check::{is_name, Checker, Choice};
 pub use daemon::{DaemonConfig, DaemonSettings, LogFormat, WeChatConfig, WeChatSettings};
