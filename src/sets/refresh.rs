@@ -286,6 +286,8 @@ pub async fn refresh_once(
         component,
         shutdown: &ctx.shutdown,
     };
+    // Real time, for the log: how long a refresh holds its set up.
+    let started = std::time::Instant::now();
     let read = set.from.list(&list_ctx).await;
     if ctx.shutdown.is_cancelled() {
         return None;
@@ -299,7 +301,8 @@ pub async fn refresh_once(
                 .set_refreshed(&set.name, members, now.timestamp());
             if !diff.is_empty() {
                 (ctx.publish)(&ctx.sets.members());
-                tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, "Account set's members changed");
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, took_ms, "Account set's members changed");
             }
             if !diff.is_empty() && !skipped.is_empty() {
                 tracing::warn!(set = %set.name, skipped = %skipped.join("; "), "Account set's list has entries that were skipped");
