@@ -137,6 +137,39 @@ async fn two_thousand_authorizers_from_wechats_list() {
         1
     );
 
+    // A list that ends before its total_count changes nothing either.
+    fake.set_authorizers_unlisted(3);
+    fake.deauthorize(PLATFORM, &appid(8));
+    d.advance(Duration::from_secs(600)).await;
+    d.until("the short list refused", || async {
+        d.metric("quotawatch_account_set_refresh_errors_total{set=\"merchants\"}")
+            .await
+            == 2
+    })
+    .await;
+    let ready = readyz(&d.url("/readyz")).await;
+    assert_eq!(members(&ready), Some(1999), "{ready}");
+    let error = ready["sets"]["merchants"]["error"].as_str().unwrap();
+    assert!(error.contains("ended at 1998 of 2001"), "{error}");
+    assert_eq!(
+        signal(&d.url("/api/v1/signals"), &appid(8)).await["queued"],
+        1
+    );
+
+    // A SIGHUP keeps the members while the list is still short.
+    d.reload.send(()).await.unwrap();
+    d.until("the reload", || async {
+        d.metric("quotawatch_account_set_refresh_errors_total{set=\"merchants\"}")
+            .await
+            == 3
+    })
+    .await;
+    assert_eq!(members(&readyz(&d.url("/readyz")).await), Some(1999));
+    assert_eq!(
+        signal(&d.url("/api/v1/signals"), &appid(9)).await["queued"],
+        1
+    );
+
     // No refresh token anywhere a user can see or the ledger keeps.
     let metrics = text(&d.url("/metrics")).await;
     let accounts = text(&d.url("/api/v1/accounts")).await;
@@ -179,9 +212,16 @@ async fn a_file_set_follows_its_file_and_ignores_a_truncated_one() {
         }
     };
     wait(2).await;
-    // A change is seen within seconds, without SIGHUP.
-    env.file("members.json", &list(3));
+    // A change is seen within seconds, without SIGHUP; a bad entry is named.
+    let mut three: Vec<Value> = serde_json::from_str(&list(3)).unwrap();
+    three.push(json!("wx-bad"));
+    env.file("members.json", &Value::from(three).to_string());
     wait(3).await;
+    let skipped = readyz(&d.url("/readyz")).await["sets"]["file"]["skipped"].clone();
+    assert_eq!(
+        skipped,
+        json!(["entry 4: `wx-bad` is not an appid (wx followed by 16 hex digits)"])
+    );
     let answer = signal(&d.url("/api/v1/signals"), &appid(3)).await;
     assert_eq!(answer["queued"], 1, "{answer}");
     // A truncated file changes nothing.

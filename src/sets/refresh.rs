@@ -41,7 +41,14 @@ pub struct SetHealth {
     pub members: usize,
     /// The last good read.
     pub last_refresh: Option<DateTime<Utc>>,
+    /// The last good list's entries that were left out, each with why (the
+    /// first [`SKIPPED_SHOWN`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
+
+/// How many skipped entries `/readyz` and the log name; the rest are counted.
+pub const SKIPPED_SHOWN: usize = 20;
 
 /// Every set's last good list, its members and its health, shared by the
 /// refresh tasks, reloads and `/readyz`. Cheap to clone; it outlives reloads.
@@ -137,28 +144,36 @@ impl Sets {
     }
 
     /// A good read of `set`'s list: what it changed (nothing: nothing to
-    /// publish).
+    /// publish), and its skipped entries when they are not the last read's.
     fn accept(
         &self,
         set: &AccountSet,
         mut list: MemberList,
         now: DateTime<Utc>,
-    ) -> (Diff, Vec<String>) {
+    ) -> (Diff, Option<Vec<String>>) {
         let members: Arc<[Arc<Account>]> = set.members(&mut list).into();
         let mut inner = self.lock();
         let empty: Arc<[Arc<Account>]> = Arc::new([]);
         let old = inner.members.get(&set.name).unwrap_or(&empty);
         let diff = Diff::between(old, &members);
         let health = inner.health.entry(set.name.clone()).or_default();
+        let mut skipped = list.skipped;
+        if skipped.len() > SKIPPED_SHOWN {
+            let more = skipped.len() - SKIPPED_SHOWN;
+            skipped.truncate(SKIPPED_SHOWN);
+            skipped.push(format!("and {more} more"));
+        }
+        let news = (health.skipped != skipped).then(|| skipped.clone());
         *health = SetHealth {
             ok: true,
             error: None,
             members: members.len(),
             last_refresh: Some(now),
+            skipped,
         };
         inner.lists.insert(set.name.clone(), Arc::new(list.entries));
         inner.members.insert(set.name.clone(), members);
-        (diff, list.skipped)
+        (diff, news)
     }
 
     /// A failed read: true when the error is news (log it once).
@@ -304,7 +319,7 @@ pub async fn refresh_once(
                 let took_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, took_ms, "Account set's members changed");
             }
-            if !diff.is_empty() && !skipped.is_empty() {
+            if let Some(skipped) = skipped.filter(|s| !s.is_empty()) {
                 tracing::warn!(set = %set.name, skipped = %skipped.join("; "), "Account set's list has entries that were skipped");
             }
             let entries = ctx.sets.lock().lists.get(&set.name).cloned()?;
