@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::policy::PolicySettings;
 use crate::settings::{
-    is_appid, is_name, ser, Account, AccountKind, Accounts, Checker, Choice, Credential,
-    PolicyConfig, Table, TokenFrom, TokenSource,
+    is_appid, is_name, ser, token_source, Account, AccountKind, Accounts, Checker, Choice,
+    Credential, PolicyConfig, Table, TokenFrom, TokenSource,
 };
 use crate::wechat::WeChat;
 
@@ -502,21 +502,7 @@ fn component(
 
 /// `token_file` or `token_command`, `{appid}` kept for each member.
 fn token_template(ck: &mut Checker<'_>, at: &str, raw: &AccountSetConfig) -> Option<TokenSource> {
-    match (&raw.token_file, &raw.token_command) {
-        (Some(_), Some(_)) => ck.err(
-            at,
-            "has both token_file and token_command: a member's token comes from one of them",
-        ),
-        (Some(file), None) => Some(TokenSource::File(ck.resolver().path(file))),
-        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
-            Some(TokenSource::Command(cmd.clone()))
-        }
-        (None, Some(_)) => ck.err(
-            &format!("{at}.token_command"),
-            "must name a program: [\"/path/to/program\", \"{appid}\", ...]",
-        ),
-        (None, None) => None,
-    }
+    token_source(ck, at, raw.token_file.as_ref(), raw.token_command.as_ref()).flatten()
 }
 
 /// The configured accounts with every set's members, as `members` gives

@@ -382,25 +382,7 @@ fn credentials(
             "only an account of kind = \"authorizer\" has a managing component",
         );
     }
-    let token = match (&raw.token_file, &raw.token_command) {
-        (Some(_), Some(_)) => {
-            return ck.err(
-                p,
-                "has both token_file and token_command: a token comes from one of them",
-            )
-        }
-        (Some(file), None) => Some(TokenSource::File(ck.resolver().path(file))),
-        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
-            Some(TokenSource::Command(cmd.clone()))
-        }
-        (None, Some(_)) => {
-            return ck.err(
-                &format!("{p}.token_command"),
-                "must name a program: [\"/path/to/program\", \"arg\", ...]",
-            )
-        }
-        (None, None) => None,
-    };
+    let token = token_source(ck, p, raw.token_file.as_ref(), raw.token_command.as_ref())?;
     match (has_secret, raw.component.as_deref()) {
         (true, Some(_)) => ck.err(
             p,
@@ -421,6 +403,32 @@ fn credentials(
                 ),
             ),
         },
+    }
+}
+
+/// `token_file` or `token_command` of the table at `p` (an account, or an
+/// account set's template): at most one, and a command names a program.
+/// `None`: a problem, reported in `ck`; `Some(None)`: neither key.
+pub fn token_source(
+    ck: &mut Checker<'_>,
+    p: &str,
+    file: Option<&PathBuf>,
+    command: Option<&Vec<String>>,
+) -> Option<Option<TokenSource>> {
+    match (file, command) {
+        (Some(_), Some(_)) => ck.err(
+            p,
+            "has both token_file and token_command: a token comes from one of them",
+        ),
+        (Some(file), None) => Some(Some(TokenSource::File(ck.resolver().path(file)))),
+        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
+            Some(Some(TokenSource::Command(cmd.clone())))
+        }
+        (None, Some(_)) => ck.err(
+            &format!("{p}.token_command"),
+            "must name a program: [\"/path/to/program\", \"arg\", ...]",
+        ),
+        (None, None) => Some(None),
     }
 }
 
