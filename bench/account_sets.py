@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 # Usage: bench/account_sets.py target/release/quotawatch 10000 [DIR]
 """Account sets at scale: a file set of N members, release binary, dry run.
-Prints start-to-ready, start-to-every-member-watched, idle RSS, and the
-refresh that adds and removes 1% (read, parse, build, swap: took_ms from the
-log)."""
-import json, os, subprocess, sys, time, urllib.request
+Prints start-to-ready, start-to-every-member-watched, idle RSS, the refresh
+that adds and removes 1% (read, parse, build, swap: took_ms from the log),
+and RSS after 5 reloads and 60 listings of /api/v1/accounts."""
+import json, os, signal, subprocess, sys, time, urllib.request
 
 BIN = sys.argv[1]
 N = int(sys.argv[2])
@@ -46,7 +46,7 @@ def events(message):
 log = open(f"{d}/log", "w")
 t0 = time.monotonic()
 p = subprocess.Popen([BIN, "--config", f"{d}/q.toml", "run"], stderr=log, stdout=subprocess.DEVNULL,
-                     env={"PATH": os.environ["PATH"], "QUOTAWATCH_LOG": "info"})
+                     env={"PATH": os.environ["PATH"], "QUOTAWATCH_LOG": "info", **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}})
 addr = None
 while addr is None:
     for v in events("quotawatch is ready"):
@@ -73,6 +73,17 @@ while took is None and time.monotonic() < deadline:
 time.sleep(3)
 after = rss()
 accounts = urllib.request.urlopen(f"http://{addr}/api/v1/accounts").read()
+# Issue 21's steady-state figure: 5 reloads, then 60 account listings.
+for i in range(5):
+    p.send_signal(signal.SIGHUP)
+    while sum(1 for _ in events("Configuration reloaded")) <= i:
+        time.sleep(0.02)
+time.sleep(1)
+reloaded = rss()
+for _ in range(60):
+    urllib.request.urlopen(f"http://{addr}/api/v1/accounts").read()
+time.sleep(1)
+settled = rss()
 p.terminate(); p.wait()
 print(f"N={N} ready={ready:.2f}s all_watched={watched:.2f}s idle_rss={idle:.1f}MiB "
-      f"refresh_1pct took_ms,added,removed={took} rss_after_refresh={after:.1f}MiB accounts_listed={len(json.loads(accounts)['accounts'])}")
+      f"refresh_1pct took_ms,added,removed={took} rss_after_refresh={after:.1f}MiB rss_after_5_reloads={reloaded:.1f}MiB rss_then_after_60_listings={settled:.1f}MiB accounts_listed={len(json.loads(accounts)['accounts'])}")
