@@ -299,3 +299,73 @@ async fn a_restart_while_the_list_fails_keeps_the_last_good_list() {
         "a refresh token was stored"
     );
 }
+
+/// `from = "command"`: its stdout is the list; a failing run and one that
+/// outlives its 30 s keep the last good list.
+#[tokio::test(start_paused = true)]
+async fn a_command_set_keeps_its_list_through_a_failure_and_a_timeout() {
+    let fake = FakeWeChat::start().await;
+    fake.add_component(PLATFORM, SECRET);
+    let env = Env::new("");
+    let dir = env.dir.path().display().to_string();
+    env.file("list.json", &json!([appid(1), appid(2)]).to_string());
+    env.file("mode", "ok");
+    let script = env.file(
+        "list.sh",
+        &format!(
+            "#!/bin/sh\ncase $(cat {dir}/mode) in\n  ok) cat {dir}/list.json ;;\n  fail) exit 3 ;;\n  hang) touch {dir}/started; exec sleep 1000 ;;\nesac\n"
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    env.write(&platform_config(
+        &fake,
+        &env,
+        &format!(
+            "[account_sets.listed]\ncomponent = \"platform\"\nfrom = \"command\"\ncommand = [\"{}\"]\nrefresh = \"1m\"\n",
+            script.display()
+        ),
+    ));
+    let d = InProcess::start(&env).await;
+    let set = |v: Value| v["sets"]["listed"].clone();
+    d.until("2 members", || async {
+        set(readyz(&d.url("/readyz")).await)["members"] == 2
+    })
+    .await;
+
+    env.file("mode", "fail");
+    d.advance(Duration::from_secs(60)).await;
+    d.until("the failure", || async {
+        set(readyz(&d.url("/readyz")).await)["ok"] == false
+    })
+    .await;
+    let failed = set(readyz(&d.url("/readyz")).await);
+    assert!(
+        failed["error"].as_str().unwrap().contains("exited with"),
+        "{failed}"
+    );
+    assert_eq!(failed["members"], 2);
+
+    env.file("mode", "hang");
+    d.advance(Duration::from_secs(60)).await;
+    let started = env.dir.path().join("started");
+    d.until("the hanging run", || async { started.exists() })
+        .await;
+    d.advance(Duration::from_secs(31)).await;
+    d.until("the timeout", || async {
+        let s = set(readyz(&d.url("/readyz")).await);
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not finish within 30s"))
+    })
+    .await;
+    assert_eq!(set(readyz(&d.url("/readyz")).await)["members"], 2);
+    assert_eq!(
+        signal(&d.url("/api/v1/signals"), &appid(2)).await["queued"],
+        1
+    );
+    d.stop().await.unwrap();
+}
