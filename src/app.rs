@@ -263,14 +263,28 @@ impl Daemon {
     /// list by swapping the runtime's account map (nothing else changes).
     fn start_sets(&self, gen: &mut Generation, runtime_tx: &Arc<watch::Sender<Runtime>>) {
         let (tx, live) = (runtime_tx.clone(), gen.accounts.clone());
+        let (store, metrics, clock) =
+            (self.store.clone(), self.metrics.clone(), self.clock.clone());
         let publish: sets::refresh::Publish = Arc::new(move |members| {
+            let mut added = Vec::new();
+            let tz = tx.borrow().config.daemon.timezone;
             tx.send_modify(|rt| {
                 let mut config = (*rt.config).clone();
                 let (accounts, notes) = sets::merge_with(&config.configured, members);
+                added = accounts
+                    .values()
+                    .filter(|a| !config.accounts.contains_key(&a.name))
+                    .cloned()
+                    .collect();
                 live.replace(Arc::new(accounts.clone()));
                 config.accounts = accounts;
                 config.notes = notes;
                 rt.config = Arc::new(config);
+            });
+            // New members' budgets, off the refresh's way as at start.
+            let (store, metrics, now) = (store.clone(), metrics.clone(), clock.now());
+            tokio::task::spawn_blocking(move || {
+                publish_budgets(&*store, &metrics, added.iter(), tz, now)
             });
         });
         let ctx = sets::refresh::RefreshContext {
@@ -287,15 +301,13 @@ impl Daemon {
 
     fn publish_budgets(&self, config: &Config) {
         let (now, tz) = (self.clock.now(), config.daemon.timezone);
-        for account in config.accounts.values() {
-            // The snapshot alone: the rest of the status (its episodes) is
-            // not needed here, and this runs per account at every start and
-            // reload.
-            if let Ok(s) = self.store.snapshot(&crate::clearer::key(account, tz), now) {
-                let budget = crate::clearer::budget(account, &s, tz, now);
-                self.metrics.budget(&account.name, budget.left);
-            }
-        }
+        publish_budgets(
+            &*self.store,
+            &self.metrics,
+            config.accounts.values(),
+            tz,
+            now,
+        );
     }
 
     fn summary(config: &Config) -> String {
@@ -484,6 +496,24 @@ impl Daemon {
             );
         }
         Some(Arc::new(next))
+    }
+}
+
+/// `quotawatch_budget_remaining` of each account, from its ledger snapshot
+/// alone: the rest of the status (its episodes) is not needed here, and this
+/// runs per account at every start, reload, and for a set's new members.
+fn publish_budgets<'a>(
+    store: &dyn Store,
+    metrics: &Metrics,
+    accounts: impl Iterator<Item = &'a Arc<crate::settings::Account>>,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) {
+    for account in accounts {
+        if let Ok(s) = store.snapshot(&crate::clearer::key(account, tz), now) {
+            let budget = crate::clearer::budget(account, &s, tz, now);
+            metrics.budget(&account.name, budget.left);
+        }
     }
 }
 

@@ -222,6 +222,17 @@ async fn a_file_set_follows_its_file_and_ignores_a_truncated_one() {
         skipped,
         json!(["entry 4: `wx-bad` is not an appid (wx followed by 16 hex digits)"])
     );
+    // Before any signal for it: its budget is published when it joins.
+    let budget = format!("quotawatch_budget_remaining{{account=\"{}\"}} 8", appid(3));
+    let mut seen = false;
+    for _ in 0..100 {
+        seen = text(&d.url("/metrics")).await.contains(&budget);
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "a new member's budget is published: {budget}");
     let answer = signal(&d.url("/api/v1/signals"), &appid(3)).await;
     assert_eq!(answer["queued"], 1, "{answer}");
     // A truncated file changes nothing.

@@ -40,8 +40,8 @@ pub mod file;
 pub mod refresh;
 pub mod wechat;
 
-/// `refresh` when unset.
-const DEFAULT_REFRESH: &str = "10m";
+/// `refresh` when unset: 10 minutes.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
 
 /// `[account_sets.NAME]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -415,7 +415,7 @@ fn validate_one(
     let refresh = ck.duration(
         &format!("{at}.refresh"),
         raw.refresh.as_deref(),
-        humantime::parse_duration(DEFAULT_REFRESH).unwrap_or(Duration::from_secs(600)),
+        DEFAULT_REFRESH,
     );
     if refresh < Duration::from_secs(1) {
         ck.err::<()>(&format!("{at}.refresh"), "must be at least 1s");
