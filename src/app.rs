@@ -276,6 +276,13 @@ impl Daemon {
                     .filter(|a| !config.accounts.contains_key(&a.name))
                     .cloned()
                     .collect();
+                for gone in config
+                    .accounts
+                    .keys()
+                    .filter(|n| !accounts.contains_key(*n))
+                {
+                    metrics.forget_budget(gone);
+                }
                 live.replace(Arc::new(accounts.clone()));
                 config.accounts = accounts;
                 config.notes = notes;

@@ -100,6 +100,11 @@ async fn two_thousand_authorizers_from_wechats_list() {
 
     // One leaves the list: at the next refresh it is no longer watched.
     let gone = appid(5);
+    let budget = format!("quotawatch_budget_remaining{{account=\"{gone}\"}}");
+    d.until("the members' budgets", || async {
+        d.metric(&budget).await == 8
+    })
+    .await;
     fake.deauthorize(PLATFORM, &gone);
     d.advance(Duration::from_secs(600)).await;
     d.until("1,999 members", || async {
@@ -108,6 +113,10 @@ async fn two_thousand_authorizers_from_wechats_list() {
     .await;
     let answer = signal(&d.url("/api/v1/signals"), &gone).await;
     assert_eq!(answer["queued"], 0, "{answer}");
+    assert!(
+        !text(&d.url("/metrics")).await.contains(&budget),
+        "a member gone is no longer exported"
+    );
     assert_eq!(
         signal(&d.url("/api/v1/signals"), &appid(6)).await["queued"],
         1
