@@ -28,6 +28,7 @@ use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::notify::{self, Notifiers, NotifyContext};
 use crate::sets::{self, refresh::Sets};
+use crate::settings::LiveAccounts;
 use crate::signal::SignalQueue;
 use crate::sources::{self, SourceContext, SourceHealth};
 use crate::store::{LedgerHealth, Store};
@@ -110,6 +111,8 @@ struct Generation {
     sources_stop: CancellationToken,
     /// Reads the account sets' lists.
     wechat: Arc<WeChat>,
+    /// The sources' view of the accounts, which a set's refresh updates.
+    accounts: LiveAccounts,
     /// The account sets' refresh tasks, started once the runtime is published.
     set_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -188,12 +191,13 @@ impl Daemon {
             notify_context(&config, self.metrics.clone()),
         );
         let wechat = Arc::new(WeChat::new(&config.wechat)?);
+        let accounts = LiveAccounts::from(Arc::new(config.accounts.clone()));
         // Sources removed by a reload must not linger in /readyz.
         self.health.remove_all();
         let sources_stop = CancellationToken::new();
         let sources = sources::start_scheduled(
             SourceContext {
-                accounts: Arc::new(config.accounts.clone()),
+                accounts: accounts.clone(),
                 timezone: config.daemon.timezone,
                 signals: self.queue.clone(),
                 metrics: self.metrics.clone(),
@@ -230,6 +234,7 @@ impl Daemon {
             sources: Some(sources),
             sources_stop,
             wechat,
+            accounts,
             set_tasks: Vec::new(),
         })
     }
@@ -240,7 +245,11 @@ impl Daemon {
         if config.account_sets.is_empty() {
             return config;
         }
-        let (accounts, notes) = self.sets.adopt(&config.configured, &config.account_sets);
+        let (accounts, notes) = self.sets.adopt(
+            &config.configured,
+            &config.account_sets,
+            self.store.as_ref(),
+        );
         for note in &notes {
             tracing::warn!(note = %note, "Account set member");
         }
@@ -253,18 +262,41 @@ impl Daemon {
     /// Starts the account sets' refreshes of `gen`, which publish a changed
     /// list by swapping the runtime's account map (nothing else changes).
     fn start_sets(&self, gen: &mut Generation, runtime_tx: &Arc<watch::Sender<Runtime>>) {
-        let tx = runtime_tx.clone();
+        let (tx, live) = (runtime_tx.clone(), gen.accounts.clone());
+        let (store, metrics, clock) =
+            (self.store.clone(), self.metrics.clone(), self.clock.clone());
         let publish: sets::refresh::Publish = Arc::new(move |members| {
+            let mut added = Vec::new();
+            let tz = tx.borrow().config.daemon.timezone;
             tx.send_modify(|rt| {
                 let mut config = (*rt.config).clone();
                 let (accounts, notes) = sets::merge_with(&config.configured, members);
+                added = accounts
+                    .values()
+                    .filter(|a| !config.accounts.contains_key(&a.name))
+                    .cloned()
+                    .collect();
+                for gone in config
+                    .accounts
+                    .keys()
+                    .filter(|n| !accounts.contains_key(*n))
+                {
+                    metrics.forget_budget(gone);
+                }
+                live.replace(Arc::new(accounts.clone()));
                 config.accounts = accounts;
                 config.notes = notes;
                 rt.config = Arc::new(config);
             });
+            // New members' budgets, off the refresh's way as at start.
+            let (store, metrics, now) = (store.clone(), metrics.clone(), clock.now());
+            tokio::task::spawn_blocking(move || {
+                publish_budgets(&*store, &metrics, added.iter(), tz, now)
+            });
         });
         let ctx = sets::refresh::RefreshContext {
             sets: self.sets.clone(),
+            store: self.store.clone(),
             wechat: gen.wechat.clone(),
             metrics: self.metrics.clone(),
             publish,
@@ -276,15 +308,13 @@ impl Daemon {
 
     fn publish_budgets(&self, config: &Config) {
         let (now, tz) = (self.clock.now(), config.daemon.timezone);
-        for account in config.accounts.values() {
-            // The snapshot alone: the rest of the status (its episodes) is
-            // not needed here, and this runs per account at every start and
-            // reload.
-            if let Ok(s) = self.store.snapshot(&crate::clearer::key(account, tz), now) {
-                let budget = crate::clearer::budget(account, &s, tz, now);
-                self.metrics.budget(&account.name, budget.left);
-            }
-        }
+        publish_budgets(
+            &*self.store,
+            &self.metrics,
+            config.accounts.values(),
+            tz,
+            now,
+        );
     }
 
     fn summary(config: &Config) -> String {
@@ -473,6 +503,24 @@ impl Daemon {
             );
         }
         Some(Arc::new(next))
+    }
+}
+
+/// `quotawatch_budget_remaining` of each account, from its ledger snapshot
+/// alone: the rest of the status (its episodes) is not needed here, and this
+/// runs per account at every start, reload, and for a set's new members.
+fn publish_budgets<'a>(
+    store: &dyn Store,
+    metrics: &Metrics,
+    accounts: impl Iterator<Item = &'a Arc<crate::settings::Account>>,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) {
+    for account in accounts {
+        if let Ok(s) = store.snapshot(&crate::clearer::key(account, tz), now) {
+            let budget = crate::clearer::budget(account, &s, tz, now);
+            metrics.budget(&account.name, budget.left);
+        }
     }
 }
 

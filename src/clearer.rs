@@ -612,6 +612,12 @@ mod tests {
         fn ping(&self) -> Result<(), StoreError> {
             self.inner.ping()
         }
+        fn set_list(&self, set: &str) -> Result<Option<String>, StoreError> {
+            self.inner.set_list(set)
+        }
+        fn save_set_list(&self, s: &str, l: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+            self.inner.save_set_list(s, l, at)
+        }
         fn note_lockout(&self, a: &AccountKey<'_>, n: &LockoutNote) -> Result<(), StoreError> {
             self.inner.note_lockout(a, n)
         }

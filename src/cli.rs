@@ -149,10 +149,65 @@ pub fn check(config: &Config, json: bool) -> anyhow::Result<Exit> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     let mut err = std::io::stderr().lock();
-    for line in crate::sets::check_report(config) {
+    for line in sets_report(config) {
         writeln!(err, "{line}")?;
     }
     Ok(0)
+}
+
+/// What `check` says of the sets beside the effective config: each list it
+/// read, its bad entries, and what the merge left out. It reads no list
+/// but a file, and runs nothing.
+fn sets_report(config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (name, set) in &config.account_sets {
+        let source = match &set.from {
+            crate::sets::ListFrom::File(f) => format!("from {}", f.file.display()),
+            crate::sets::ListFrom::Wechat(_) => {
+                "from WeChat's authorizer list: read when the daemon runs".into()
+            }
+            crate::sets::ListFrom::Command(c) => {
+                format!("from {}: run when the daemon runs", c.command[0])
+            }
+        };
+        match &set.loaded {
+            Some(crate::sets::Loaded { error: Some(e), .. }) => lines.push(format!(
+                "warning: account set `{name}`: {e}; the daemon keeps the last good list in the ledger"
+            )),
+            Some(l) => {
+                lines.push(format!("account set `{name}`: {} members {source}", l.member_count));
+                for s in &l.skipped {
+                    lines.push(format!("warning: account set `{name}`: skipped {s}"));
+                }
+            }
+            None => lines.push(format!("account set `{name}`: members {source}")),
+        }
+    }
+    lines.extend(config.notes.iter().map(|n| format!("warning: {n}")));
+    lines
+}
+
+/// `config` with the members of each account set that `load` could not
+/// read (a WeChat or command set, a file that is missing) from the ledger's
+/// last good list, so that `status`, `clear`, `quota` and `enable` find them
+/// as the daemon does.
+pub fn with_ledger_members(mut config: Config) -> anyhow::Result<Config> {
+    let unread = config
+        .account_sets
+        .values()
+        .any(|s| s.loaded.as_ref().and_then(|l| l.members.as_ref()).is_none());
+    if !unread {
+        return Ok(config);
+    }
+    let store = crate::store::open(&config.daemon.state)?;
+    let (accounts, notes) = crate::sets::refresh::Sets::default().adopt(
+        &config.configured,
+        &config.account_sets,
+        store.as_ref(),
+    );
+    config.accounts = accounts;
+    config.notes = notes;
+    Ok(config)
 }
 
 /// TOML has no null: unset options are left out of `check`'s output.

@@ -47,7 +47,8 @@
 //!   scheduler in `sources/scheduler.rs`.
 //! - [`sets`]: account sets (SPEC 4a), a family: `[account_sets.NAME]`, the
 //!   list parser and the members a list makes in `sets/mod.rs`, one file per
-//!   kind of list (`wechat`, `file`, `command`).
+//!   kind of list (`wechat`, `file`, `command`), and `sets/refresh.rs`: the
+//!   running sets, their last good lists, health and metrics.
 //! - [`notify`]: the chat notifiers, one file a platform (`wecom`,
 //!   `dingtalk`, `feishu`, `slack`, `discord`, `webhook`), each holding its
 //!   own keys, validation, build and requests; the keys every notifier shares

@@ -42,6 +42,13 @@ async fn dispatch(
     command: Command,
     config: quotawatch::config::Config,
 ) -> anyhow::Result<cli::Exit> {
+    let config = match command {
+        Command::Status { .. }
+        | Command::Clear { .. }
+        | Command::Quota { .. }
+        | Command::Enable { .. } => cli::with_ledger_members(config)?,
+        _ => config,
+    };
     match command {
         Command::Run => quotawatch::app::run_daemon(config).await,
         Command::Check(f) => cli::check(&config, f.json),

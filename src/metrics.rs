@@ -226,6 +226,13 @@ impl Metrics {
             .set(left as i64);
     }
 
+    /// An account no longer watched (a member gone from its set's list):
+    /// its budget stops being exported. Its ledger rows stay.
+    pub fn forget_budget(&self, account: &str) {
+        self.budget_remaining
+            .remove(&vec![("account", account.to_string())]);
+    }
+
     pub fn notification(&self, notifier: &str, outcome: &str) {
         self.notifications
             .get_or_create(&vec![

@@ -187,3 +187,28 @@ fn check_reads_no_list_but_a_file() {
         show(&o)
     );
 }
+
+#[test]
+fn a_quota_source_over_a_set_needs_the_set_and_member_tokens() {
+    let env = Env::new(&(platform("")
+        + "[account_sets.plain]\ncomponent = \"platform\"\nfrom = \"file\"\nfile = \"m.json\"\n\
+           [account_sets.tokened]\ncomponent = \"platform\"\nfrom = \"file\"\nfile = \"m.json\"\n\
+           token_command = [\"/usr/local/bin/authorizer-token\", \"{appid}\"]\n\
+           [sources.q]\ntype = \"wechat_quota\"\ncgi_paths = [\"/cgi-bin/x\"]\n\
+           accounts = [\"@plain\", \"@tokened\", \"@nowhere\"]\n"));
+    env.file("m.json", "[]");
+    let o = env.run(&["check"]);
+    assert_eq!(o.status.code(), Some(CONFIG_ERROR), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("polls `@plain`, whose members have no token source"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        err.contains("names `@nowhere`, which is not an [account_sets] table"),
+        "{}",
+        show(&o)
+    );
+    assert!(!err.contains("@tokened"), "{}", show(&o));
+}

@@ -365,3 +365,92 @@ async fn accounts_no_source_watches_are_not_verified() {
     );
     assert_eq!(attempts(&h, "wx00000000000000aa").await[0].verified, None);
 }
+
+/// A source over an account set (`accounts = ["@NAME"]`) reads every member
+/// with its own token, keeps `concurrency` and its spread, and follows the
+/// set's members as a refresh changes them.
+#[tokio::test]
+async fn a_set_is_polled_member_by_member_as_it_is_now() {
+    const PLATFORM: &str = "wx00000000000000c0";
+    let fake = FakeWeChat::start().await;
+    fake.add_account(SHOP, "shop-secret");
+    fake.add_component(PLATFORM, "component-secret");
+    let files = tempfile::tempdir().unwrap();
+    std::fs::create_dir(files.path().join("tokens")).unwrap();
+    // Not 1 or 2: wx…02 is `blog`, an account of its own.
+    let members: Vec<String> = (0x100..0x10a).map(|i| format!("wx{i:016x}")).collect();
+    for appid in &members {
+        fake.authorize(PLATFORM, appid);
+        let token = fake.issue_token(appid);
+        std::fs::write(files.path().join("tokens").join(appid), token).unwrap();
+    }
+    for appid in members.iter().chain([&SHOP.to_string()]) {
+        for path in [SEND, CHECK] {
+            fake.set_quota(appid, path, 100_000, 10);
+        }
+    }
+    let list = files.path().join("members.json");
+    std::fs::write(&list, serde_json::to_string(&members).unwrap()).unwrap();
+    let extra = format!(
+        r#"
+[accounts.platform]
+appid = "{PLATFORM}"
+kind = "component"
+secret = "component-secret"
+[account_sets.merchants]
+component = "platform"
+from = "file"
+file = "{list}"
+token_file = "{tokens}/{{appid}}"
+[sources.quota]
+type = "wechat_quota"
+accounts = ["@merchants", "shop"]
+cgi_paths = ["{SEND}", "{CHECK}"]
+concurrency = 3
+"#,
+        list = list.display(),
+        tokens = files.path().join("tokens").display(),
+    );
+    let h = Harness::new(&fake.base_url(), &extra);
+    let started = Instant::now();
+    source(&h, &QuotaReadings::default())
+        .run_once(Duration::from_millis(600))
+        .await;
+    let reads = fake.requests_to(QUOTA_GET);
+    assert_eq!(reads.len(), 2 * 11, "every member and shop, × 2 APIs");
+    let tokens: std::collections::HashSet<_> = reads
+        .iter()
+        .filter_map(|r| r.query_param("access_token"))
+        .collect();
+    assert_eq!(tokens.len(), 11, "each account reads with its own token");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the reads are spread over the interval"
+    );
+
+    // A refresh that drops a member: the next run no longer reads it.
+    let set = &h.config.account_sets["merchants"];
+    let kept: Arc<[_]> = set.loaded.as_ref().unwrap().members.as_ref().unwrap()[1..].into();
+    let (accounts, _) = quotawatch::sets::merge_with(
+        &h.config.configured,
+        &[("merchants".to_string(), kept)].into_iter().collect(),
+    );
+    h.ctx.accounts.replace(Arc::new(accounts));
+    source(&h, &QuotaReadings::default())
+        .run_once(Duration::ZERO)
+        .await;
+    let reads = fake.requests_to(QUOTA_GET);
+    assert_eq!(reads.len(), 2 * 11 + 2 * 10);
+    let token_of =
+        |appid: &str| std::fs::read_to_string(files.path().join("tokens").join(appid)).unwrap();
+    let read_with = |token: &str| {
+        reads[22..]
+            .iter()
+            .any(|r| r.query_param("access_token").as_deref() == Some(token))
+    };
+    assert!(
+        !read_with(&token_of(&members[0])),
+        "the dropped member is not read"
+    );
+    assert!(read_with(&token_of(&members[1])), "the others are");
+}

@@ -96,6 +96,13 @@ fn with_database(url: &str, name: &str) -> String {
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn a_sets_last_good_list_is_kept() {
+    let db = TestDb::new("set_lists");
+    store_contract::a_sets_last_good_list_is_kept(&db.opener());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn keys_acted_on_are_known_for_the_window() {
     let db = TestDb::new("keys");
     store_contract::keys_acted_on_are_known_for_the_window(&db.opener());
@@ -280,7 +287,7 @@ fn reopening_keeps_rows_log_positions_and_schema() {
         .query_one("SELECT version FROM quotawatch_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use quotawatch::store::{HistoryFilter, SqliteStore, Store, StoreError};
 use store_contract::{clear_once, key, utc};
 
 /// The number of migrations `SqliteStore` knows (its `user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A temp dir holding one ledger file.
 struct TestFile {
@@ -158,6 +158,12 @@ fn a_live_owners_pending_attempt_is_recovered_once_too_old() {
     assert_eq!(store.recover(nearly).unwrap(), 0, "still within the hour");
     let later = now + chrono::Duration::hours(2);
     assert_eq!(store.recover(later).unwrap(), 1, "too old to be in flight");
+}
+
+#[test]
+fn a_sets_last_good_list_is_kept() {
+    let file = TestFile::new();
+    store_contract::a_sets_last_good_list_is_kept(&file.opener());
 }
 
 /// The contract, on a file whose directory does not exist yet; the schema

@@ -24,6 +24,7 @@ pub(super) fn validate(
         crate::sets::validate(&mut ctx, raw.account_sets, &accounts, &defaults, &names);
     let (members, notes) = crate::sets::merge(&accounts, &account_sets);
     let sources = crate::sources::validate(&mut ctx, raw.sources, &members);
+    crate::sets::check_polled_sets(&mut ctx, &sources, &account_sets);
     let errors = ctx.into_errors();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));

@@ -11,6 +11,9 @@ use serde::Serialize;
 use super::{parse_list, AccountSetConfig, ListContext, Lister, MemberList};
 use crate::settings::Checker;
 
+/// A file's size and modification time.
+pub type Stamp = (u64, Option<std::time::SystemTime>);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileList {
     pub file: PathBuf,
@@ -30,7 +33,7 @@ impl FileList {
     }
 
     /// What tells a changed file from the one last read, without reading it.
-    pub fn stamp(&self) -> Option<(u64, Option<std::time::SystemTime>)> {
+    pub fn stamp(&self) -> Option<Stamp> {
         let meta = std::fs::metadata(&self.file).ok()?;
         Some((meta.len(), meta.modified().ok()))
     }

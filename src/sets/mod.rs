@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::policy::PolicySettings;
 use crate::settings::{
-    is_appid, is_name, ser, Account, AccountKind, Accounts, Checker, Choice, Credential,
-    PolicyConfig, Table, TokenFrom, TokenSource,
+    is_appid, is_name, ser, token_source, Account, AccountKind, Accounts, Checker, Choice,
+    Credential, PolicyConfig, Table, TokenFrom, TokenSource,
 };
 use crate::wechat::WeChat;
 
@@ -40,8 +40,8 @@ pub mod file;
 pub mod refresh;
 pub mod wechat;
 
-/// `refresh` when unset.
-const DEFAULT_REFRESH: &str = "10m";
+/// `refresh` when unset: 10 minutes.
+const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
 
 /// `[account_sets.NAME]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -191,12 +191,17 @@ pub struct Loaded {
     pub error: Option<String>,
 }
 
-/// One entry of a list, as written.
-#[derive(Debug, Clone)]
+/// One entry of a list, as written; also what the ledger keeps of a set's
+/// last good list (nothing else, so never a refresh token).
+#[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub appid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub policy: Option<PolicyConfig>,
+    /// Checked to be policy keys; read on top of the set's policy when the
+    /// member is built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
 }
 
 /// A list read: its good entries and the ones left out, each named with why.
@@ -219,7 +224,7 @@ enum WrittenEntry {
 struct ObjectEntry {
     appid: String,
     name: Option<String>,
-    policy: Option<PolicyConfig>,
+    policy: Option<serde_json::Value>,
 }
 
 /// A `file` or `command` list: a JSON array of appids or
@@ -254,7 +259,7 @@ pub fn parse_list(text: &str) -> Result<MemberList, String> {
             }
             Err(_) => {
                 list.skipped.push(format!(
-                    "entry {n}: not an appid nor {{\"appid\", \"name\"?, \"policy\"?}} with known policy keys"
+                    "entry {n}: not an appid nor {{\"appid\", \"name\"?, \"policy\"?}}"
                 ));
                 continue;
             }
@@ -285,6 +290,11 @@ fn check_entry(
                 "{}: names use letters, digits, '-' and '_'",
                 entry.appid
             ));
+        }
+    }
+    if let Some(policy) = &entry.policy {
+        if let Err(e) = serde_json::from_value::<PolicyConfig>(policy.clone()) {
+            return Err(format!("{}: policy: {e}", entry.appid));
         }
     }
     if !seen.insert(entry.appid.clone()) {
@@ -337,7 +347,12 @@ impl AccountSet {
 }
 
 /// A member's `policy` on top of its set's, checked as a table's would be.
-fn member_policy(written: &PolicyConfig, base: &PolicySettings) -> Result<PolicySettings, String> {
+fn member_policy(
+    written: &serde_json::Value,
+    base: &PolicySettings,
+) -> Result<PolicySettings, String> {
+    let written: PolicyConfig =
+        serde_json::from_value(written.clone()).map_err(|e| format!("policy: {e}"))?;
     let figment = figment::Figment::new();
     let locator = crate::settings::Locator::new(&figment, None);
     let resolver = crate::settings::SecretResolver::from_env(None);
@@ -400,7 +415,7 @@ fn validate_one(
     let refresh = ck.duration(
         &format!("{at}.refresh"),
         raw.refresh.as_deref(),
-        humantime::parse_duration(DEFAULT_REFRESH).unwrap_or(Duration::from_secs(600)),
+        DEFAULT_REFRESH,
     );
     if refresh < Duration::from_secs(1) {
         ck.err::<()>(&format!("{at}.refresh"), "must be at least 1s");
@@ -487,21 +502,7 @@ fn component(
 
 /// `token_file` or `token_command`, `{appid}` kept for each member.
 fn token_template(ck: &mut Checker<'_>, at: &str, raw: &AccountSetConfig) -> Option<TokenSource> {
-    match (&raw.token_file, &raw.token_command) {
-        (Some(_), Some(_)) => ck.err(
-            at,
-            "has both token_file and token_command: a member's token comes from one of them",
-        ),
-        (Some(file), None) => Some(TokenSource::File(ck.resolver().path(file))),
-        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
-            Some(TokenSource::Command(cmd.clone()))
-        }
-        (None, Some(_)) => ck.err(
-            &format!("{at}.token_command"),
-            "must name a program: [\"/path/to/program\", \"{appid}\", ...]",
-        ),
-        (None, None) => None,
-    }
+    token_source(ck, at, raw.token_file.as_ref(), raw.token_command.as_ref()).flatten()
 }
 
 /// The configured accounts with every set's members, as `members` gives
@@ -510,8 +511,7 @@ pub fn merge_with(
     configured: &Accounts,
     members: &BTreeMap<String, Arc<[Arc<Account>]>>,
 ) -> (Accounts, Vec<String>) {
-    let (accounts, notes) = configured.with_members(members.values().flat_map(|m| m.iter()));
-    (accounts, notes)
+    configured.with_members(members)
 }
 
 /// [`merge_with`] the lists read at load (a `file` set's).
@@ -534,34 +534,34 @@ pub fn loaded_members(
         .collect()
 }
 
-/// What `check` says of the sets beside the effective config: each list it
-/// read, its bad entries, and what the merge left out. It reads no list
-/// but a file, and runs nothing.
-pub fn check_report(config: &crate::config::Config) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (name, set) in &config.account_sets {
-        let source = match &set.from {
-            ListFrom::File(f) => format!("from {}", f.file.display()),
-            ListFrom::Wechat(_) => {
-                "from WeChat's authorizer list: read when the daemon runs".into()
-            }
-            ListFrom::Command(c) => format!("from {}: run when the daemon runs", c.command[0]),
+/// A `wechat_quota` source's `@NAME` must be an account set whose members
+/// have a token source: quota reads need a token, and a member is cleared
+/// through its component without one.
+pub fn check_polled_sets(
+    ck: &mut Checker<'_>,
+    sources: &BTreeMap<String, crate::sources::SourceSpec>,
+    sets: &BTreeMap<String, AccountSet>,
+) {
+    for (name, source) in sources {
+        let crate::sources::SourceSpec::WechatQuota(spec) = source else {
+            continue;
         };
-        match &set.loaded {
-            Some(Loaded { error: Some(e), .. }) => lines.push(format!(
-                "warning: account set `{name}`: {e}; the daemon keeps the last good list in the ledger"
-            )),
-            Some(l) => {
-                lines.push(format!("account set `{name}`: {} members {source}", l.member_count));
-                for s in &l.skipped {
-                    lines.push(format!("warning: account set `{name}`: skipped {s}"));
+        let key = format!("sources.{name}.accounts");
+        for set in spec.accounts.iter().filter_map(|a| a.strip_prefix('@')) {
+            match sets.get(set) {
+                None => {
+                    ck.err::<()>(
+                        &key,
+                        format!("names `@{set}`, which is not an [account_sets] table"),
+                    );
                 }
+                Some(s) if s.token.is_none() => {
+                    ck.err::<()>(&key, format!("polls `@{set}`, whose members have no token source: give [account_sets.{set}] a token_file or token_command (\"{{appid}}\" is each member's)"));
+                }
+                Some(_) => {}
             }
-            None => lines.push(format!("account set `{name}`: members {source}")),
         }
     }
-    lines.extend(config.notes.iter().map(|n| format!("warning: {n}")));
-    lines
 }
 
 /// Whether the component can read WeChat's list: it needs a token.

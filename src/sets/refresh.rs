@@ -8,8 +8,9 @@
 //! swaps its account map in one step ([`Publish`]), so members that stay
 //! keep their evidence windows, in-flight clears and decision state (all
 //! keyed by appid), and removed members' ledger rows stay where they are.
-//! This module does not know the daemon's runtime: it is given how to
-//! publish.
+//! The last good list is also kept in the ledger ([`Store::set_list`]), so
+//! a start while a source is down still watches every member. This module
+//! does not know the daemon's runtime: it is given how to publish.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AccountSet, Entry, ListContext, ListFrom, MemberList};
 use crate::metrics::Metrics;
 use crate::settings::{Account, Accounts};
+use crate::store::Store;
 use crate::wechat::WeChat;
 
 /// How often a file set's file is looked at for a change (size and
@@ -39,7 +41,14 @@ pub struct SetHealth {
     pub members: usize,
     /// The last good read.
     pub last_refresh: Option<DateTime<Utc>>,
+    /// The last good list's entries that were left out, each with why (the
+    /// first [`SKIPPED_SHOWN`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
+
+/// How many skipped entries `/readyz` and the log name; the rest are counted.
+pub const SKIPPED_SHOWN: usize = 20;
 
 /// Every set's last good list, its members and its health, shared by the
 /// refresh tasks, reloads and `/readyz`. Cheap to clone; it outlives reloads.
@@ -98,60 +107,73 @@ impl Sets {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The configured accounts with the members of `sets`: each set's last
-    /// good list built with its current keys, else the list read at load;
-    /// sets no longer configured are forgotten. For the start and each reload.
+    /// The configured accounts with the members of `sets`: the list read at
+    /// load, else each set's last good list (this process's, else the
+    /// ledger's) built with the set's current keys; sets no longer
+    /// configured are forgotten. For the start and each reload.
     pub fn adopt(
         &self,
         configured: &Accounts,
         sets: &BTreeMap<String, AccountSet>,
+        store: &dyn Store,
     ) -> (Accounts, Vec<String>) {
         let mut inner = self.lock();
         inner.lists.retain(|name, _| sets.contains_key(name));
         inner.health.retain(|name, _| sets.contains_key(name));
         let mut members = BTreeMap::new();
         for (name, set) in sets {
-            let loaded = set.loaded.as_ref().and_then(|l| l.members.clone());
-            let built = match (loaded, inner.lists.get(name)) {
-                (Some(loaded), _) => loaded,
-                (None, Some(list)) => {
-                    let mut list = MemberList {
-                        entries: list.to_vec(),
-                        skipped: Vec::new(),
-                    };
-                    set.members(&mut list).into()
-                }
-                (None, None) => continue,
+            if let Some(loaded) = set.loaded.as_ref().and_then(|l| l.members.clone()) {
+                members.insert(name.clone(), loaded);
+                continue;
+            }
+            let entries = match inner.lists.get(name) {
+                Some(list) => list.to_vec(),
+                None => match from_ledger(store, name) {
+                    Some(entries) => entries,
+                    None => continue,
+                },
             };
-            members.insert(name.clone(), built);
+            let mut list = MemberList {
+                entries,
+                skipped: Vec::new(),
+            };
+            members.insert(name.clone(), set.members(&mut list).into());
         }
         inner.members = members;
         super::merge_with(configured, &inner.members)
     }
 
     /// A good read of `set`'s list: what it changed (nothing: nothing to
-    /// publish).
+    /// publish), and its skipped entries when they are not the last read's.
     fn accept(
         &self,
         set: &AccountSet,
         mut list: MemberList,
         now: DateTime<Utc>,
-    ) -> (Diff, Vec<String>) {
+    ) -> (Diff, Option<Vec<String>>) {
         let members: Arc<[Arc<Account>]> = set.members(&mut list).into();
         let mut inner = self.lock();
         let empty: Arc<[Arc<Account>]> = Arc::new([]);
         let old = inner.members.get(&set.name).unwrap_or(&empty);
         let diff = Diff::between(old, &members);
         let health = inner.health.entry(set.name.clone()).or_default();
+        let mut skipped = list.skipped;
+        if skipped.len() > SKIPPED_SHOWN {
+            let more = skipped.len() - SKIPPED_SHOWN;
+            skipped.truncate(SKIPPED_SHOWN);
+            skipped.push(format!("and {more} more"));
+        }
+        let news = (health.skipped != skipped).then(|| skipped.clone());
         *health = SetHealth {
             ok: true,
             error: None,
             members: members.len(),
             last_refresh: Some(now),
+            skipped,
         };
         inner.lists.insert(set.name.clone(), Arc::new(list.entries));
         inner.members.insert(set.name.clone(), members);
-        (diff, list.skipped)
+        (diff, news)
     }
 
     /// A failed read: true when the error is news (log it once).
@@ -177,10 +199,50 @@ impl Sets {
     }
 }
 
+/// `set`'s last good list as the ledger keeps it; `None` when it has none
+/// or cannot be read (said in the log: the set then waits for its source).
+fn from_ledger(store: &dyn Store, set: &str) -> Option<Vec<Entry>> {
+    let document = match store.set_list(set) {
+        Ok(document) => document?,
+        Err(e) => {
+            tracing::warn!(set, error = %e, "Cannot read the account set's last good list from the ledger");
+            return None;
+        }
+    };
+    let list = super::parse_list(&document).ok()?;
+    tracing::info!(
+        set,
+        members = list.entries.len(),
+        "Account set starts with its last good list from the ledger"
+    );
+    Some(list.entries)
+}
+
+/// Keeps `set`'s list in the ledger, off the runtime's threads.
+async fn save(ctx: &RefreshContext, set: &str, entries: Arc<Vec<Entry>>) {
+    let (store, name) = (ctx.store.clone(), set.to_string());
+    let saved = tokio::task::spawn_blocking(move || {
+        let document = serde_json::to_string(&*entries).unwrap_or_else(|_| "[]".into());
+        store.save_set_list(&name, &document, Utc::now())
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(set, error = %e, "Cannot keep the account set's list in the ledger; the next good read tries again")
+        }
+        Err(e) => {
+            tracing::warn!(set, error = %e, "Cannot keep the account set's list in the ledger")
+        }
+    }
+}
+
 /// What a set's task needs from the daemon.
 #[derive(Clone)]
 pub struct RefreshContext {
     pub sets: Sets,
+    /// Keeps each set's last good list.
+    pub store: Arc<dyn Store>,
     pub wechat: Arc<WeChat>,
     pub metrics: Arc<Metrics>,
     pub publish: Publish,
@@ -203,24 +265,47 @@ pub fn start(
 }
 
 async fn run(ctx: RefreshContext, set: AccountSet, component: Arc<Account>) {
+    // The first good read is kept whatever it changed: the list the set
+    // started with may have come from a file the ledger has not seen.
+    let mut kept = false;
     loop {
-        refresh_once(&ctx, &set, &component).await;
-        if !wait_for_change(&ctx, &set).await {
+        // Counted from the read's start, so the period does not drift by
+        // how long a read and its keeping take.
+        let next = tokio::time::Instant::now() + set.refresh;
+        // Taken before the read: a write during it is a change still to read.
+        let seen = match &set.from {
+            ListFrom::File(file) => file.stamp(),
+            _ => None,
+        };
+        if let Some(entries) = refresh_once(&ctx, &set, &component).await {
+            if !kept || entries.1 {
+                save(&ctx, &set.name, entries.0).await;
+                kept = true;
+            }
+        }
+        if !wait_for_change(&ctx, &set, next, seen).await {
             return;
         }
     }
 }
 
-/// Reads the list once and applies what it changed.
-pub async fn refresh_once(ctx: &RefreshContext, set: &AccountSet, component: &Account) {
+/// Reads the list once and applies what it changed; after a good read, the
+/// list and whether it changed anything.
+pub async fn refresh_once(
+    ctx: &RefreshContext,
+    set: &AccountSet,
+    component: &Account,
+) -> Option<(Arc<Vec<Entry>>, bool)> {
     let list_ctx = ListContext {
         wechat: &ctx.wechat,
         component,
         shutdown: &ctx.shutdown,
     };
+    // Real time, for the log: how long a refresh holds its set up.
+    let started = std::time::Instant::now();
     let read = set.from.list(&list_ctx).await;
     if ctx.shutdown.is_cancelled() {
-        return;
+        return None;
     }
     match read {
         Ok(list) => {
@@ -231,11 +316,14 @@ pub async fn refresh_once(ctx: &RefreshContext, set: &AccountSet, component: &Ac
                 .set_refreshed(&set.name, members, now.timestamp());
             if !diff.is_empty() {
                 (ctx.publish)(&ctx.sets.members());
-                tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, "Account set's members changed");
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, took_ms, "Account set's members changed");
             }
-            if !diff.is_empty() && !skipped.is_empty() {
+            if let Some(skipped) = skipped.filter(|s| !s.is_empty()) {
                 tracing::warn!(set = %set.name, skipped = %skipped.join("; "), "Account set's list has entries that were skipped");
             }
+            let entries = ctx.sets.lock().lists.get(&set.name).cloned()?;
+            Some((entries, !diff.is_empty()))
         }
         Err(error) => {
             let (news, members) = ctx.sets.failed(&set.name, &error);
@@ -243,20 +331,25 @@ pub async fn refresh_once(ctx: &RefreshContext, set: &AccountSet, component: &Ac
             if news {
                 tracing::warn!(set = %set.name, members, error = %error, "Account set's list could not be read; keeping the last good list");
             }
+            None
         }
     }
 }
 
-/// Waits for `refresh`, or (a file) a change of the file; false at shutdown.
-async fn wait_for_change(ctx: &RefreshContext, set: &AccountSet) -> bool {
-    let deadline = tokio::time::Instant::now() + set.refresh;
+/// Waits until `deadline`, or (a file) a change of the file; false at
+/// shutdown.
+async fn wait_for_change(
+    ctx: &RefreshContext,
+    set: &AccountSet,
+    deadline: tokio::time::Instant,
+    seen: Option<super::file::Stamp>,
+) -> bool {
     let ListFrom::File(file) = &set.from else {
         return tokio::select! {
             _ = ctx.shutdown.cancelled() => false,
             _ = tokio::time::sleep_until(deadline) => true,
         };
     };
-    let seen = file.stamp();
     loop {
         let next = (tokio::time::Instant::now() + FILE_POLL).min(deadline);
         tokio::select! {

@@ -103,6 +103,31 @@ pub struct Accounts {
     by_name: BTreeMap<String, Arc<Account>>,
     #[serde(skip)]
     by_appid: HashMap<String, String>,
+    /// Each account set's members by name, for a source that polls a set
+    /// (`accounts = ["@NAME"]`).
+    #[serde(skip)]
+    by_set: BTreeMap<String, Arc<[String]>>,
+}
+
+/// The accounts as they are now: account sets change them while the daemon
+/// runs, and a source holding this sees each change. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LiveAccounts(Arc<std::sync::RwLock<Arc<Accounts>>>);
+
+impl LiveAccounts {
+    pub fn now(&self) -> Arc<Accounts> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, accounts: Arc<Accounts>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = accounts;
+    }
+}
+
+impl From<Arc<Accounts>> for LiveAccounts {
+    fn from(accounts: Arc<Accounts>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(accounts)))
+    }
 }
 
 impl Account {
@@ -158,37 +183,59 @@ impl Accounts {
     /// and the log.
     pub fn with_members<'m>(
         &self,
-        members: impl IntoIterator<Item = &'m Arc<Account>>,
+        sets: impl IntoIterator<Item = (&'m String, &'m Arc<[Arc<Account>]>)>,
     ) -> (Accounts, Vec<String>) {
         let mut out = self.clone();
         let mut notes = Vec::new();
+        for (set, members) in sets {
+            let names = out.add_members(&self.by_appid, members, &mut notes);
+            out.by_set.insert(set.clone(), names.into());
+        }
+        (out, notes)
+    }
+
+    /// Adds a set's members (`own`: the appids of the accounts with a table);
+    /// the names of those it added.
+    fn add_members(
+        &mut self,
+        own: &HashMap<String, String>,
+        members: &[Arc<Account>],
+        notes: &mut Vec<String>,
+    ) -> Vec<String> {
+        let mut added = Vec::with_capacity(members.len());
         for member in members {
-            if let Some(own) = self.by_appid.get(&member.appid) {
+            if let Some(own) = own.get(&member.appid) {
                 notes.push(format!(
                     "member {} has its own table [accounts.{own}]: that account is used",
                     member.appid
                 ));
                 continue;
             }
-            if let Some(other) = out.by_name.get(&member.name) {
+            if let Some(other) = self.by_name.get(&member.name) {
                 notes.push(format!(
                     "member {} is left out: its name `{}` is already account {}'s",
                     member.appid, member.name, other.appid
                 ));
                 continue;
             }
-            if out.by_appid.contains_key(&member.appid) {
+            if self.by_appid.contains_key(&member.appid) {
                 notes.push(format!(
                     "member {} is left out: another set lists it too",
                     member.appid
                 ));
                 continue;
             }
-            out.by_appid
+            self.by_appid
                 .insert(member.appid.clone(), member.name.clone());
-            out.by_name.insert(member.name.clone(), member.clone());
+            self.by_name.insert(member.name.clone(), member.clone());
+            added.push(member.name.clone());
         }
-        (out, notes)
+        added
+    }
+
+    /// The names of an account set's members; `None` for no such set.
+    pub fn set_members(&self, set: &str) -> Option<&[String]> {
+        self.by_set.get(set).map(|names| &names[..])
     }
 
     /// An account by config name or by appid.
@@ -260,6 +307,7 @@ pub fn validate(
     Accounts {
         by_name: out,
         by_appid,
+        by_set: BTreeMap::new(),
     }
 }
 
@@ -334,25 +382,7 @@ fn credentials(
             "only an account of kind = \"authorizer\" has a managing component",
         );
     }
-    let token = match (&raw.token_file, &raw.token_command) {
-        (Some(_), Some(_)) => {
-            return ck.err(
-                p,
-                "has both token_file and token_command: a token comes from one of them",
-            )
-        }
-        (Some(file), None) => Some(TokenSource::File(ck.resolver().path(file))),
-        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
-            Some(TokenSource::Command(cmd.clone()))
-        }
-        (None, Some(_)) => {
-            return ck.err(
-                &format!("{p}.token_command"),
-                "must name a program: [\"/path/to/program\", \"arg\", ...]",
-            )
-        }
-        (None, None) => None,
-    };
+    let token = token_source(ck, p, raw.token_file.as_ref(), raw.token_command.as_ref())?;
     match (has_secret, raw.component.as_deref()) {
         (true, Some(_)) => ck.err(
             p,
@@ -373,6 +403,32 @@ fn credentials(
                 ),
             ),
         },
+    }
+}
+
+/// `token_file` or `token_command` of the table at `p` (an account, or an
+/// account set's template): at most one, and a command names a program.
+/// `None`: a problem, reported in `ck`; `Some(None)`: neither key.
+pub fn token_source(
+    ck: &mut Checker<'_>,
+    p: &str,
+    file: Option<&PathBuf>,
+    command: Option<&Vec<String>>,
+) -> Option<Option<TokenSource>> {
+    match (file, command) {
+        (Some(_), Some(_)) => ck.err(
+            p,
+            "has both token_file and token_command: a token comes from one of them",
+        ),
+        (Some(file), None) => Some(Some(TokenSource::File(ck.resolver().path(file)))),
+        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
+            Some(Some(TokenSource::Command(cmd.clone())))
+        }
+        (None, Some(_)) => ck.err(
+            &format!("{p}.token_command"),
+            "must name a program: [\"/path/to/program\", \"arg\", ...]",
+        ),
+        (None, None) => Some(None),
     }
 }
 

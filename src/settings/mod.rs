@@ -19,8 +19,8 @@ pub mod ser;
 mod table;
 
 pub use accounts::{
-    is_appid, validate as validate_accounts, Account, AccountConfig, AccountKind, Accounts,
-    Credential, TokenFrom, TokenSource,
+    is_appid, token_source, validate as validate_accounts, Account, AccountConfig, AccountKind,
+    Accounts, Credential, LiveAccounts, TokenFrom, TokenSource,
 };
 pub use check::{is_name, Checker, Choice};
 pub use daemon::{DaemonConfig, DaemonSettings, LogFormat, WeChatConfig, WeChatSettings};

@@ -473,7 +473,7 @@ impl LogFileSource {
         let mut per_account: BTreeMap<String, u64> = BTreeMap::new();
         for (raw, n) in counts.by_account {
             let raw = String::from_utf8_lossy(&raw);
-            let account = match self.ctx.accounts.find(&raw) {
+            let account = match self.ctx.accounts.now().find(&raw) {
                 Some(a) => a.name.clone(),
                 None => raw.into_owned(),
             };

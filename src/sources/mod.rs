@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::settings::{is_name, keys_of, Accounts, Checker, Choice, Table};
+use crate::settings::{is_name, keys_of, Accounts, Checker, Choice, LiveAccounts, Table};
 use crate::signal::SignalQueue;
 use crate::store::Store;
 use crate::wechat::WeChat;
@@ -247,8 +247,9 @@ pub fn schedule(ck: &mut Checker<'_>, key: &str, value: Option<String>, default:
 /// What a scheduled source needs from the daemon.
 #[derive(Clone)]
 pub struct SourceContext {
-    /// The accounts signals may name, by name or appid.
-    pub accounts: Arc<Accounts>,
+    /// The accounts signals may name, by name or appid, as they are now
+    /// (account sets change them while sources run).
+    pub accounts: LiveAccounts,
     /// `daemon.timezone`: schedules run in it; WeChat's day ends in it.
     pub timezone: chrono_tz::Tz,
     pub signals: SignalQueue,

@@ -183,7 +183,7 @@ impl PrometheusSource {
                 unlabelled += 1;
                 continue;
             };
-            let account = match self.ctx.accounts.find(&label) {
+            let account = match self.ctx.accounts.now().find(&label) {
                 Some(a) => a.name.clone(),
                 None => label,
             };

@@ -188,7 +188,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (signals, mut rx) = SignalQueue::new(16, metrics.clone());
         let ctx = SourceContext {
-            accounts: Arc::new(config.accounts.clone()),
+            accounts: Arc::new(config.accounts.clone()).into(),
             timezone: config.daemon.timezone,
             signals,
             metrics,

@@ -60,7 +60,7 @@ pub enum RemainBelow {
 #[derive(Debug, Clone, Serialize)]
 pub struct WeChatQuotaSpec {
     pub name: String,
-    /// Account config names.
+    /// Account config names, and `@NAME` for an account set's members.
     pub accounts: Vec<String>,
     pub cgi_paths: Vec<String>,
     pub remain_below: RemainBelow,
@@ -84,6 +84,12 @@ impl SourceConfig for WeChatQuotaConfig {
             .unwrap_or_default();
         let mut resolved = Vec::new();
         for a in names {
+            // An account set's members change while the daemon runs: the
+            // set itself is checked with the other sets.
+            if a.starts_with('@') {
+                resolved.push(a);
+                continue;
+            }
             match accounts.find(&a) {
                 Some(acc) => resolved.push(acc.name.clone()),
                 None => {
@@ -316,12 +322,20 @@ impl WeChatQuotaSource {
         report(&self.ctx, &self.spec.name, health);
     }
 
-    /// Each account's cgi_paths, in config order.
+    /// Each account's cgi_paths, in config order; an account set's
+    /// (`@NAME`) members as they are at this run.
     fn targets(&self) -> Vec<(Arc<Account>, Vec<String>)> {
-        self.spec
-            .accounts
-            .iter()
-            .filter_map(|name| self.ctx.accounts.get(name))
+        let accounts = self.ctx.accounts.now();
+        let mut names: Vec<&String> = Vec::new();
+        for entry in &self.spec.accounts {
+            match entry.strip_prefix('@') {
+                Some(set) => names.extend(accounts.set_members(set).unwrap_or_default()),
+                None => names.push(entry),
+            }
+        }
+        names
+            .into_iter()
+            .filter_map(|name| accounts.get(name))
             .map(|account| (account.clone(), self.spec.cgi_paths.clone()))
             .collect()
     }

@@ -400,6 +400,15 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Fleet, StoreError>;
 
+    /// An account set's last good list: the document
+    /// [`save_set_list`](Store::save_set_list) kept, so that a start while
+    /// the set's source is down still watches every member.
+    fn set_list(&self, set: &str) -> Result<Option<String>, StoreError>;
+
+    /// Keeps `set`'s last good list (a JSON document of its entries: appids,
+    /// names, policies; never a refresh token), replacing the one before.
+    fn save_set_list(&self, set: &str, list: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Claims the `monthly_report` of `month` (`YYYY-MM`) for `appid`: true
     /// the first time only, whichever process asks.
     fn claim_report(
@@ -409,6 +418,13 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 }
+
+/// The account set lists' statements, the same in both dialects (`$n` is a
+/// parameter in SQLite too); each store keeps only its table's DDL.
+pub(crate) const SET_LIST_GET: &str = "SELECT list FROM account_set_lists WHERE set_name = $1";
+pub(crate) const SET_LIST_SAVE: &str =
+    "INSERT INTO account_set_lists (set_name, list, saved_at) VALUES ($1, $2, $3)
+     ON CONFLICT (set_name) DO UPDATE SET list = excluded.list, saved_at = excluded.saved_at";
 
 /// The `scope` and `cgi_path` columns that store a target.
 pub(crate) fn target_columns(target: &ClearTarget) -> (&'static str, Option<&str>) {

@@ -154,7 +154,16 @@ const MIGRATIONS: &[&str] = &[
         sent_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (appid, month)
     );",
+    SET_LISTS,
 ];
+
+/// Account sets' last good lists (SPEC 4a), one row a set; kept apart from
+/// the other migrations, as its own step.
+const SET_LISTS: &str = "CREATE TABLE account_set_lists (
+        set_name TEXT PRIMARY KEY,
+        list TEXT NOT NULL,
+        saved_at TIMESTAMPTZ NOT NULL
+    );";
 
 /// The first key of the session-level advisory lock that marks an attempt in
 /// flight (`pg_advisory_lock(OWNER_CLASS, id)`): the writer's session holds
@@ -1112,6 +1121,22 @@ impl Store for PostgresStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         self.call(|c| Ok(c.batch_execute("SELECT 1")?))
+    }
+
+    fn set_list(&self, set: &str) -> Result<Option<String>, StoreError> {
+        let set = set.to_string();
+        self.call(move |c| match c.query_opt(SET_LIST_GET, &[&set])? {
+            Some(row) => Ok(Some(row.try_get(0)?)),
+            None => Ok(None),
+        })
+    }
+
+    fn save_set_list(&self, set: &str, list: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (set, list) = (set.to_string(), list.to_string());
+        self.call(move |c| {
+            c.execute(SET_LIST_SAVE, &[&set, &list, &at])?;
+            Ok(())
+        })
     }
 
     fn note_lockout(&self, account: &AccountKey<'_>, note: &LockoutNote) -> Result<(), StoreError> {

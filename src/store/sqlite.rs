@@ -91,7 +91,16 @@ const MIGRATIONS: &[&str] = &[
         sent_at INTEGER NOT NULL,
         PRIMARY KEY (appid, month)
     );",
+    SET_LISTS,
 ];
+
+/// Account sets' last good lists (SPEC 4a), one row a set; kept apart from
+/// the other migrations, as its own step.
+const SET_LISTS: &str = "CREATE TABLE account_set_lists (
+        set_name TEXT PRIMARY KEY,
+        list TEXT NOT NULL,
+        saved_at INTEGER NOT NULL
+    );";
 
 /// How long a statement waits for another process's write lock.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
@@ -592,6 +601,19 @@ impl Store for SqliteStore {
              ON CONFLICT (source, path) DO UPDATE SET file_id = excluded.file_id, offset = excluded.offset",
             params![source, path, pos.file_id, pos.offset as i64],
         )?;
+        Ok(())
+    }
+
+    fn set_list(&self, set: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(SET_LIST_GET, params![set], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn save_set_list(&self, set: &str, list: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn()
+            .execute(SET_LIST_SAVE, params![set, list, at.timestamp()])?;
         Ok(())
     }
 

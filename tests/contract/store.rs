@@ -344,6 +344,28 @@ pub fn reopening_keeps_rows_and_log_positions(open: Open<'_>) {
     assert!(store.log_position("other", "/x.log").unwrap().is_none());
 }
 
+/// An account set's last good list outlives the store that wrote it; a
+/// newer list replaces it, and another set's is apart.
+pub fn a_sets_last_good_list_is_kept(open: Open<'_>) {
+    let now = utc("2026-11-28T02:00:00Z");
+    {
+        let store = open();
+        assert!(store.set_list("merchants").unwrap().is_none());
+        store.save_set_list("merchants", r#"["old"]"#, now).unwrap();
+        store
+            .save_set_list("merchants", r#"["a","b"]"#, now)
+            .unwrap();
+        store.save_set_list("shops", "[]", now).unwrap();
+    }
+    let store = open();
+    assert_eq!(
+        store.set_list("merchants").unwrap().as_deref(),
+        Some(r#"["a","b"]"#)
+    );
+    assert_eq!(store.set_list("shops").unwrap().as_deref(), Some("[]"));
+    assert!(store.set_list("other").unwrap().is_none());
+}
+
 pub fn history_filters_by_account_time_and_limit(store: &dyn Store) {
     let other = AccountKey {
         appid: "wx0000000000000002",

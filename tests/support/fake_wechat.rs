@@ -208,6 +208,9 @@ struct State {
     /// (component, authorizer) in the order of authorization, as WeChat's
     /// authorizer list pages them.
     authorizations: Vec<(String, String)>,
+    /// Authorizers the list counts in `total_count` but never pages: a list
+    /// that ends early.
+    authorizers_unlisted: usize,
     components: HashMap<String, String>,
     tokens: HashMap<String, TokenInfo>,
     /// appid -> the token stable_token currently hands out.
@@ -300,6 +303,12 @@ impl FakeWeChat {
         if let Some(acct) = st.accounts.get_mut(authorizer_appid) {
             acct.component = None;
         }
+    }
+
+    /// Makes the authorizer list end `n` entries before its `total_count`
+    /// (0: whole again).
+    pub fn set_authorizers_unlisted(&self, n: usize) {
+        self.st().authorizers_unlisted = n;
     }
 
     /// The `refresh_token` the authorizer list hands out for an authorizer:
@@ -836,7 +845,7 @@ impl State {
             .take(count as usize)
             .map(|a| json!({"authorizer_appid": a, "refresh_token": FakeWeChat::refresh_token_of(a), "auth_time": 1_700_000_000}))
             .collect();
-        json!({"total_count": all.len(), "list": list})
+        json!({"total_count": all.len() + self.authorizers_unlisted, "list": list})
     }
 
     fn manages(&self, component: &str, appid: &str) -> bool {

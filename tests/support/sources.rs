@@ -114,7 +114,7 @@ pub fn context(
     let (signals, rx) = SignalQueue::new(1024, metrics.clone());
     let wechat = Arc::new(WeChat::new(&config.wechat).expect("WeChat client"));
     let ctx = SourceContext {
-        accounts: Arc::new(config.accounts.clone()),
+        accounts: Arc::new(config.accounts.clone()).into(),
         timezone: config.daemon.timezone,
         signals,
         metrics,
