@@ -442,8 +442,12 @@ impl Daemon {
         let runtime_tx = running.runtime_tx.clone();
         self.start_sets(&mut running.gen, &runtime_tx);
         old.notifiers.shutdown(Duration::from_secs(5)).await;
+        // The old generation's configuration goes before its memory is
+        // given back (the dispatcher may hold its runtime a moment longer).
+        drop(old);
         let summary = Self::summary(&self.config);
         tracing::info!(summary = %summary, "Configuration reloaded");
+        crate::memory::release();
         lifecycle::ready(&summary);
         Ok(())
     }

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -360,24 +360,45 @@ async fn api_accounts(
         limit: query.limit,
         locked_first: false,
     };
-    let page = tokio::task::spawn_blocking(move || {
-        list_accounts(
+    let offset = query.offset;
+    let body = tokio::task::spawn_blocking(move || {
+        let page = list_accounts(
             rt.clearer.store.as_ref(),
             &rt.config,
             &filter,
             rt.clearer.clock.now(),
-        )
+        )?;
+        let answer = AccountsAnswer {
+            accounts: &page.accounts,
+            total: paged.then_some(page.total),
+            offset: paged.then_some(offset.unwrap_or(0)),
+            limit: paged.then_some(filter.limit),
+        };
+        let body = serde_json::to_vec(&answer)?;
+        drop(page);
+        if !paged {
+            // Every account's status was built for this answer.
+            crate::memory::release();
+        }
+        anyhow::Ok(body)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(crate::error_chain::display(e.as_ref())))?;
-    let mut body = json!({ "accounts": page.accounts });
-    if paged {
-        body["total"] = json!(page.total);
-        body["offset"] = json!(query.offset.unwrap_or(0));
-        body["limit"] = json!(query.limit);
-    }
-    Ok(Json(body).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `GET /api/v1/accounts`: `total`, `offset` and `limit` only when asked
+/// to page or filter, so the unpaged answer keeps its old shape.
+#[derive(Serialize)]
+struct AccountsAnswer<'a> {
+    accounts: &'a [crate::read_model::AccountStatus],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<Option<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

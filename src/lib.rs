@@ -15,6 +15,8 @@
 //! - [`secret`]: the masked [`secret::Secret`], a leaf every module may use.
 //! - [`error_chain`]: an error with its causes, each said once, as every
 //!   surface shows it; a leaf.
+//! - [`memory`]: gives freed heap back after a reload, a set refresh or a
+//!   full account listing; a leaf.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
@@ -69,7 +71,7 @@
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
 //! Imports run one way, with no cycles, from the leaves (`secret`,
-//! `error_chain`, `clock`, `calendar`, `metrics`, `listener`, `lifecycle`,
+//! `error_chain`, `memory`, `clock`, `calendar`, `metrics`, `listener`, `lifecycle`,
 //! `timeline`) up: `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `sets`, `notify`) and `clearer`, which know `settings` but not
@@ -92,6 +94,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod listener;
 pub mod lockout;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

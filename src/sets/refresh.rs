@@ -318,6 +318,7 @@ pub async fn refresh_once(
                 (ctx.publish)(&ctx.sets.members());
                 let took_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(set = %set.name, members, added = diff.added, removed = diff.removed, changed = diff.changed, took_ms, "Account set's members changed");
+                crate::memory::release();
             }
             if let Some(skipped) = skipped.filter(|s| !s.is_empty()) {
                 tracing::warn!(set = %set.name, skipped = %skipped.join("; "), "Account set's list has entries that were skipped");
