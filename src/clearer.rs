@@ -56,6 +56,9 @@ pub struct ClearRequest {
     /// The idempotency keys behind `evidence`, with the evidence each carries:
     /// the ledger knows which were acted on already (SPEC section 2).
     pub keys: Vec<(String, u32)>,
+    /// What pacing knows, for the policy to weigh under the lock (requests
+    /// from evidence with `policy.pacing` only).
+    pub pacing: Option<crate::pacing::Reading>,
 }
 
 /// What happened, for the caller's exit code or HTTP answer.
@@ -400,7 +403,7 @@ pub fn key(account: &Account, timezone: Tz) -> AccountKey<'_> {
 
 fn policy_input<'a>(
     account: &'a Account,
-    req: &ClearRequest,
+    req: &'a ClearRequest,
     target: &ClearTarget,
     snapshot: &'a Snapshot,
     tz: Tz,
@@ -414,6 +417,7 @@ fn policy_input<'a>(
         force: req.force,
         dry_run: req.dry_run,
         api: matches!(target, ClearTarget::Api { .. }),
+        pacing: req.pacing.as_ref(),
         timezone: tz,
         now,
     }
@@ -694,6 +698,7 @@ mod tests {
             force: false,
             dry_run: false,
             keys: Vec::new(),
+            pacing: None,
         }
     }
 

@@ -14,6 +14,9 @@
 //!   `*_file` rules. It knows no component.
 //! - [`secret`]: the masked [`secret::Secret`], a leaf every module may use.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
+//! - [`pacing`]: pacing's pure rule and arithmetic: what a clear now is
+//!   worth against the month's better chances, and what it learns of an
+//!   account; one rule of the policy's order.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
 //!   attempts, and the lockout episodes of SPEC section 5.
@@ -27,7 +30,7 @@
 //! - [`signal`]: the signal type and the bounded queue from sources.
 //! - [`decision`]: the pure per-account state machine from signals to a
 //!   request: evidence windows, duplicates, single flight, quiet periods,
-//!   fallback, retries and pacing.
+//!   fallback, retries, and pacing's memory fed with what it sees.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the clearer's clock.
 //! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` and a clear's
@@ -56,7 +59,7 @@
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
 //! Imports run one way, with no cycles, from the leaves (`secret`, `clock`,
-//! `calendar`, `metrics`, `listener`, `lifecycle`) up: `policy` and
+//! `calendar`, `metrics`, `listener`, `lifecycle`) up: `pacing`; `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
@@ -79,6 +82,7 @@ pub mod listener;
 pub mod lockout;
 pub mod metrics;
 pub mod notify;
+pub mod pacing;
 pub mod policy;
 pub mod read_model;
 pub mod report;

@@ -234,6 +234,7 @@ fn request(cgi_path: &str) -> ClearRequest {
         force: true,
         dry_run: false,
         keys: Vec::new(),
+        pacing: None,
     }
 }
 
