@@ -632,6 +632,17 @@ mod tests {
         fn claim_report(&self, a: &str, m: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
             self.inner.claim_report(a, m, now)
         }
+        fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.pacing_memories()
+        }
+        fn save_pacing_memory(
+            &self,
+            a: &str,
+            m: &str,
+            at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.inner.save_pacing_memory(a, m, at)
+        }
     }
 
     /// WeChat that clears every time and counts the calls.

@@ -24,7 +24,7 @@
 //!   rules that come before it, so a refusal for `pacing` comes back like
 //!   any other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -255,6 +255,8 @@ impl AccountState {
 pub struct Decider {
     timezone: Tz,
     accounts: HashMap<String, AccountState>,
+    /// Accounts whose pacing memory changed since [`Decider::take_memories`].
+    remember: BTreeSet<String>,
 }
 
 impl Decider {
@@ -262,7 +264,25 @@ impl Decider {
         Self {
             timezone,
             accounts: HashMap::new(),
+            remember: BTreeSet::new(),
         }
+    }
+
+    /// Takes back pacing's memory of `appid` as the ledger kept it (at start).
+    pub fn restore(&mut self, appid: &str, pace: Pace) {
+        self.accounts.entry(appid.to_string()).or_default().pace = pace;
+    }
+
+    /// Pacing's memory of each account that changed since the last call,
+    /// for the ledger to keep.
+    pub fn take_memories(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.remember)
+            .into_iter()
+            .filter_map(|appid| {
+                let memory = self.accounts.get(&appid)?.pace.to_memory();
+                Some((appid, memory))
+            })
+            .collect()
     }
 
     /// A signal for the account `appid`, with its `policy`, arrived at `now`.
@@ -298,6 +318,7 @@ impl Decider {
         if policy.pacing {
             let rate = state.rate(now);
             state.pace.observe(now, self.timezone, rate);
+            self.remember.insert(appid.to_string());
         }
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
@@ -370,6 +391,7 @@ impl Decider {
                         let rate = state.rate(now);
                         let full = target == ClearTarget::Full;
                         state.pace.cleared(now, rate, full);
+                        self.remember.insert(appid.to_string());
                         // The evidence was acted on. Its keys stay known for
                         // the window (here and in the ledger); new evidence
                         // starts a new case that the cooldown then judges.

@@ -19,7 +19,7 @@
 //!   account; one rule of the policy's order.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
-//!   attempts, and the lockout episodes of SPEC section 5.
+//!   attempts, the lockout episodes of SPEC section 5, pacing's memory.
 //! - [`wechat`]: the API client, token providers and error classification.
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
@@ -37,7 +37,8 @@
 //!   summary show, for the CLI and the HTTP surface alike.
 //! - [`report`]: the `monthly_report` notification on the first day of a month.
 //! - [`lockout`]: takes each signal's evidence to the ledger's lockout
-//!   episodes ([`store::episodes`]) without making the dispatcher wait.
+//!   episodes ([`store::episodes`]), and pacing's memory to the ledger,
+//!   without making the dispatcher wait.
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
 //!   SPEC section 8, the reference policies and the daemon's own decision step.
 //! - [`sources`]: the signal sources, one file a type (`webhook` for

@@ -34,6 +34,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar;
 
@@ -133,7 +134,9 @@ fn worth_spending(o: &Outlook<'_>) -> bool {
 }
 
 /// What pacing has learned of one account's month (see the module docs).
-#[derive(Debug, Default)]
+/// The ledger keeps it (as JSON), so a restart goes on from it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Pace {
     /// Calls the account's quota serves in a day, as last seen.
     limit: Option<f64>,
@@ -155,7 +158,7 @@ pub struct Pace {
 }
 
 /// A clear that took effect, as pacing learns from it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Cleared {
     at: DateTime<Utc>,
     /// The evidence rate just before it.
@@ -257,6 +260,17 @@ impl Pace {
             self.ended = Some(self.past.len());
             self.past.push(v);
         }
+    }
+
+    /// The memory as the ledger keeps it.
+    pub fn to_memory(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The memory the ledger kept; an unreadable one is forgotten (pacing
+    /// then starts the month afresh, as it did before it had a memory).
+    pub fn from_memory(memory: &str) -> Option<Pace> {
+        serde_json::from_str(memory).ok()
     }
 
     /// What a request at `now`, on evidence at `rate`, carries to the policy.

@@ -251,6 +251,13 @@ fn a_month_report_is_claimed_once() {
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn pacing_memory_is_kept_per_account() {
+    let db = TestDb::new("pacing_memory");
+    store_contract::pacing_memory_is_kept_per_account(&db.opener());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn skip_inserts_nothing() {
     let db = TestDb::new("skip");
     store_contract::skip_inserts_nothing(&db.open());
@@ -280,7 +287,7 @@ fn reopening_keeps_rows_log_positions_and_schema() {
         .query_one("SELECT version FROM quotawatch_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use quotawatch::store::{HistoryFilter, SqliteStore, Store, StoreError};
 use store_contract::{clear_once, key, utc};
 
 /// The number of migrations `SqliteStore` knows (its `user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A temp dir holding one ledger file.
 struct TestFile {
@@ -49,6 +49,12 @@ impl TestFile {
     fn raw(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(&self.path).unwrap()
     }
+}
+
+#[test]
+fn pacing_memory_is_kept_per_account() {
+    let file = TestFile::new();
+    store_contract::pacing_memory_is_kept_per_account(&file.opener());
 }
 
 #[test]

@@ -154,6 +154,11 @@ const MIGRATIONS: &[&str] = &[
         sent_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (appid, month)
     );",
+    "CREATE TABLE pacing_memory (
+        appid TEXT PRIMARY KEY,
+        memory TEXT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    );",
 ];
 
 /// The first key of the session-level advisory lock that marks an attempt in
@@ -1186,6 +1191,28 @@ impl Store for PostgresStore {
                 &[&appid, &month, &now],
             )?;
             Ok(n == 1)
+        })
+    }
+
+    fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(|c| {
+            c.query(super::PACING_MEMORIES, &[])?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    fn save_pacing_memory(
+        &self,
+        appid: &str,
+        memory: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (appid, memory) = (appid.to_string(), memory.to_string());
+        self.call(move |c| {
+            c.execute(super::SAVE_PACING_MEMORY, &[&appid, &memory, &at])?;
+            Ok(())
         })
     }
 

@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
         sent_at INTEGER NOT NULL,
         PRIMARY KEY (appid, month)
     );",
+    "CREATE TABLE pacing_memory (
+        appid TEXT PRIMARY KEY,
+        memory TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// How long a statement waits for another process's write lock.
@@ -659,6 +664,24 @@ impl Store for SqliteStore {
             params![appid, month, ms(now)],
         )?;
         Ok(n == 1)
+    }
+
+    fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(super::PACING_MEMORIES)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn save_pacing_memory(
+        &self,
+        appid: &str,
+        memory: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(super::SAVE_PACING_MEMORY, params![appid, memory, ms(at)])?;
+        Ok(())
     }
 
     fn ping(&self) -> Result<(), StoreError> {
