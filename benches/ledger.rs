@@ -83,6 +83,7 @@ fn decide(
             force: false,
             dry_run: false,
             api: false,
+            pacing: None,
             timezone: tz,
             now,
         };
@@ -220,6 +221,7 @@ fn clearer_burst(c: &mut Criterion) {
                                     force: false,
                                     dry_run: false,
                                     keys: Vec::new(),
+                                    pacing: None,
                                 };
                                 clearer.handle(&account, request).await.unwrap()
                             })

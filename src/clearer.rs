@@ -56,6 +56,9 @@ pub struct ClearRequest {
     /// The idempotency keys behind `evidence`, with the evidence each carries:
     /// the ledger knows which were acted on already (SPEC section 2).
     pub keys: Vec<(String, u32)>,
+    /// What pacing knows, for the policy to weigh under the lock (requests
+    /// from evidence with `policy.pacing` only).
+    pub pacing: Option<crate::pacing::Reading>,
 }
 
 /// What happened, for the caller's exit code or HTTP answer.
@@ -400,7 +403,7 @@ pub fn key(account: &Account, timezone: Tz) -> AccountKey<'_> {
 
 fn policy_input<'a>(
     account: &'a Account,
-    req: &ClearRequest,
+    req: &'a ClearRequest,
     target: &ClearTarget,
     snapshot: &'a Snapshot,
     tz: Tz,
@@ -414,6 +417,7 @@ fn policy_input<'a>(
         force: req.force,
         dry_run: req.dry_run,
         api: matches!(target, ClearTarget::Api { .. }),
+        pacing: req.pacing.as_ref(),
         timezone: tz,
         now,
     }
@@ -641,6 +645,17 @@ mod tests {
         ) -> Result<crate::store::Fleet, StoreError> {
             self.inner.fleet(p, now)
         }
+        fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.pacing_memories()
+        }
+        fn save_pacing_memory(
+            &self,
+            a: &str,
+            m: &str,
+            at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.inner.save_pacing_memory(a, m, at)
+        }
     }
 
     /// WeChat that clears every time and counts the calls.
@@ -708,6 +723,7 @@ mod tests {
             force: false,
             dry_run: false,
             keys: Vec::new(),
+            pacing: None,
         }
     }
 

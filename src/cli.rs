@@ -442,6 +442,7 @@ pub async fn clear(
         force: args.force,
         dry_run: args.dry_run,
         keys: Vec::new(),
+        pacing: None,
     };
     let report = clearer.handle(&account, request).await?;
     let summary = ClearSummary::new(&account, &report);

@@ -18,12 +18,13 @@
 //! - the fallback from a failed single-API clear to a full clear;
 //! - retries with backoff of a decision the ledger could not take, while its
 //!   evidence is in the window;
-//! - pacing (`policy.pacing`, on by default): what the month has shown so
-//!   far (its episodes and what a clear was worth in each, the account's
-//!   quota as the latest eaten clear measured it), to spend the budget
-//!   where it buys the most time back (see [`Pace`]).
+//! - pacing's memory (`policy.pacing`, on by default, see [`crate::pacing`]):
+//!   it learns from the evidence and the clears, and each request carries
+//!   its [`Reading`]; the policy weighs it under the ledger's lock, after the
+//!   rules that come before it, so a refusal for `pacing` comes back like
+//!   any other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,7 +32,8 @@ use chrono_tz::Tz;
 
 use crate::calendar;
 use crate::clearer::{ClearRequest, Report};
-use crate::event::{Budget, ClearTarget, Outcome};
+use crate::event::{ClearTarget, Outcome};
+use crate::pacing::{Pace, Reading};
 use crate::policy::{Decision, PolicySettings, SkipReason};
 use crate::signal::Signal;
 
@@ -73,6 +75,9 @@ pub struct Ask {
     pub keys: Vec<(String, u32)>,
     /// The one API every signal in the window named, if they agree.
     pub cgi_path: Option<String>,
+    /// What pacing knows, for the policy to weigh (`None` without pacing,
+    /// and for a fallback: its clear was already judged worth spending).
+    pub pacing: Option<Reading>,
 }
 
 /// What became of an [`Ask`].
@@ -85,9 +90,6 @@ pub enum Finished {
         outcome: Option<Outcome>,
         /// For a refusal: when a clear could next be decided.
         retry_at: Option<DateTime<Utc>>,
-        /// The month's budget as the ledger read it: pacing's count of
-        /// clears spent, right after a restart and with manual clears.
-        budget: Option<Budget>,
     },
     /// The ledger could not decide (unreachable, locked, full).
     LedgerError,
@@ -105,6 +107,7 @@ impl From<Ask> for ClearRequest {
             force: false,
             dry_run: false,
             keys: ask.keys,
+            pacing: ask.pacing,
         }
     }
 }
@@ -116,7 +119,6 @@ impl From<Report> for Finished {
             target: report.target,
             outcome: report.outcome,
             retry_at: report.next_clear_at,
-            budget: Some(report.budget),
         }
     }
 }
@@ -145,257 +147,6 @@ struct AccountState {
     last: Option<(String, String)>,
     /// What pacing has learned (only used with `policy.pacing`).
     pace: Pace,
-}
-
-/// Pacing (`policy.pacing`): spend the month's clears where they buy the
-/// most locked minutes back, using only what is known when deciding.
-///
-/// A clear now is worth `min(minutes to the reset, minutes it would last)`.
-/// It lasts the account's daily quota over the demand: the quota is learned
-/// from the latest clear that was eaten the same day (the failed calls per
-/// minute before it and after the next exhaustion, times the minutes it
-/// lasted), the demand is the evidence's rate (failed calls per minute,
-/// which is the demand while locked); until a clear has been eaten, a clear
-/// is taken to last to the reset. Each episode of the month (an exhaustion,
-/// until a clear or the reset) is remembered with the best value a clear
-/// had in it. A clear is spent when the clears left outnumber the better
-/// chances the rest of the month is expected to bring: episodes per day so
-/// far, times the whole days left, times the share of the month's past
-/// episodes that were worth more, of which [`CHANCES_COUNTED`] are counted.
-/// So the bar falls as the month runs out with budget left, and on the
-/// month's last day every clear is spent; the month's first episode is
-/// spent too (nothing to compare it with). Apart from that, a clear that
-/// would be eaten long before the reset (a retry storm: it lasts minutes)
-/// waits for the storm to pass, unless the budget is ample. Signals just
-/// after the reset that follow an episode just before it are late ones
-/// and are not acted on.
-///
-/// The month's clears spent come from the ledger's answers (restarts and
-/// manual clears included). The episodes live in memory: after a restart
-/// it knows none of the month so far, spends the first episode it sees and
-/// counts the days before it as days without episodes, so it spends more
-/// readily (towards today's rules) until it has seen the month again; the
-/// ledger's cap holds anyway.
-#[derive(Debug, Default)]
-struct Pace {
-    /// Calls the account's quota serves in a day, as last seen.
-    limit: Option<f64>,
-    /// The latest clear, until it has taught how long the quota lasts.
-    cleared: Option<Cleared>,
-    /// Which of `past` the latest full clear ended: how long it lasted is
-    /// what it was worth.
-    ended: Option<usize>,
-    /// The month the figures below are of (its start).
-    month: Option<DateTime<Utc>>,
-    /// Clears of the month that took effect (or may have), as seen here.
-    spent: u32,
-    /// The day of `spent_today`, and clears seen to take effect that day.
-    today: Option<(DateTime<Utc>, u32)>,
-    /// The best value (minutes) a clear had in each closed episode of the month.
-    past: Vec<f64>,
-    /// The open episode: its day, and the best value a clear had in it so far.
-    open: Option<(DateTime<Utc>, f64)>,
-    /// The latest evidence's arrival.
-    last: Option<DateTime<Utc>>,
-    /// Evidence until then is late evidence from before the daily reset.
-    stale_until: Option<DateTime<Utc>>,
-}
-
-/// A clear that took effect, as pacing learns from it.
-#[derive(Debug, Clone, Copy)]
-struct Cleared {
-    at: DateTime<Utc>,
-    /// The evidence rate just before it.
-    before: f64,
-    /// When the quota ran out again, the same day.
-    out: Option<DateTime<Utc>>,
-}
-
-/// What [`spend`] weighs: minutes, clears and days.
-#[derive(Debug, Clone)]
-struct Outlook<'a> {
-    /// Minutes to the daily reset.
-    to_reset: f64,
-    /// Minutes a clear now would last (infinite while the quota is unknown).
-    lasts: f64,
-    /// Clears left this month.
-    budget: u32,
-    /// Clears left today.
-    today: u32,
-    /// Whole days left in the month after today.
-    days_left: f64,
-    /// Episodes per day in the month so far.
-    per_day: f64,
-    /// The value of each closed episode of the month.
-    past: &'a [f64],
-}
-
-/// A clear that lasts less than this share of the time to the reset, while
-/// more than [`STORM_MIN_LEFT`] minutes are left, is a retry storm's.
-const STORM_SHARE: f64 = 0.25;
-const STORM_MIN_LEFT: f64 = 90.0;
-/// Of the chances to come, this share is counted: they may not come (a
-/// clear held is a clear that may never be spent), so a bird in the hand is
-/// worth a little more than one in the bush.
-const CHANCES_COUNTED: f64 = 0.7;
-/// With no past episode to compare with, one in two is taken to be better.
-const PRIOR_BETTER: f64 = 0.5;
-/// Clears beyond the episodes expected in the rest of the month that make
-/// the budget ample: a storm's short clears are worth spending then.
-const AMPLE_SLACK: f64 = 2.0;
-
-/// The pacing rule (see [`Pace`]): spend a clear now?
-fn spend(o: &Outlook<'_>) -> bool {
-    // With the budget spent the ledger says so (monthly_cap); with no past
-    // episode this month, nothing says a later clear would buy more.
-    if o.budget == 0 || o.past.is_empty() {
-        return true;
-    }
-    let value = o.lasts.min(o.to_reset);
-    let budget = f64::from(o.budget);
-    let future = o.per_day * o.days_left;
-    let ample = budget >= future + AMPLE_SLACK;
-    let storm = o.lasts < o.to_reset * STORM_SHARE && o.to_reset > STORM_MIN_LEFT;
-    if storm && !(ample && o.today >= 2) {
-        return false;
-    }
-    let better = o.past.iter().filter(|&&p| p > value).count() as f64;
-    let share = (better + PRIOR_BETTER) / (o.past.len() as f64 + 1.0);
-    future * share * CHANCES_COUNTED < budget
-}
-
-impl Pace {
-    /// Takes note of evidence at `now`: the first well after a clear, the
-    /// same day, says how long the clear lasted; a new month or day closes
-    /// what it must.
-    fn observe(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64) {
-        let day = calendar::day(tz, now).start;
-        let month = calendar::month(tz, now).start;
-        if self.month != Some(month) {
-            self.month = Some(month);
-            self.spent = 0;
-            self.past.clear();
-            self.ended = None;
-            self.open = None;
-        }
-        if let Some((d, v)) = self.open {
-            if d != day {
-                self.past.push(v);
-                self.open = None;
-            }
-        }
-        // Signals within ten minutes of the clear are late ones from before
-        // it (alerting delays); a reset in between says nothing. The rate
-        // a few minutes into the new exhaustion, beside the rate before the
-        // clear, says what the demand was meanwhile.
-        if let Some(c) = self.cleared {
-            if calendar::day(tz, c.at).start != day {
-                self.cleared = None;
-            } else if let Some(out) = c.out {
-                if now - out >= chrono::Duration::minutes(4) {
-                    self.cleared = None;
-                    let served = (c.before + rate) / 2.0 * minutes(out - c.at);
-                    if served > 0.0 {
-                        self.limit = Some(served);
-                    }
-                }
-            } else if now - c.at >= chrono::Duration::minutes(10) {
-                self.cleared = Some(Cleared {
-                    out: Some(now),
-                    ..c
-                });
-                if let Some(v) = self.ended.take().and_then(|i| self.past.get_mut(i)) {
-                    *v = v.min(minutes(now - c.at));
-                }
-            }
-        }
-        // Signals in the first minutes after the reset, when the account
-        // was locked just before it, are late ones from before it (alerting
-        // delays): the quota has just reset.
-        let settle = chrono::Duration::minutes(10);
-        if now - day < settle && self.last.is_some_and(|l| l < day && day - l <= settle) {
-            self.stale_until = Some(day + settle);
-        }
-        self.last = Some(now);
-        if self.stale(now) {
-            return;
-        }
-        let (value, _, _) = self.value(now, tz, rate);
-        let best = self.open.map_or(value, |(_, v)| v.max(value));
-        self.open = Some((day, best));
-    }
-
-    fn stale(&self, now: DateTime<Utc>) -> bool {
-        self.stale_until.is_some_and(|t| now < t)
-    }
-
-    /// (value, lasts, to_reset) of a clear now, in minutes.
-    fn value(&self, now: DateTime<Utc>, tz: Tz, rate: f64) -> (f64, f64, f64) {
-        let to_reset = minutes(calendar::day(tz, now).end - now);
-        let lasts = match self.limit {
-            Some(limit) if rate > 0.0 => limit / rate,
-            _ => f64::INFINITY,
-        };
-        (lasts.min(to_reset), lasts, to_reset)
-    }
-
-    /// A clear took effect (or may have) at `now`; a full one (not a
-    /// single-API clear) spends the month's budget and ends the episode.
-    fn cleared(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64, full: bool) {
-        let day = calendar::day(tz, now).start;
-        self.cleared = Some(Cleared {
-            at: now,
-            before: rate,
-            out: None,
-        });
-        if !full {
-            return;
-        }
-        self.spent += 1;
-        self.today = match self.today {
-            Some((d, n)) if d == day => Some((d, n + 1)),
-            _ => Some((day, 1)),
-        };
-        if let Some((_, v)) = self.open.take() {
-            self.ended = Some(self.past.len());
-            self.past.push(v);
-        }
-    }
-
-    /// The ledger's count of the month's clears, which also knows those
-    /// spent before a restart and by hand.
-    fn ledger(&mut self, budget: &Budget, now: DateTime<Utc>, tz: Tz) {
-        let this_month = self.month == Some(calendar::month(tz, now).start);
-        if this_month && budget.month == calendar::month_label(tz, now) {
-            self.spent = budget.used;
-        }
-    }
-
-    /// Whether a clear now is worth spending (see [`spend`]).
-    fn worth(&self, now: DateTime<Utc>, tz: Tz, rate: f64, policy: &PolicySettings) -> bool {
-        if self.stale(now) {
-            return false;
-        }
-        let day = calendar::day(tz, now);
-        let month = calendar::month(tz, now);
-        let (_, lasts, to_reset) = self.value(now, tz, rate);
-        let today = match self.today {
-            Some((d, n)) if d == day.start => n,
-            _ => 0,
-        };
-        let elapsed = ((day.start - month.start).num_hours() as f64 / 24.0).round() + 1.0;
-        let episodes = self.past.len() as f64 + 1.0;
-        let per_day = episodes / elapsed;
-        spend(&Outlook {
-            to_reset,
-            lasts,
-            budget: policy.monthly_cap.saturating_sub(self.spent),
-            today: policy.daily_max.saturating_sub(today),
-            days_left: ((month.end - day.end).num_hours() as f64 / 24.0).round(),
-            per_day,
-            past: &self.past,
-        })
-    }
 }
 
 fn minutes(d: chrono::Duration) -> f64 {
@@ -479,8 +230,12 @@ impl AccountState {
         paths.all(|p| p == Some(first)).then(|| first.clone())
     }
 
-    /// The request for the evidence as it stands, marking it in flight.
-    fn ask(&mut self, appid: &str) -> Ask {
+    /// The request for the evidence as it stands at `now`, marking it in
+    /// flight; with pacing, what it knows goes with it.
+    fn ask(&mut self, appid: &str, policy: &PolicySettings, now: DateTime<Utc>) -> Ask {
+        let pacing = policy
+            .pacing
+            .then(|| self.pace.reading(now, self.rate(now)));
         self.in_flight = true;
         let (source, trigger) = self.last.clone().unwrap_or_default();
         Ask {
@@ -490,6 +245,7 @@ impl AccountState {
             evidence: self.evidence(),
             keys: self.keyed(),
             cgi_path: self.single_cgi_path(),
+            pacing,
         }
     }
 }
@@ -499,6 +255,8 @@ impl AccountState {
 pub struct Decider {
     timezone: Tz,
     accounts: HashMap<String, AccountState>,
+    /// Accounts whose pacing memory changed since [`Decider::take_memories`].
+    remember: BTreeSet<String>,
 }
 
 impl Decider {
@@ -506,7 +264,25 @@ impl Decider {
         Self {
             timezone,
             accounts: HashMap::new(),
+            remember: BTreeSet::new(),
         }
+    }
+
+    /// Takes back pacing's memory of `appid` as the ledger kept it (at start).
+    pub fn restore(&mut self, appid: &str, pace: Pace) {
+        self.accounts.entry(appid.to_string()).or_default().pace = pace;
+    }
+
+    /// Pacing's memory of each account that changed since the last call,
+    /// for the ledger to keep.
+    pub fn take_memories(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.remember)
+            .into_iter()
+            .filter_map(|appid| {
+                let memory = self.accounts.get(&appid)?.pace.to_memory();
+                Some((appid, memory))
+            })
+            .collect()
     }
 
     /// A signal for the account `appid`, with its `policy`, arrived at `now`.
@@ -542,6 +318,7 @@ impl Decider {
         if policy.pacing {
             let rate = state.rate(now);
             state.pace.observe(now, self.timezone, rate);
+            self.remember.insert(appid.to_string());
         }
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
@@ -557,13 +334,7 @@ impl Decider {
         if evidence < policy.min_events {
             return skip(SkipReason::InsufficientEvidence, evidence);
         }
-        if policy.pacing {
-            let rate = state.rate(now);
-            if !state.pace.worth(now, self.timezone, rate, policy) {
-                return skip(SkipReason::Pacing, evidence);
-            }
-        }
-        vec![Action::Decide(state.ask(appid))]
+        vec![Action::Decide(state.ask(appid, policy, now))]
     }
 
     /// The clearer's answer to an [`Ask`] for `appid`.
@@ -600,7 +371,6 @@ impl Decider {
                 target,
                 outcome,
                 retry_at,
-                budget,
             } => {
                 state.retry = None;
                 let actions = match (decision, outcome, target) {
@@ -610,7 +380,8 @@ impl Decider {
                         if o != Outcome::Ok =>
                     {
                         state.events.iter_mut().for_each(|e| e.cgi_path = None);
-                        let mut ask = state.ask(appid);
+                        let mut ask = state.ask(appid, policy, now);
+                        ask.pacing = None;
                         ask.evidence = ask.evidence.max(policy.min_events);
                         ask.source = "fallback".into();
                         ask.trigger = format!("single-API clear of {cgi_path} did not work");
@@ -619,7 +390,8 @@ impl Decider {
                     (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), target) => {
                         let rate = state.rate(now);
                         let full = target == ClearTarget::Full;
-                        state.pace.cleared(now, self.timezone, rate, full);
+                        state.pace.cleared(now, rate, full);
+                        self.remember.insert(appid.to_string());
                         // The evidence was acted on. Its keys stay known for
                         // the window (here and in the ledger); new evidence
                         // starts a new case that the cooldown then judges.
@@ -629,9 +401,12 @@ impl Decider {
                     (Decision::Skip(reason), ..) => {
                         if let Some(until) = retry_at {
                             state.quiet = Some((until, reason));
-                        } else if matches!(reason, SkipReason::AccountDisabled | SkipReason::DryRun)
-                        {
-                            // Holds until a reload or, for dry-run, until the window moves on.
+                        } else if matches!(
+                            reason,
+                            SkipReason::AccountDisabled | SkipReason::DryRun | SkipReason::Pacing
+                        ) {
+                            // Holds until a reload or, for dry-run, until the
+                            // window moves on; pacing weighs again a minute on.
                             let until = now + chrono::Duration::from_std(QUIET).unwrap_or_default();
                             state.quiet = Some((until, reason));
                         }
@@ -639,10 +414,6 @@ impl Decider {
                     }
                     _ => Vec::new(),
                 };
-                // After this step's own count of a clear: the ledger's has it.
-                if let Some(budget) = budget {
-                    state.pace.ledger(&budget, now, self.timezone);
-                }
                 actions
             }
         }
@@ -688,7 +459,7 @@ impl Decider {
                 });
                 return true;
             }
-            actions.push(Action::Decide(state.ask(appid)));
+            actions.push(Action::Decide(state.ask(appid, settings, now)));
             true
         });
         actions
@@ -785,7 +556,6 @@ mod tests {
             target: ClearTarget::Full,
             outcome: Some(outcome),
             retry_at: None,
-            budget: None,
         }
     }
 
@@ -795,7 +565,6 @@ mod tests {
             target: ClearTarget::Full,
             outcome: None,
             retry_at: retry_at.map(cst),
-            budget: None,
         }
     }
 
@@ -810,7 +579,6 @@ mod tests {
                 errmsg: "forbid".into(),
             }),
             retry_at: None,
-            budget: None,
         }
     }
 
@@ -1085,93 +853,6 @@ mod tests {
         }
     }
 
-    /// The pacing rule itself, one case a row.
-    #[test]
-    fn pacing_rule() {
-        let o =
-            |to_reset, lasts, budget, today, days_left, per_day, past: &'static [f64]| Outlook {
-                to_reset,
-                lasts,
-                budget,
-                today,
-                days_left,
-                per_day,
-                past,
-            };
-        let inf = f64::INFINITY;
-        // (name, outlook, spend)
-        let cases = [
-            (
-                "no budget: the ledger's refusal says why",
-                o(100.0, inf, 0, 2, 25.0, 1.0, &[300.0]),
-                true,
-            ),
-            (
-                "the month's first episode: nothing to compare it with",
-                o(60.0, inf, 3, 2, 28.0, 1.0, &[]),
-                true,
-            ),
-            (
-                "early in the month, worth less than most days: wait",
-                o(100.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
-                false,
-            ),
-            (
-                "early in the month, worth more than every day so far",
-                o(400.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
-                true,
-            ),
-            (
-                "the same value with fewer days left: the bar has fallen",
-                o(100.0, inf, 3, 2, 4.0, 1.0, &[200.0, 300.0, 150.0]),
-                true,
-            ),
-            (
-                "the month's last day spends whatever it can",
-                o(30.0, inf, 3, 2, 0.0, 1.0, &[200.0, 300.0]),
-                true,
-            ),
-            (
-                "rare episodes: the budget outlasts them",
-                o(100.0, inf, 3, 2, 25.0, 0.1, &[200.0, 300.0]),
-                true,
-            ),
-            (
-                "the quota lasts less than the time to the reset: worth what it lasts",
-                o(700.0, 120.0, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
-                false,
-            ),
-            (
-                "a storm eats the clear in 20 minutes: wait for it to pass",
-                o(600.0, 20.0, 3, 2, 20.0, 0.2, &[300.0]),
-                false,
-            ),
-            (
-                "a storm with an ample budget and two clears left today",
-                o(600.0, 20.0, 8, 2, 10.0, 0.1, &[300.0]),
-                true,
-            ),
-            (
-                "the same storm, the day's last clear: keep it for after",
-                o(600.0, 20.0, 8, 1, 10.0, 0.1, &[300.0]),
-                false,
-            ),
-            (
-                "an hour before the reset there is no storm to wait out",
-                o(80.0, 10.0, 3, 2, 20.0, 0.2, &[300.0]),
-                true,
-            ),
-            (
-                "a sale day: a clear lasts a third of the day left, no storm",
-                o(700.0, 250.0, 3, 2, 20.0, 0.3, &[300.0, 250.0]),
-                true,
-            ),
-        ];
-        for (name, outlook, want) in cases {
-            assert_eq!(spend(&outlook), want, "{name}: {outlook:?}");
-        }
-    }
-
     fn signal_at(t: &str, count: u32) -> crate::signal::Signal {
         crate::signal::Signal {
             account: "shop".into(),
@@ -1184,99 +865,155 @@ mod tests {
         }
     }
 
-    /// Feeds `steps` (a signal's time and count, or a decision's answer)
-    /// and checks the actions after each.
-    fn paced(policy: &PolicySettings, steps: Vec<(&str, Result<u32, Finished>, &[&str])>) {
-        let mut decider = Decider::new(chrono_tz::Asia::Shanghai);
-        for (i, (t, step, want)) in steps.into_iter().enumerate() {
-            let actions = match step {
-                Ok(count) => decider.signal("wx1", policy, &signal_at(t, count), cst(t)),
-                Err(done) => decider.finished("wx1", policy, done, cst(t)),
+    /// The ledger's side, pure: the policy on a snapshot of the clears it
+    /// has granted (and those made by hand), as the clearer runs it under
+    /// the lock, every clear taking effect.
+    #[derive(Default)]
+    struct PureLedger {
+        clears: Vec<DateTime<Utc>>,
+    }
+
+    impl PureLedger {
+        fn answer(&mut self, ask: &Ask, policy: &PolicySettings, now: DateTime<Utc>) -> Finished {
+            let tz = chrono_tz::Asia::Shanghai;
+            let (day, month) = (calendar::day(tz, now), calendar::month(tz, now));
+            let count =
+                |p: calendar::Period| self.clears.iter().filter(|t| p.contains(**t)).count();
+            let snapshot = crate::policy::Snapshot {
+                month_used: count(month) as u32,
+                day_used: count(day) as u32,
+                last_clear_at: self.clears.last().copied(),
+                ..Default::default()
             };
-            let got: Vec<String> = actions.iter().map(show).collect();
-            assert_eq!(got, want, "pacing {}, step {i} at {t}", policy.pacing);
+            let input = crate::policy::Input {
+                settings: policy,
+                snapshot: &snapshot,
+                evidence: ask.evidence,
+                manual: false,
+                force: false,
+                dry_run: false,
+                api: false,
+                pacing: ask.pacing.as_ref(),
+                timezone: tz,
+                now,
+            };
+            match crate::policy::verdict(&input, ClearTarget::Full) {
+                crate::policy::Verdict::Clear(target) => {
+                    self.clears.push(now);
+                    Finished::Decided {
+                        decision: Decision::Clear,
+                        target,
+                        outcome: Some(Outcome::Ok),
+                        retry_at: None,
+                    }
+                }
+                crate::policy::Verdict::Skip { reason, retry_at } => Finished::Decided {
+                    decision: Decision::Skip(reason),
+                    target: ClearTarget::Full,
+                    outcome: None,
+                    retry_at,
+                },
+            }
         }
+    }
+
+    /// Feeds signals (time, failed calls) through the decision step and
+    /// `ledger`; each reads "clear" or "skip REASON" (the policy's answer
+    /// under the lock), or "quiet REASON" (counted here, in the quiet period
+    /// after a refusal).
+    fn paced(policy: &PolicySettings, ledger: &mut PureLedger, steps: &[(&str, u32, &str)]) {
+        let mut decider = Decider::new(chrono_tz::Asia::Shanghai);
+        for (i, (t, count, want)) in steps.iter().enumerate() {
+            let now = cst(t);
+            let mut actions = decider.signal("wx1", policy, &signal_at(t, *count), now);
+            let mut got = Vec::new();
+            while let Some(action) = actions.pop() {
+                match action {
+                    Action::Decide(ask) => {
+                        let done = ledger.answer(&ask, policy, now);
+                        if let Finished::Decided { decision, .. } = &done {
+                            got.push(match decision {
+                                Decision::Clear => "clear".to_string(),
+                                Decision::Skip(r) => format!("skip {r}"),
+                            });
+                        }
+                        actions.extend(decider.finished("wx1", policy, done, now));
+                    }
+                    Action::Skip { reason, .. } => got.push(format!("quiet {reason}")),
+                    other => got.push(show(&other)),
+                }
+            }
+            assert_eq!(
+                got.join(", "),
+                *want,
+                "pacing {}, step {i} at {t}",
+                policy.pacing
+            );
+        }
+    }
+
+    /// Issue 20, "Out of order": a clear, then signals within the hour.
+    /// They read `cooldown` (the first rule in the order), never `pacing`,
+    /// and the quiet period that follows repeats the ledger's reason.
+    #[test]
+    fn inside_a_cooldown_the_refusal_reads_cooldown() {
+        let policy = PolicySettings {
+            monthly_cap: 3,
+            ..PolicySettings::default()
+        };
+        paced(
+            &policy,
+            &mut PureLedger::default(),
+            &[
+                ("2026-11-02T19:00:00+08:00", 1, "clear"),
+                ("2026-11-02T19:05:00+08:00", 1, "skip cooldown"),
+                ("2026-11-02T19:07:00+08:00", 1, "quiet cooldown"),
+                ("2026-11-02T19:09:00+08:00", 1, "quiet cooldown"),
+                // The next evening, pacing has its say.
+                ("2026-11-03T22:00:00+08:00", 1, "skip pacing"),
+                ("2026-11-03T22:00:30+08:00", 1, "quiet pacing"),
+                ("2026-11-03T22:01:00+08:00", 1, "skip pacing"),
+            ],
+        );
     }
 
     /// A clear eaten within 20 minutes teaches the quota's size; at a
     /// storm's rate the next clear would go as fast, so it waits until the
-    /// rate falls. Without pacing the storm's signal asks at once.
+    /// rate falls. Without pacing the storm's signal clears at once.
     #[test]
     fn pacing_waits_out_a_storm_that_would_eat_the_clear() {
-        let cooldown = || refused(SkipReason::Cooldown, Some("2026-11-10T11:00:00+08:00"));
         for pacing in [true, false] {
             let policy = PolicySettings {
                 pacing,
                 ..PolicySettings::default()
             };
             let at_11 = match pacing {
-                true => "skip pacing 500",
-                false => "decide 500 [] full src",
+                true => "skip pacing",
+                false => "clear",
             };
-            paced(
-                &policy,
-                vec![
-                    // 500 failed calls a minute: the month's first episode.
-                    (
-                        "2026-11-10T10:00:00+08:00",
-                        Ok(500),
-                        &["decide 500 [] full src"],
-                    ),
-                    ("2026-11-10T10:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
-                    // Out again 20 minutes later; nothing is known yet
-                    // of the quota, and the cooldown refuses.
-                    (
-                        "2026-11-10T10:20:00+08:00",
-                        Ok(500),
-                        &["decide 500 [] full src"],
-                    ),
-                    ("2026-11-10T10:20:00+08:00", Err(cooldown()), &[]),
-                    (
-                        "2026-11-10T10:24:00+08:00",
-                        Ok(500),
-                        &["skip cooldown 1000"],
-                    ),
-                    // The quota is about 10,000 calls: 20 minutes of the
-                    // 780 to the reset.
-                    ("2026-11-10T11:00:00+08:00", Ok(500), &[at_11]),
-                ],
-            );
+            let mut steps = vec![
+                // 500 failed calls a minute: the month's first episode.
+                ("2026-11-10T10:00:00+08:00", 500, "clear"),
+                // Out again 20 minutes later, inside the cooldown.
+                ("2026-11-10T10:20:00+08:00", 500, "skip cooldown"),
+                ("2026-11-10T10:24:00+08:00", 500, "quiet cooldown"),
+                // The quota is about 7,000 calls: 14 minutes of the 780
+                // to the reset, at the storm's rate.
+                ("2026-11-10T11:00:00+08:00", 500, at_11),
+            ];
             if pacing {
                 // The storm is over: 5 a minute, a clear would last the day.
-                let mut steps = vec![
-                    (
-                        "2026-11-10T10:00:00+08:00",
-                        Ok(500),
-                        &["decide 500 [] full src"][..],
-                    ),
-                    ("2026-11-10T10:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
-                    (
-                        "2026-11-10T10:20:00+08:00",
-                        Ok(500),
-                        &["decide 500 [] full src"],
-                    ),
-                    ("2026-11-10T10:20:00+08:00", Err(cooldown()), &[]),
-                    (
-                        "2026-11-10T10:24:00+08:00",
-                        Ok(500),
-                        &["skip cooldown 1000"],
-                    ),
-                    ("2026-11-10T11:00:00+08:00", Ok(500), &["skip pacing 500"]),
-                ];
-                steps.push((
-                    "2026-11-10T16:00:00+08:00",
-                    Ok(5),
-                    &["decide 5 [] full src"],
-                ));
-                paced(&policy, steps);
+                steps.push(("2026-11-10T16:00:00+08:00", 5, "clear"));
             }
+            paced(&policy, &mut PureLedger::default(), &steps);
         }
     }
 
     /// The month's budget: the first episode is spent; a later one worth
     /// less, with most of the month to come, waits; on the month's last day
-    /// the clear left is spent. Late signals just after a reset that follow
-    /// an episode before it are not acted on.
+    /// the clear left is spent. The reset guard comes before pacing; late
+    /// signals just after a reset that follow an episode before it are not
+    /// acted on.
     #[test]
     fn pacing_keeps_the_budget_for_better_days_and_spends_it_by_the_end() {
         let policy = PolicySettings {
@@ -1285,24 +1022,16 @@ mod tests {
         };
         paced(
             &policy,
-            vec![
+            &mut PureLedger::default(),
+            &[
                 // 19:00: five hours to the reset.
-                (
-                    "2026-11-02T19:00:00+08:00",
-                    Ok(10),
-                    &["decide 10 [] full src"],
-                ),
-                ("2026-11-02T19:00:00+08:00", Err(cleared(Outcome::Ok)), &[]),
+                ("2026-11-02T19:00:00+08:00", 10, "clear"),
                 // 22:00 the next day: two hours, with 27 days to come.
-                ("2026-11-03T22:00:00+08:00", Ok(10), &["skip pacing 10"]),
-                ("2026-11-03T23:58:00+08:00", Ok(10), &["skip pacing 10"]),
-                ("2026-11-04T00:03:00+08:00", Ok(10), &["skip pacing 10"]),
+                ("2026-11-03T22:00:00+08:00", 10, "skip pacing"),
+                ("2026-11-03T23:58:00+08:00", 10, "skip reset_guard"),
+                ("2026-11-04T00:03:00+08:00", 10, "skip pacing"),
                 // 21:00 on the last day: three hours, and the last chance.
-                (
-                    "2026-11-30T21:00:00+08:00",
-                    Ok(10),
-                    &["decide 10 [] full src"],
-                ),
+                ("2026-11-30T21:00:00+08:00", 10, "clear"),
             ],
         );
         let policy = PolicySettings {
@@ -1311,66 +1040,38 @@ mod tests {
         };
         paced(
             &policy,
-            vec![
-                (
-                    "2026-11-29T23:55:00+08:00",
-                    Ok(1),
-                    &["decide 1 [] full src"],
-                ),
-                (
-                    "2026-11-29T23:55:00+08:00",
-                    Err(refused(
-                        SkipReason::ResetGuard,
-                        Some("2026-11-30T00:00:00+08:00"),
-                    )),
-                    &[],
-                ),
-                ("2026-11-29T23:58:00+08:00", Ok(1), &["skip reset_guard 2"]),
+            &mut PureLedger::default(),
+            &[
+                ("2026-11-29T23:55:00+08:00", 1, "skip reset_guard"),
+                ("2026-11-29T23:58:00+08:00", 1, "quiet reset_guard"),
                 // Late signals of the minutes before the reset.
-                ("2026-11-30T00:03:00+08:00", Ok(1), &["skip pacing 1"]),
-                ("2026-11-30T00:09:00+08:00", Ok(1), &["skip pacing 1"]),
+                ("2026-11-30T00:03:00+08:00", 1, "skip pacing"),
+                ("2026-11-30T00:09:00+08:00", 1, "skip pacing"),
                 // A real exhaustion: the last day spends.
-                (
-                    "2026-11-30T00:11:00+08:00",
-                    Ok(1),
-                    &["decide 2 [] full src"],
-                ),
+                ("2026-11-30T00:11:00+08:00", 1, "clear"),
             ],
         );
     }
 
-    /// After a restart the decision step knows only its own clears; the
-    /// ledger's answer says how many the month has spent, so a clear past
-    /// the cap is refused as `monthly_cap`, not held as `pacing`.
+    /// The budget pacing weighs is the ledger's: with a clear made by hand
+    /// this month, the cap is reached and the refusal reads `monthly_cap`,
+    /// not `pacing`.
     #[test]
     fn pacing_counts_the_clears_the_ledger_knows() {
         let policy = PolicySettings {
             monthly_cap: 2,
             ..PolicySettings::default()
         };
-        let with_budget = |used| Finished::Decided {
-            decision: Decision::Clear,
-            target: ClearTarget::Full,
-            outcome: Some(Outcome::Ok),
-            retry_at: None,
-            budget: Some(Budget {
-                used,
-                cap: 2,
-                left: 2 - used,
-                month: "2026-11".into(),
-            }),
-        };
-        for (used, at_22) in [(1, "skip pacing 10"), (2, "decide 10 [] full src")] {
+        for (by_hand, at_22) in [(0, "skip pacing"), (1, "skip monthly_cap")] {
+            let mut ledger = PureLedger {
+                clears: vec![cst("2026-11-01T09:00:00+08:00"); by_hand],
+            };
             paced(
                 &policy,
-                vec![
-                    (
-                        "2026-11-02T19:00:00+08:00",
-                        Ok(10),
-                        &["decide 10 [] full src"],
-                    ),
-                    ("2026-11-02T19:00:00+08:00", Err(with_budget(used)), &[]),
-                    ("2026-11-03T22:00:00+08:00", Ok(10), &[at_22]),
+                &mut ledger,
+                &[
+                    ("2026-11-02T19:00:00+08:00", 10, "clear"),
+                    ("2026-11-03T22:00:00+08:00", 10, at_22),
                 ],
             );
         }

@@ -76,6 +76,7 @@ impl Dispatcher {
     /// Runs until `shutdown`; in-flight clears are tracked by the tracker the
     /// caller waits on.
     pub async fn run(mut self, mut signals: mpsc::Receiver<Signal>, shutdown: CancellationToken) {
+        self.recall().await;
         loop {
             let sleep = self
                 .wake
@@ -106,6 +107,43 @@ impl Dispatcher {
         }
     }
 
+    /// Pacing's memory as the ledger kept it, before the first signal: a
+    /// restart goes on from what the month has shown. Without it (the
+    /// ledger does not answer) pacing starts afresh; the ledger's caps hold.
+    async fn recall(&mut self) {
+        let store = self.runtime.borrow().clearer.store.clone();
+        let kept = tokio::task::spawn_blocking(move || store.pacing_memories()).await;
+        match kept {
+            Ok(Ok(memories)) => {
+                for (appid, memory) in memories {
+                    match crate::pacing::Pace::from_memory(&memory) {
+                        Some(pace) => self.decider.restore(&appid, pace),
+                        None => {
+                            tracing::warn!(appid = %appid, "Pacing's memory in the ledger cannot be read; starting the month afresh")
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Cannot read pacing's memory from the ledger; starting afresh")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read pacing's memory from the ledger; starting afresh")
+            }
+        }
+    }
+
+    /// Hands what pacing learned to the ledger.
+    fn remember(&mut self, config: &Config) {
+        let now = self.now();
+        for (appid, memory) in self.decider.take_memories() {
+            if let Some(account) = config.account(&appid) {
+                self.lockout
+                    .remember(account, config.daemon.timezone, memory, now);
+            }
+        }
+    }
+
     /// The clearer's clock: the wall clock, or a test's.
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.runtime.borrow().clearer.clock.now()
@@ -132,6 +170,7 @@ impl Dispatcher {
             self.lockout
                 .note(account, timezone, signal.received_at, refused);
         }
+        self.remember(&config);
         self.perform(actions);
     }
 
@@ -144,6 +183,7 @@ impl Dispatcher {
         let actions = self
             .decider
             .finished(&account.appid, &account.policy, done.finished, now);
+        self.remember(&config);
         self.perform(actions);
     }
 

@@ -437,6 +437,7 @@ async fn api_clear(
         force: args.force,
         dry_run: args.dry_run,
         keys: Vec::new(),
+        pacing: None,
     };
     let report = rt
         .clearer

@@ -18,9 +18,12 @@
 //! - [`memory`]: gives freed heap back after a reload, a set refresh or a
 //!   full account listing; a leaf.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
+//! - [`pacing`]: pacing's pure rule and arithmetic: what a clear now is
+//!   worth against the month's better chances, and what it learns of an
+//!   account; one rule of the policy's order.
 //! - [`policy`]: the pure decision rules, `clear` or `skip(reason)`.
 //! - [`store`]: the ledger behind the [`store::Store`] trait; SQLite by default;
-//!   attempts, and the lockout episodes of SPEC section 5.
+//!   attempts, the lockout episodes of SPEC section 5, pacing's memory.
 //! - [`wechat`]: the API client, token providers and error classification.
 //! - [`clearer`]: the one entry point that spends budget: policy under the ledger's
 //!   lock, intent, WeChat call, outcome, event.
@@ -31,7 +34,7 @@
 //! - [`signal`]: the signal type and the bounded queue from sources.
 //! - [`decision`]: the pure per-account state machine from signals to a
 //!   request: evidence windows, duplicates, single flight, quiet periods,
-//!   fallback, retries and pacing.
+//!   fallback, retries, and pacing's memory fed with what it sees.
 //! - [`dispatcher`]: the loop that feeds the decision step and performs its
 //!   actions on the clearer's clock.
 //! - [`read_model`]: what `status`, `history`, `/api/v1/accounts` (paged and
@@ -39,7 +42,8 @@
 //!   the HTTP surface alike.
 //! - [`report`]: the `monthly_report` notification on the first day of a month.
 //! - [`lockout`]: takes each signal's evidence to the ledger's lockout
-//!   episodes ([`store::episodes`]) without making the dispatcher wait.
+//!   episodes ([`store::episodes`]), and pacing's memory to the ledger,
+//!   without making the dispatcher wait.
 //! - [`simulate`]: `quotawatch simulate`, the backtest: a trace, the world of
 //!   SPEC section 8, the reference policies and the daemon's own decision step.
 //! - [`sources`]: the signal sources, one file a type (`webhook` for
@@ -71,8 +75,8 @@
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
 //! Imports run one way, with no cycles, from the leaves (`secret`,
-//! `error_chain`, `memory`, `clock`, `calendar`, `metrics`, `listener`, `lifecycle`,
-//! `timeline`) up: `policy` and
+//! `error_chain`, `memory`, `clock`, `calendar`, `metrics`, `listener`,
+//! `lifecycle`, `timeline`) up: `pacing`; `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `sets`, `notify`) and `clearer`, which know `settings` but not
 //! `config`; `config`, which knows the components' registries; the daemon's
@@ -97,6 +101,7 @@ pub mod lockout;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod pacing;
 pub mod policy;
 pub mod read_model;
 pub mod report;

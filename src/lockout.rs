@@ -1,12 +1,14 @@
 //! Lockout accounting in the daemon (SPEC section 5): every signal's
 //! evidence, with the decision the dispatcher took on it, goes to the ledger's
-//! episodes ([`crate::store::episodes`]).
+//! episodes ([`crate::store::episodes`]); and pacing's memory of the account
+//! goes to the ledger beside them (SPEC section 3).
 //!
-//! The dispatcher must not wait on the ledger, so [`Recorder::note`] only
-//! queues; one blocking task writes, merging what queued meanwhile into one
-//! note per account (a storm of signals is a few transactions, not one per
-//! signal). While the ledger does not answer, notes are kept (merged, so per
-//! account, not per signal) and written when it does.
+//! The dispatcher must not wait on the ledger, so [`Recorder::note`] and
+//! [`Recorder::remember`] only queue; one blocking task writes, merging what
+//! queued meanwhile into one note and one memory per account (a storm of
+//! signals is a few transactions, not one per signal). While the ledger does
+//! not answer, notes are kept (merged, so per account, not per signal) and
+//! written when it does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +30,9 @@ const RETRY: Duration = Duration::from_secs(1);
 struct Noted {
     account: Arc<Account>,
     timezone: Tz,
-    note: LockoutNote,
+    note: Option<LockoutNote>,
+    /// Pacing's memory, and when it was taken: the latest replaces the rest.
+    memory: Option<(String, DateTime<Utc>)>,
 }
 
 /// The dispatcher's handle on the writer; the writer stops, after writing
@@ -58,7 +62,24 @@ impl Recorder {
         let _ = self.tx.send(Noted {
             account: account.clone(),
             timezone,
-            note,
+            note: Some(note),
+            memory: None,
+        });
+    }
+
+    /// Pacing's memory of `account` as of `at`, for the ledger to keep.
+    pub fn remember(
+        &self,
+        account: &Arc<Account>,
+        timezone: Tz,
+        memory: String,
+        at: DateTime<Utc>,
+    ) {
+        let _ = self.tx.send(Noted {
+            account: account.clone(),
+            timezone,
+            note: None,
+            memory: Some((memory, at)),
         });
     }
 }
@@ -84,15 +105,13 @@ fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>) {
                 }
             }
         }
-        pending.retain(|_, n| {
-            match store.note_lockout(&clearer::key(&n.account, n.timezone), &n.note) {
-                Ok(()) => false,
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(account = %n.account.name, error = %e, "Cannot record the lockout episode yet; keeping it until the ledger answers");
-                    }
-                    true
+        pending.retain(|_, n| match save(store, n) {
+            Ok(()) => false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(account = %n.account.name, error = %e, "Cannot record the lockout episode yet; keeping it until the ledger answers");
                 }
+                true
             }
         });
         failing = !pending.is_empty();
@@ -109,10 +128,30 @@ fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>) {
     }
 }
 
+/// Writes what `n` holds, dropping each part the ledger took.
+fn save(store: &dyn Store, n: &mut Noted) -> Result<(), crate::store::StoreError> {
+    if let Some(note) = &n.note {
+        store.note_lockout(&clearer::key(&n.account, n.timezone), note)?;
+        n.note = None;
+    }
+    if let Some((memory, at)) = &n.memory {
+        store.save_pacing_memory(&n.account.appid, memory, *at)?;
+        n.memory = None;
+    }
+    Ok(())
+}
+
 fn add(pending: &mut BTreeMap<String, Noted>, n: Noted) {
     match pending.get_mut(&n.account.appid) {
         Some(p) => {
-            p.note.merge(n.note);
+            p.note = match (p.note.take(), n.note) {
+                (Some(mut a), Some(b)) => {
+                    a.merge(b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
+            p.memory = n.memory.or(p.memory.take());
             p.account = n.account;
             p.timezone = n.timezone;
         }

@@ -4,7 +4,8 @@
 //! evidence gathered for the account and `now`. It reads no clock and does no I/O,
 //! so every rule is a row in a table-driven test. It does not know where signals
 //! come from (see [`crate::signal`]) or how budget is reserved (see
-//! [`crate::clearer`], which runs it inside the ledger's lock).
+//! [`crate::clearer`], which runs it inside the ledger's lock). Pacing's own
+//! arithmetic is [`crate::pacing`]'s; here it is one rule in the order.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar;
+use crate::pacing;
 
 /// What was (or would have been) cleared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,7 +73,7 @@ pub struct PolicySettings {
     /// Decide and notify, never call WeChat.
     pub dry_run: bool,
     /// Spend the month's clears where they buy the most time back (see
-    /// [`crate::decision`]'s pacing), not on the first exhaustions.
+    /// [`crate::pacing`]), not on the first exhaustions.
     pub pacing: bool,
 }
 
@@ -193,13 +195,17 @@ pub struct Input<'a> {
     /// A single-API clear (`prefer = "api"`): its own budget (`api_monthly_cap`),
     /// and the cooldown and daily_max that guard the full budget do not apply.
     pub api: bool,
+    /// What pacing knows, when the request comes from evidence and
+    /// `policy.pacing` is on: weighed after the timing rules.
+    pub pacing: Option<&'a pacing::Reading>,
     pub timezone: Tz,
     pub now: DateTime<Utc>,
 }
 
 /// The rules, in the order an operator reads a refusal: the account's state
-/// first, then the budget, then timing, and dry-run last so that a dry run
-/// reports what would really have happened.
+/// first, then the budget, then timing, then pacing (a refusal names the
+/// first rule that applies, so inside a cooldown it reads `cooldown`), and
+/// dry-run last so that a dry run reports what would really have happened.
 pub fn decide(input: &Input<'_>) -> Decision {
     use SkipReason::*;
     let s = input.settings;
@@ -233,6 +239,13 @@ pub fn decide(input: &Input<'_>) -> Decision {
     if !input.force {
         if let Some(reason) = timing_rule(input) {
             return Decision::Skip(reason);
+        }
+    }
+    if let Some(reading) = input.pacing.filter(|_| !input.manual) {
+        let budget = s.monthly_cap.saturating_sub(snap.month_used);
+        let today = s.daily_max.saturating_sub(snap.day_used);
+        if !pacing::spend(reading, budget, today, input.now, input.timezone) {
+            return Decision::Skip(Pacing);
         }
     }
     if s.dry_run || input.dry_run {
@@ -341,6 +354,18 @@ mod tests {
 
     /// 10:00 CST on 28 November 2026: far from any boundary.
     const NOON: &str = "2026-11-28T02:00:00Z";
+    /// 10:00 CST on 3 November 2026: most of the month to come.
+    const EARLY: &str = "2026-11-03T02:00:00Z";
+
+    /// Pacing's reading when three days of episodes were each worth more
+    /// than a clear now: early in the month it holds the clear.
+    fn holding() -> Option<pacing::Reading> {
+        Some(pacing::Reading {
+            stale: false,
+            lasts: f64::INFINITY,
+            past: vec![1000.0, 1000.0, 1000.0],
+        })
+    }
 
     struct Case {
         name: &'static str,
@@ -351,6 +376,7 @@ mod tests {
         force: bool,
         dry_run: bool,
         api: bool,
+        pacing: Option<pacing::Reading>,
         now: &'static str,
         want: Decision,
     }
@@ -366,6 +392,7 @@ mod tests {
                 force: false,
                 dry_run: false,
                 api: false,
+                pacing: None,
                 now: NOON,
                 want: Decision::Clear,
             }
@@ -381,6 +408,7 @@ mod tests {
             force: case.force,
             dry_run: case.dry_run,
             api: case.api,
+            pacing: case.pacing.as_ref(),
             timezone: chrono_tz::Asia::Shanghai,
             now: utc(case.now),
         })
@@ -683,6 +711,106 @@ mod tests {
                 want: Decision::Skip(ResetGuard),
                 ..Case::default()
             },
+            Case {
+                name: "pacing holds a clear the month's better chances outnumber",
+                pacing: holding(),
+                now: EARLY,
+                want: Decision::Skip(Pacing),
+                ..Case::default()
+            },
+            Case {
+                name: "pacing spends the month's first episode",
+                pacing: Some(pacing::Reading {
+                    past: Vec::new(),
+                    ..holding().unwrap()
+                }),
+                now: EARLY,
+                ..Case::default()
+            },
+            Case {
+                name: "pacing never spends on a late signal after the reset",
+                pacing: Some(pacing::Reading {
+                    stale: true,
+                    past: Vec::new(),
+                    ..holding().unwrap()
+                }),
+                want: Decision::Skip(Pacing),
+                ..Case::default()
+            },
+            Case {
+                name: "inside the cooldown the refusal reads cooldown, not pacing",
+                snapshot: Snapshot {
+                    last_clear_at: Some(utc("2026-11-03T01:30:00Z")),
+                    month_used: 1,
+                    day_used: 1,
+                    ..snap()
+                },
+                pacing: holding(),
+                now: EARLY,
+                want: Decision::Skip(Cooldown),
+                ..Case::default()
+            },
+            Case {
+                name: "daily max comes before pacing",
+                snapshot: Snapshot {
+                    month_used: 2,
+                    day_used: 2,
+                    ..snap()
+                },
+                pacing: holding(),
+                now: EARLY,
+                want: Decision::Skip(DailyMax),
+                ..Case::default()
+            },
+            Case {
+                name: "the reset guard comes before pacing",
+                pacing: holding(),
+                now: "2026-11-03T15:59:00Z",
+                want: Decision::Skip(ResetGuard),
+                ..Case::default()
+            },
+            Case {
+                name: "the monthly cap comes before pacing",
+                snapshot: Snapshot {
+                    month_used: 8,
+                    ..snap()
+                },
+                pacing: holding(),
+                now: EARLY,
+                want: Decision::Skip(MonthlyCap),
+                ..Case::default()
+            },
+            Case {
+                name: "pacing counts the budget the ledger has left",
+                settings: PolicySettings {
+                    monthly_cap: 10,
+                    ..PolicySettings::default()
+                },
+                pacing: Some(pacing::Reading {
+                    past: vec![1000.0],
+                    ..holding().unwrap()
+                }),
+                now: EARLY,
+                ..Case::default()
+            },
+            Case {
+                name: "a dry run reports pacing's hold",
+                settings: PolicySettings {
+                    dry_run: true,
+                    ..PolicySettings::default()
+                },
+                pacing: holding(),
+                now: EARLY,
+                want: Decision::Skip(Pacing),
+                ..Case::default()
+            },
+            Case {
+                name: "a manual clear is not paced",
+                manual: true,
+                pacing: holding(),
+                now: EARLY,
+                ..Case::default()
+            },
         ]
     }
 
@@ -723,6 +851,7 @@ mod tests {
             force: true,
             dry_run: false,
             api: false,
+            pacing: None,
             timezone: tz,
             now,
         };
@@ -761,6 +890,7 @@ mod tests {
             force: false,
             dry_run: false,
             api: false,
+            pacing: None,
             timezone: chrono_tz::Asia::Shanghai,
             now: utc(NOON),
         };

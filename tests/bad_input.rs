@@ -580,6 +580,12 @@ fn exercise_policy(config: &Config) {
             last_clear_at: Some(now),
             ..Snapshot::default()
         };
+        // Pacing's arithmetic too, with a quota that lasts minutes.
+        let reading = quotawatch::pacing::Reading {
+            stale: false,
+            lasts: 3.0,
+            past: vec![0.0, 600.0, f64::INFINITY],
+        };
         let input = policy::Input {
             settings: &account.policy,
             snapshot: &snapshot,
@@ -588,6 +594,7 @@ fn exercise_policy(config: &Config) {
             force: false,
             dry_run: false,
             api: false,
+            pacing: Some(&reading),
             timezone: config.daemon.timezone,
             now,
         };

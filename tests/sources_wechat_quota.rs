@@ -269,6 +269,7 @@ fn request(cgi_path: &str) -> ClearRequest {
         force: true,
         dry_run: false,
         keys: Vec::new(),
+        pacing: None,
     }
 }
 

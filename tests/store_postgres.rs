@@ -258,6 +258,13 @@ fn a_month_report_is_claimed_once() {
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn pacing_memory_is_kept_per_account() {
+    let db = TestDb::new("pacing_memory");
+    store_contract::pacing_memory_is_kept_per_account(&db.opener());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
 fn skip_inserts_nothing() {
     let db = TestDb::new("skip");
     store_contract::skip_inserts_nothing(&db.open());

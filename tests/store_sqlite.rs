@@ -52,6 +52,12 @@ impl TestFile {
 }
 
 #[test]
+fn pacing_memory_is_kept_per_account() {
+    let file = TestFile::new();
+    store_contract::pacing_memory_is_kept_per_account(&file.opener());
+}
+
+#[test]
 fn keys_acted_on_are_known_for_the_window() {
     let file = TestFile::new();
     store_contract::keys_acted_on_are_known_for_the_window(&file.opener());

@@ -417,6 +417,20 @@ pub trait Store: Send + Sync {
         month: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Pacing's memory of every account that has one, as (appid, memory):
+    /// what the decision step learned, so a restart goes on from it (SPEC
+    /// section 3, "Its memory is the ledger's"). The memory is
+    /// [`crate::pacing::Pace`] as JSON; the ledger keeps it, it does not read it.
+    fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Replaces `appid`'s pacing memory with `memory`, as of `at`.
+    fn save_pacing_memory(
+        &self,
+        appid: &str,
+        memory: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// The account set lists' statements, the same in both dialects (`$n` is a
@@ -425,6 +439,14 @@ pub(crate) const SET_LIST_GET: &str = "SELECT list FROM account_set_lists WHERE 
 pub(crate) const SET_LIST_SAVE: &str =
     "INSERT INTO account_set_lists (set_name, list, saved_at) VALUES ($1, $2, $3)
      ON CONFLICT (set_name) DO UPDATE SET list = excluded.list, saved_at = excluded.saved_at";
+
+/// Pacing's memory, the same statements on every store (`$N` is a
+/// positional parameter to SQLite and PostgreSQL alike; `updated_at` is
+/// bound in each store's own time type).
+pub(crate) const PACING_MEMORIES: &str = "SELECT appid, memory FROM pacing_memory ORDER BY appid";
+pub(crate) const SAVE_PACING_MEMORY: &str =
+    "INSERT INTO pacing_memory (appid, memory, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (appid) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at";
 
 /// The `scope` and `cgi_path` columns that store a target.
 pub(crate) fn target_columns(target: &ClearTarget) -> (&'static str, Option<&str>) {

@@ -155,6 +155,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (appid, month)
     );",
     SET_LISTS,
+    "CREATE TABLE pacing_memory (
+        appid TEXT PRIMARY KEY,
+        memory TEXT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    );",
 ];
 
 /// Account sets' last good lists (SPEC 4a), one row a set; kept apart from
@@ -1240,6 +1245,28 @@ impl Store for PostgresStore {
                 locked_seconds: totals.try_get::<_, i64>(1)?.max(0) as u64,
                 flagged,
             })
+        })
+    }
+
+    fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(|c| {
+            c.query(super::PACING_MEMORIES, &[])?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    fn save_pacing_memory(
+        &self,
+        appid: &str,
+        memory: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (appid, memory) = (appid.to_string(), memory.to_string());
+        self.call(move |c| {
+            c.execute(super::SAVE_PACING_MEMORY, &[&appid, &memory, &at])?;
+            Ok(())
         })
     }
 

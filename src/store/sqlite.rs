@@ -92,6 +92,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (appid, month)
     );",
     SET_LISTS,
+    "CREATE TABLE pacing_memory (
+        appid TEXT PRIMARY KEY,
+        memory TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// Account sets' last good lists (SPEC 4a), one row a set; kept apart from
@@ -723,6 +728,24 @@ impl Store for SqliteStore {
             params![appid, month, ms(now)],
         )?;
         Ok(n == 1)
+    }
+
+    fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(super::PACING_MEMORIES)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn save_pacing_memory(
+        &self,
+        appid: &str,
+        memory: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(super::SAVE_PACING_MEMORY, params![appid, memory, ms(at)])?;
+        Ok(())
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -256,6 +256,37 @@ pub fn a_month_report_is_claimed_once(open: Open<'_>) {
         .unwrap());
 }
 
+/// Pacing's memory (SPEC section 3) is kept per account, the latest
+/// replacing the one before, and read back by another store on the same
+/// ledger: a restart or a replica goes on from it.
+pub fn pacing_memory_is_kept_per_account(open: Open<'_>) {
+    let (store, other) = (open(), open());
+    assert_eq!(store.pacing_memories().unwrap(), vec![]);
+    let now = utc("2026-11-10T02:00:00Z");
+    let later = utc("2026-11-10T03:00:00Z");
+    store
+        .save_pacing_memory(APPID, r#"{"past":[20.0]}"#, now)
+        .unwrap();
+    store
+        .save_pacing_memory("wx0000000000000001", "{}", now)
+        .unwrap();
+    other
+        .save_pacing_memory(APPID, r#"{"past":[20.0,300.0]}"#, later)
+        .unwrap();
+    let want = vec![
+        ("wx0000000000000001".to_string(), "{}".to_string()),
+        (APPID.to_string(), r#"{"past":[20.0,300.0]}"#.to_string()),
+    ];
+    let mut got = store.pacing_memories().unwrap();
+    got.sort();
+    let mut want = want;
+    want.sort();
+    assert_eq!(got, want);
+    let mut seen = other.pacing_memories().unwrap();
+    seen.sort();
+    assert_eq!(seen, want);
+}
+
 pub fn skip_inserts_nothing(store: &dyn Store) {
     let now = utc("2026-11-28T02:00:00Z");
     let (_, r) = store

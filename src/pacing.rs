@@ -1,0 +1,490 @@
+//! Pacing (`policy.pacing`): spend the month's clears where they buy the most
+//! locked minutes back, using only what is known when deciding.
+//!
+//! Two parts, both pure. [`Pace`] is what pacing has learned of one account:
+//! the month's episodes and the value a clear had in each, the account's
+//! quota as the latest eaten clear measured it, and whether signals are late
+//! ones from before the daily reset; the decision step feeds it evidence and
+//! clears and hands its [`Reading`] on with each request. [`spend`] is the
+//! rule: given the reading and the budget the ledger counts under its lock,
+//! is a clear now worth spending? It is applied by [`crate::policy::decide`]
+//! at its place in the order (after `cooldown`, `daily_max` and
+//! `reset_guard`, before `dry_run`), so its refusal is heard like any other.
+//! This module reads no clock, does no I/O and does not count the budget.
+//!
+//! A clear now is worth `min(minutes to the reset, minutes it would last)`.
+//! It lasts the account's daily quota over the demand: the quota is learned
+//! from the latest clear that was eaten the same day (the failed calls per
+//! minute before it and after the next exhaustion, times the minutes it
+//! lasted), the demand is the evidence's rate (failed calls per minute,
+//! which is the demand while locked); until a clear has been eaten, a clear
+//! is taken to last to the reset. Each episode of the month (an exhaustion,
+//! until a clear or the reset) is remembered with the best value a clear
+//! had in it. A clear is spent when the clears left outnumber the better
+//! chances the rest of the month is expected to bring: episodes per day so
+//! far, times the whole days left, times the share of the month's past
+//! episodes that were worth more, of which [`CHANCES_COUNTED`] are counted.
+//! So the bar falls as the month runs out with budget left, and on the
+//! month's last day every clear is spent; the month's first episode is
+//! spent too (nothing to compare it with). Apart from that, a clear that
+//! would be eaten long before the reset (a retry storm: it lasts minutes)
+//! waits for the storm to pass, unless the budget is ample. Signals just
+//! after the reset that follow an episode just before it are late ones
+//! and are not acted on.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar;
+
+/// A clear that lasts less than this share of the time to the reset, while
+/// more than [`STORM_MIN_LEFT`] minutes are left, is a retry storm's.
+const STORM_SHARE: f64 = 0.25;
+const STORM_MIN_LEFT: f64 = 90.0;
+/// Of the chances to come, this share is counted: they may not come (a
+/// clear held is a clear that may never be spent), so a bird in the hand is
+/// worth a little more than one in the bush.
+const CHANCES_COUNTED: f64 = 0.7;
+/// With no past episode to compare with, one in two is taken to be better.
+const PRIOR_BETTER: f64 = 0.5;
+/// Clears beyond the episodes expected in the rest of the month that make
+/// the budget ample: a storm's short clears are worth spending then.
+const AMPLE_SLACK: f64 = 2.0;
+/// Signals this soon after a clear are late reports of failures before it
+/// (alerting delays), and say nothing of how long it lasted.
+const LATE_AFTER_CLEAR: i64 = 10;
+/// Minutes into a new exhaustion at which its rate says what the demand was
+/// while the clear lasted.
+const RATE_SETTLES: i64 = 4;
+/// Minutes either side of the daily reset within which signals after it,
+/// following an episode before it, are late ones from before it.
+const RESET_SETTLES: i64 = 10;
+
+/// What pacing knows when a clear is asked for, apart from the budget (the
+/// ledger counts that under its lock): the input [`spend`] weighs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// The evidence is a late report from before the daily reset: the
+    /// quota has just reset, a clear would buy nothing.
+    pub stale: bool,
+    /// Minutes a clear now would last (infinite while the quota is unknown).
+    pub lasts: f64,
+    /// The value (minutes) of each closed episode of the month.
+    pub past: Vec<f64>,
+}
+
+/// The pacing rule: spend a clear now, at `now`, with `budget` clears left
+/// this month and `today` left today (as the ledger counts them)?
+pub fn spend(reading: &Reading, budget: u32, today: u32, now: DateTime<Utc>, tz: Tz) -> bool {
+    if reading.stale {
+        return false;
+    }
+    let day = calendar::day(tz, now);
+    let month = calendar::month(tz, now);
+    let elapsed = ((day.start - month.start).num_hours() as f64 / 24.0).round() + 1.0;
+    let episodes = reading.past.len() as f64 + 1.0;
+    worth_spending(&Outlook {
+        to_reset: minutes(day.end - now),
+        lasts: reading.lasts,
+        budget,
+        today,
+        days_left: ((month.end - day.end).num_hours() as f64 / 24.0).round(),
+        per_day: episodes / elapsed,
+        past: &reading.past,
+    })
+}
+
+/// What [`worth_spending`] weighs: minutes, clears and days.
+#[derive(Debug, Clone)]
+struct Outlook<'a> {
+    /// Minutes to the daily reset.
+    to_reset: f64,
+    /// Minutes a clear now would last (infinite while the quota is unknown).
+    lasts: f64,
+    /// Clears left this month.
+    budget: u32,
+    /// Clears left today.
+    today: u32,
+    /// Whole days left in the month after today.
+    days_left: f64,
+    /// Episodes per day in the month so far.
+    per_day: f64,
+    /// The value of each closed episode of the month.
+    past: &'a [f64],
+}
+
+fn worth_spending(o: &Outlook<'_>) -> bool {
+    // With the budget spent the ledger says so (monthly_cap); with no past
+    // episode this month, nothing says a later clear would buy more.
+    if o.budget == 0 || o.past.is_empty() {
+        return true;
+    }
+    let value = o.lasts.min(o.to_reset);
+    let budget = f64::from(o.budget);
+    let future = o.per_day * o.days_left;
+    let ample = budget >= future + AMPLE_SLACK;
+    let storm = o.lasts < o.to_reset * STORM_SHARE && o.to_reset > STORM_MIN_LEFT;
+    if storm && !(ample && o.today >= 2) {
+        return false;
+    }
+    let better = o.past.iter().filter(|&&p| p > value).count() as f64;
+    let share = (better + PRIOR_BETTER) / (o.past.len() as f64 + 1.0);
+    future * share * CHANCES_COUNTED < budget
+}
+
+/// What pacing has learned of one account's month (see the module docs).
+/// The ledger keeps it (as JSON), so a restart goes on from it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pace {
+    /// Calls the account's quota serves in a day, as last seen.
+    limit: Option<f64>,
+    /// The latest clear, until it has taught how long the quota lasts.
+    cleared: Option<Cleared>,
+    /// Which of `past` the latest full clear ended: how long it lasted is
+    /// what it was worth.
+    ended: Option<usize>,
+    /// The month the figures below are of (its start).
+    month: Option<DateTime<Utc>>,
+    /// The best value (minutes) a clear had in each closed episode of the month.
+    past: Vec<f64>,
+    /// The open episode: its day, and the best value a clear had in it so far.
+    open: Option<(DateTime<Utc>, f64)>,
+    /// The latest evidence's arrival.
+    last: Option<DateTime<Utc>>,
+    /// Evidence until then is late evidence from before the daily reset.
+    stale_until: Option<DateTime<Utc>>,
+}
+
+/// A clear that took effect, as pacing learns from it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Cleared {
+    at: DateTime<Utc>,
+    /// The evidence rate just before it.
+    before: f64,
+    /// When the quota ran out again, the same day.
+    out: Option<DateTime<Utc>>,
+}
+
+impl Pace {
+    /// Takes note of evidence at `now`, arriving at `rate` failed calls a
+    /// minute: the first well after a clear, the same day, says how long
+    /// the clear lasted; a new month or day closes what it must.
+    pub fn observe(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64) {
+        let day = calendar::day(tz, now).start;
+        let month = calendar::month(tz, now).start;
+        if self.month != Some(month) {
+            self.month = Some(month);
+            self.past.clear();
+            self.ended = None;
+            self.open = None;
+        }
+        if let Some((d, v)) = self.open {
+            if d != day {
+                self.past.push(v);
+                self.open = None;
+            }
+        }
+        self.learn(now, day, rate);
+        // The first minutes after the reset, when the account was locked
+        // just before it: late signals (an alert's `for:` and `group_wait`).
+        let settle = chrono::Duration::minutes(RESET_SETTLES);
+        if now - day < settle && self.last.is_some_and(|l| l < day && day - l <= settle) {
+            self.stale_until = Some(day + settle);
+        }
+        self.last = Some(now);
+        if self.stale(now) {
+            return;
+        }
+        let value = self
+            .lasts(rate)
+            .min(minutes(calendar::day(tz, now).end - now));
+        let best = self.open.map_or(value, |(_, v)| v.max(value));
+        self.open = Some((day, best));
+    }
+
+    /// What the latest clear teaches, from evidence at `now` on `day`. The
+    /// rate a few minutes into the new exhaustion, beside the rate before
+    /// the clear, says what the demand was meanwhile; a reset in between
+    /// says nothing.
+    fn learn(&mut self, now: DateTime<Utc>, day: DateTime<Utc>, rate: f64) {
+        let Some(c) = self.cleared else {
+            return;
+        };
+        if c.at < day {
+            self.cleared = None;
+        } else if let Some(out) = c.out {
+            if now - out >= chrono::Duration::minutes(RATE_SETTLES) {
+                self.cleared = None;
+                let served = (c.before + rate) / 2.0 * minutes(out - c.at);
+                if served > 0.0 {
+                    self.limit = Some(served);
+                }
+            }
+        } else if now - c.at >= chrono::Duration::minutes(LATE_AFTER_CLEAR) {
+            self.cleared = Some(Cleared {
+                out: Some(now),
+                ..c
+            });
+            if let Some(v) = self.ended.take().and_then(|i| self.past.get_mut(i)) {
+                *v = v.min(minutes(now - c.at));
+            }
+        }
+    }
+
+    fn stale(&self, now: DateTime<Utc>) -> bool {
+        self.stale_until.is_some_and(|t| now < t)
+    }
+
+    /// Minutes a clear would last at `rate`.
+    fn lasts(&self, rate: f64) -> f64 {
+        match self.limit {
+            Some(limit) if rate > 0.0 => limit / rate,
+            _ => f64::INFINITY,
+        }
+    }
+
+    /// A clear took effect (or may have) at `now`, after evidence at `rate`;
+    /// a full one (not a single-API clear) ends the episode.
+    pub fn cleared(&mut self, now: DateTime<Utc>, rate: f64, full: bool) {
+        self.cleared = Some(Cleared {
+            at: now,
+            before: rate,
+            out: None,
+        });
+        if !full {
+            return;
+        }
+        if let Some((_, v)) = self.open.take() {
+            self.ended = Some(self.past.len());
+            self.past.push(v);
+        }
+    }
+
+    /// The memory as the ledger keeps it.
+    pub fn to_memory(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The memory the ledger kept; an unreadable one is forgotten (pacing
+    /// then starts the month afresh, as it did before it had a memory).
+    pub fn from_memory(memory: &str) -> Option<Pace> {
+        serde_json::from_str(memory).ok()
+    }
+
+    /// What a request at `now`, on evidence at `rate`, carries to the policy.
+    pub fn reading(&self, now: DateTime<Utc>, rate: f64) -> Reading {
+        Reading {
+            stale: self.stale(now),
+            lasts: self.lasts(rate),
+            past: self.past.clone(),
+        }
+    }
+}
+
+fn minutes(d: chrono::Duration) -> f64 {
+    d.num_seconds() as f64 / 60.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pacing rule itself, one case a row.
+    #[test]
+    fn pacing_rule() {
+        let o =
+            |to_reset, lasts, budget, today, days_left, per_day, past: &'static [f64]| Outlook {
+                to_reset,
+                lasts,
+                budget,
+                today,
+                days_left,
+                per_day,
+                past,
+            };
+        let inf = f64::INFINITY;
+        // (name, outlook, spend)
+        let cases = [
+            (
+                "no budget: the ledger's refusal says why",
+                o(100.0, inf, 0, 2, 25.0, 1.0, &[300.0]),
+                true,
+            ),
+            (
+                "the month's first episode: nothing to compare it with",
+                o(60.0, inf, 3, 2, 28.0, 1.0, &[]),
+                true,
+            ),
+            (
+                "early in the month, worth less than most days: wait",
+                o(100.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                false,
+            ),
+            (
+                "early in the month, worth more than every day so far",
+                o(400.0, inf, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                true,
+            ),
+            (
+                "the same value with fewer days left: the bar has fallen",
+                o(100.0, inf, 3, 2, 4.0, 1.0, &[200.0, 300.0, 150.0]),
+                true,
+            ),
+            (
+                "the month's last day spends whatever it can",
+                o(30.0, inf, 3, 2, 0.0, 1.0, &[200.0, 300.0]),
+                true,
+            ),
+            (
+                "rare episodes: the budget outlasts them",
+                o(100.0, inf, 3, 2, 25.0, 0.1, &[200.0, 300.0]),
+                true,
+            ),
+            (
+                "the quota lasts less than the time to the reset: worth what it lasts",
+                o(700.0, 120.0, 3, 2, 25.0, 1.0, &[200.0, 300.0, 150.0]),
+                false,
+            ),
+            (
+                "a storm eats the clear in 20 minutes: wait for it to pass",
+                o(600.0, 20.0, 3, 2, 20.0, 0.2, &[300.0]),
+                false,
+            ),
+            (
+                "a storm with an ample budget and two clears left today",
+                o(600.0, 20.0, 8, 2, 10.0, 0.1, &[300.0]),
+                true,
+            ),
+            (
+                "the same storm, the day's last clear: keep it for after",
+                o(600.0, 20.0, 8, 1, 10.0, 0.1, &[300.0]),
+                false,
+            ),
+            (
+                "an hour before the reset there is no storm to wait out",
+                o(80.0, 10.0, 3, 2, 20.0, 0.2, &[300.0]),
+                true,
+            ),
+            (
+                "a sale day: a clear lasts a third of the day left, no storm",
+                o(700.0, 250.0, 3, 2, 20.0, 0.3, &[300.0, 250.0]),
+                true,
+            ),
+        ];
+        for (name, outlook, want) in cases {
+            assert_eq!(worth_spending(&outlook), want, "{name}: {outlook:?}");
+        }
+    }
+
+    fn cst(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// [`spend`] turns the calendar into the outlook: days gone and left,
+    /// episodes per day, minutes to the reset; a stale reading never spends.
+    #[test]
+    fn the_calendar_sets_the_bar() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let reading = |stale, past: &[f64]| Reading {
+            stale,
+            lasts: f64::INFINITY,
+            past: past.to_vec(),
+        };
+        // (name, reading, budget, today, now, spend)
+        let cases = [
+            (
+                "the 3rd, two hours to go, three better days behind",
+                reading(false, &[200.0, 300.0, 150.0]),
+                3,
+                2,
+                "2026-11-03T22:00:00",
+                false,
+            ),
+            (
+                "the same evening on the month's last day",
+                reading(false, &[200.0, 300.0, 150.0]),
+                3,
+                2,
+                "2026-11-30T22:00:00",
+                true,
+            ),
+            (
+                "the 3rd at 08:00, worth more than any day so far, four left",
+                reading(false, &[200.0, 300.0, 150.0]),
+                4,
+                2,
+                "2026-11-03T08:00:00",
+                true,
+            ),
+            (
+                "a late signal after the reset, on the last day",
+                reading(true, &[200.0]),
+                3,
+                2,
+                "2026-11-30T00:03:00",
+                false,
+            ),
+            (
+                "the month's first episode",
+                reading(false, &[]),
+                1,
+                1,
+                "2026-11-03T22:00:00",
+                true,
+            ),
+        ];
+        for (name, reading, budget, today, now, want) in cases {
+            assert_eq!(spend(&reading, budget, today, cst(now), tz), want, "{name}");
+        }
+    }
+
+    /// What [`Pace`] learns: a clear eaten in 20 minutes at 500 failed
+    /// calls a minute measures a quota of about 10,000 calls; the episode
+    /// it ended is worth the 20 minutes it lasted; a new day closes the
+    /// open episode; the minutes after a reset that follow an episode
+    /// before it are stale.
+    #[test]
+    fn pace_learns_the_quota_and_the_episodes() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let mut pace = Pace::default();
+        pace.observe(cst("2026-11-10T10:00:00"), tz, 500.0);
+        assert_eq!(
+            pace.reading(cst("2026-11-10T10:00:00"), 500.0).lasts,
+            f64::INFINITY
+        );
+        pace.cleared(cst("2026-11-10T10:00:00"), 500.0, true);
+        assert_eq!(
+            pace.reading(cst("2026-11-10T10:00:00"), 500.0).past,
+            [840.0]
+        );
+        pace.observe(cst("2026-11-10T10:20:00"), tz, 500.0);
+        assert_eq!(
+            pace.reading(cst("2026-11-10T10:20:00"), 500.0).past,
+            [20.0],
+            "the clear was worth what it lasted"
+        );
+        pace.observe(cst("2026-11-10T10:24:00"), tz, 500.0);
+        let r = pace.reading(cst("2026-11-10T10:24:00"), 500.0);
+        assert_eq!(r.lasts, 20.0, "10,000 calls at 500 a minute");
+        assert_eq!(pace.reading(cst("2026-11-10T10:24:00"), 5.0).lasts, 2000.0);
+
+        pace.observe(cst("2026-11-10T23:58:00"), tz, 5.0);
+        pace.observe(cst("2026-11-11T00:03:00"), tz, 5.0);
+        let r = pace.reading(cst("2026-11-11T00:03:00"), 5.0);
+        assert!(r.stale, "late signals after the reset");
+        assert_eq!(r.past, [20.0, 820.0], "yesterday's open episode closed");
+        pace.observe(cst("2026-11-11T00:11:00"), tz, 5.0);
+        assert!(!pace.reading(cst("2026-11-11T00:11:00"), 5.0).stale);
+        pace.observe(cst("2026-12-01T09:00:00"), tz, 5.0);
+        assert!(
+            pace.reading(cst("2026-12-01T09:00:00"), 5.0)
+                .past
+                .is_empty(),
+            "a new month starts afresh"
+        );
+    }
+}
