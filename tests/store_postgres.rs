@@ -294,7 +294,7 @@ fn reopening_keeps_rows_log_positions_and_schema() {
         .query_one("SELECT version FROM quotawatch_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 #[test]

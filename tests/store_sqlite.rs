@@ -15,7 +15,7 @@ use quotawatch::store::{HistoryFilter, SqliteStore, Store, StoreError};
 use store_contract::{clear_once, key, utc};
 
 /// The number of migrations `SqliteStore` knows (its `user_version`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// A temp dir holding one ledger file.
 struct TestFile {
