@@ -2,7 +2,7 @@
 //! overview and an account page from the real daemon (with the token as the
 //! HTTP Basic password in the URL), the DOM it built is checked for what the
 //! ledger holds, and screenshots are written to `target/ui-screenshots/`, or
-//! to `docs/` for the README with `QUOTAWATCH_SCREENSHOTS=docs` (so that a
+//! to `docs/` for the README with `UI_SCREENSHOTS=docs` (so that a
 //! run does not rewrite the committed pictures).
 //!
 //! The ledger holds history written through the library before the daemon
@@ -146,7 +146,7 @@ fn chromium(profile: &Path, action: &str, url: &str) -> String {
 /// Where the screenshots go: `docs/` when asked, else under `target/`.
 fn docs(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = match std::env::var("QUOTAWATCH_SCREENSHOTS").as_deref() {
+    let dir = match std::env::var("UI_SCREENSHOTS").as_deref() {
         Ok("docs") => root.join("docs"),
         _ => root.join("target").join("ui-screenshots"),
     };
