@@ -191,17 +191,15 @@ impl WeChat {
         self.with_retries(account, |force| async move {
             match target {
                 ClearTarget::Full => self.clear_full(account, force).await,
-                ClearTarget::Api { cgi_path } => {
-                    let token = self.tokens.get(&self.http, account, force).await?;
-                    self.http
-                        .post_json(
-                            "/cgi-bin/openapi/quota/clear",
-                            &[("access_token", token.expose())],
-                            &json!({ "cgi_path": cgi_path }),
-                        )
-                        .await
-                        .map(drop)
-                }
+                ClearTarget::Api { cgi_path } => self
+                    .post_with_token(
+                        account,
+                        force,
+                        "/cgi-bin/openapi/quota/clear",
+                        &json!({ "cgi_path": cgi_path }),
+                    )
+                    .await
+                    .map(drop),
             }
         })
         .await
@@ -218,16 +216,10 @@ impl WeChat {
         account: &Account,
         cgi_path: &str,
     ) -> Result<QuotaReading, WeChatError> {
+        let body = json!({ "cgi_path": cgi_path });
         let value = self
-            .with_retries(account, |force| async move {
-                let token = self.tokens.get(&self.http, account, force).await?;
-                self.http
-                    .post_json(
-                        "/cgi-bin/openapi/quota/get",
-                        &[("access_token", token.expose())],
-                        &json!({ "cgi_path": cgi_path }),
-                    )
-                    .await
+            .with_retries(account, |force| {
+                self.post_with_token(account, force, "/cgi-bin/openapi/quota/get", &body)
             })
             .await?;
         let quota = value
@@ -250,16 +242,15 @@ impl WeChat {
         offset: usize,
         count: usize,
     ) -> Result<AuthorizerPage, WeChatError> {
+        let body = json!({ "component_appid": component.appid, "offset": offset, "count": count });
         let value = self
-            .with_retries(component, |force| async move {
-                let token = self.tokens.get(&self.http, component, force).await?;
-                self.http
-                    .post_json(
-                        "/cgi-bin/component/api_get_authorizer_list",
-                        &[("access_token", token.expose())],
-                        &json!({ "component_appid": component.appid, "offset": offset, "count": count }),
-                    )
-                    .await
+            .with_retries(component, |force| {
+                self.post_with_token(
+                    component,
+                    force,
+                    "/cgi-bin/component/api_get_authorizer_list",
+                    &body,
+                )
             })
             .await?;
         let page: AuthorizerPageReply = serde_json::from_value(value).map_err(|_| {
@@ -309,18 +300,32 @@ impl WeChat {
                     .await
                     .map(drop)
             }
-            (Credential::TokenFile(_) | Credential::TokenCommand(_), _) => {
-                let token = self.tokens.get(&self.http, account, force_token).await?;
-                self.http
-                    .post_json(
-                        "/cgi-bin/clear_quota",
-                        &[("access_token", token.expose())],
-                        &json!({ "appid": account.appid }),
-                    )
-                    .await
-                    .map(drop)
-            }
+            (Credential::TokenFile(_) | Credential::TokenCommand(_), _) => self
+                .post_with_token(
+                    account,
+                    force_token,
+                    "/cgi-bin/clear_quota",
+                    &json!({ "appid": account.appid }),
+                )
+                .await
+                .map(drop),
         }
+    }
+
+    /// A call that takes the account's token in the query string: every one
+    /// but the token-free v2 clears. `force` after a token error (see
+    /// [`token::Tokens::get`]).
+    async fn post_with_token(
+        &self,
+        account: &Account,
+        force: bool,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, WeChatError> {
+        let token = self.tokens.get(&self.http, account, force).await?;
+        self.http
+            .post_json(path, &[("access_token", token.expose())], body)
+            .await
     }
 
     /// The one retry loop: transient errors back off and retry (bounded), a
