@@ -17,6 +17,8 @@
 //!   surface shows it; a leaf.
 //! - [`memory`]: gives freed heap back after a reload, a set refresh or a
 //!   full account listing; a leaf.
+//! - [`program`]: runs a configured program (`token_command`, an account
+//!   set's `command`) for its stdout, under a time limit; a leaf.
 //! - [`calendar`]: month and day boundaries in the configured time zone.
 //! - [`pacing`]: pacing's pure rule and arithmetic: what a clear now is
 //!   worth against the month's better chances, and what it learns of an
@@ -75,7 +77,7 @@
 //! - [`cli`]: the command-line definitions and the commands that are not the daemon.
 //!
 //! Imports run one way, with no cycles, from the leaves (`secret`,
-//! `error_chain`, `memory`, `clock`, `calendar`, `metrics`, `listener`,
+//! `error_chain`, `memory`, `program`, `clock`, `calendar`, `metrics`, `listener`,
 //! `lifecycle`, `timeline`) up: `pacing`; `policy` and
 //! `signal`; `event`; `store`; `settings`; `wechat`; the components
 //! (`sources`, `sets`, `notify`) and `clearer`, which know `settings` but not
@@ -103,6 +105,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pacing;
 pub mod policy;
+pub mod program;
 pub mod read_model;
 pub mod report;
 pub mod secret;

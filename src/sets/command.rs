@@ -20,43 +20,20 @@ pub struct CommandList {
 impl CommandList {
     pub(super) fn validate(raw: &AccountSetConfig, at: &str, ck: &mut Checker<'_>) -> Option<Self> {
         let key = format!("{at}.command");
-        match ck.required(&key, raw.command.clone())? {
-            command if !command.is_empty() && !command[0].is_empty() => Some(Self { command }),
-            _ => ck.err(
-                &key,
-                "must name a program: [\"/path/to/program\", \"arg\", ...]",
-            ),
-        }
+        let command = ck.required(&key, raw.command.clone())?;
+        ck.program(&key, command).map(|command| Self { command })
     }
 }
 
 #[async_trait]
 impl Lister for CommandList {
     async fn list(&self, ctx: &ListContext<'_>) -> Result<MemberList, String> {
-        let program = &self.command[0];
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(&self.command[1..])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::select! {
+        let stdout = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Err("stopped".into()),
-            out = tokio::time::timeout(TIMEOUT, cmd.output()) => out,
+            out = crate::program::output(&self.command, TIMEOUT, std::process::Stdio::null()) => out?,
         };
-        let out = out
-            .map_err(|_| {
-                format!(
-                    "{program} did not finish within {}",
-                    humantime::format_duration(TIMEOUT)
-                )
-            })?
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if !out.status.success() {
-            // Its stderr may hold anything the program knows: only the status.
-            return Err(format!("{program} exited with {}", out.status));
-        }
-        let text = String::from_utf8(out.stdout)
-            .map_err(|_| format!("{program} printed something that is not UTF-8"))?;
+        let text = String::from_utf8(stdout)
+            .map_err(|_| format!("{} printed something that is not UTF-8", self.command[0]))?;
         parse_list(&text)
     }
 }

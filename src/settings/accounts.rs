@@ -421,13 +421,9 @@ pub fn token_source(
             "has both token_file and token_command: a token comes from one of them",
         ),
         (Some(file), None) => Some(Some(TokenSource::File(ck.resolver().path(file)))),
-        (None, Some(cmd)) if !cmd.is_empty() && !cmd[0].is_empty() => {
-            Some(Some(TokenSource::Command(cmd.clone())))
-        }
-        (None, Some(_)) => ck.err(
-            &format!("{p}.token_command"),
-            "must name a program: [\"/path/to/program\", \"arg\", ...]",
-        ),
+        (None, Some(cmd)) => ck
+            .program(&format!("{p}.token_command"), cmd.clone())
+            .map(|cmd| Some(TokenSource::Command(cmd))),
         (None, None) => Some(None),
     }
 }

@@ -124,6 +124,18 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A command line to run (`token_command`, an account set's `command`):
+    /// it names a program.
+    pub fn program(&mut self, key: &str, argv: Vec<String>) -> Option<Vec<String>> {
+        match argv.first() {
+            Some(program) if !program.is_empty() => Some(argv),
+            _ => self.err(
+                key,
+                "must name a program: [\"/path/to/program\", \"arg\", ...]",
+            ),
+        }
+    }
+
     pub fn required<T>(&mut self, key: &str, value: Option<T>) -> Option<T> {
         match value {
             Some(v) => Some(v),

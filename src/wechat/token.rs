@@ -130,27 +130,11 @@ fn read_file(path: &Path) -> Result<Secret, WeChatError> {
 }
 
 async fn run_command(argv: &[String]) -> Result<Secret, WeChatError> {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+    // Its stderr goes where the daemon's does, as it always has.
+    let stdout = crate::program::output(argv, COMMAND_TIMEOUT, std::process::Stdio::inherit())
         .await
-        .map_err(|_| {
-            WeChatError::Token(format!(
-                "{} did not finish within {COMMAND_TIMEOUT:?}",
-                argv[0]
-            ))
-        })?
-        .map_err(|e| WeChatError::Token(format!("cannot run {}: {e}", argv[0])))?;
-    if !out.status.success() {
-        // stderr may echo the token or a secret; report only the status.
-        return Err(WeChatError::Token(format!(
-            "{} exited with {}",
-            argv[0], out.status
-        )));
-    }
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        .map_err(WeChatError::Token)?;
+    let token = String::from_utf8_lossy(&stdout).trim().to_string();
     if token.is_empty() {
         return Err(WeChatError::Token(format!("{} printed no token", argv[0])));
     }
