@@ -112,9 +112,12 @@ impl Dispatcher {
     /// ledger does not answer) pacing starts afresh; the ledger's caps hold.
     async fn recall(&mut self) {
         let store = self.runtime.borrow().clearer.store.clone();
-        let kept = tokio::task::spawn_blocking(move || store.pacing_memories()).await;
+        let kept = match tokio::task::spawn_blocking(move || store.pacing_memories()).await {
+            Ok(read) => read.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match kept {
-            Ok(Ok(memories)) => {
+            Ok(memories) => {
                 for (appid, memory) in memories {
                     match crate::pacing::Pace::from_memory(&memory) {
                         Some(pace) => self.decider.restore(&appid, pace),
@@ -123,9 +126,6 @@ impl Dispatcher {
                         }
                     }
                 }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Cannot read pacing's memory from the ledger; starting afresh")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot read pacing's memory from the ledger; starting afresh")
