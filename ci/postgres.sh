@@ -2,8 +2,9 @@
 # The PostgreSQL ledger against a real server (Debian's package): starts a
 # throwaway cluster in a temp directory, listening on 127.0.0.1 only, with a
 # password role that may create databases (each test makes its own), runs the
-# ignored tests in tests/store_postgres.rs (then, alone, the outage tests that
-# stop and restart it), and removes the cluster on exit.
+# ignored tests in tests/store_postgres.rs and the replicas' test in
+# tests/daemon_pacing.rs (then, alone, the outage tests that stop and restart
+# it), and removes the cluster on exit.
 # The server also has TLS (ssl=on) with a certificate for localhost and
 # 127.0.0.1 from a throwaway CA made with the openssl command line: the tests
 # get QW_POSTGRES_URL (plain text), QW_POSTGRES_TLS_URL (sslmode=require,
@@ -93,5 +94,7 @@ export QW_POSTGRES_URL="postgres://qw:$password@127.0.0.1:$port/qw?sslmode=disab
 export QW_POSTGRES_TLS_URL="postgres://qw:$password@localhost:$port/qw?sslmode=require&sslrootcert=$tls/ca.pem"
 export QW_POSTGRES_OTHER_CA="$tls/other-ca.pem"
 cargo test --locked --test store_postgres -- --ignored --skip outage_
+# Two daemons that share one account's pacing memory through the server.
+cargo test --locked --test daemon_pacing -- --ignored two_replicas
 # The outage tests stop and start the server: alone, one at a time.
 QW_POSTGRES_CTL="$dir/pgctl" cargo test --locked --test store_postgres -- --ignored --test-threads=1 outage_

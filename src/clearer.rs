@@ -58,7 +58,7 @@ pub struct ClearRequest {
     pub keys: Vec<(String, u32)>,
     /// What pacing knows, for the policy to weigh under the lock (requests
     /// from evidence with `policy.pacing` only).
-    pub pacing: Option<crate::pacing::Reading>,
+    pub pacing: Option<crate::pacing::Asked>,
 }
 
 /// What happened, for the caller's exit code or HTTP answer.
@@ -193,7 +193,18 @@ impl Clearer {
             store.reserve(key, &intent, now, &mut |snapshot| {
                 let target =
                     policy::choose_target(&settings.policy, req.cgi_path.as_deref(), snapshot);
-                let input = policy_input(&settings, &req, &target, snapshot, tz, now);
+                // Pacing weighs the ledger's memory: every replica's notes.
+                let reading = (req.pacing.as_ref())
+                    .map(|p| p.reading_on(snapshot.pacing.as_deref(), now, tz));
+                let input = policy_input(
+                    &settings,
+                    &req,
+                    &target,
+                    snapshot,
+                    reading.as_ref(),
+                    tz,
+                    now,
+                );
                 policy::verdict(&input, target)
             })
         })
@@ -406,6 +417,7 @@ fn policy_input<'a>(
     req: &'a ClearRequest,
     target: &ClearTarget,
     snapshot: &'a Snapshot,
+    pacing: Option<&'a crate::pacing::Reading>,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> policy::Input<'a> {
@@ -417,7 +429,7 @@ fn policy_input<'a>(
         force: req.force,
         dry_run: req.dry_run,
         api: matches!(target, ClearTarget::Api { .. }),
-        pacing: req.pacing.as_ref(),
+        pacing,
         timezone: tz,
         now,
     }
@@ -648,13 +660,15 @@ mod tests {
         fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError> {
             self.inner.pacing_memories()
         }
-        fn save_pacing_memory(
+        fn merge_pacing_notes(
             &self,
             a: &str,
-            m: &str,
+            r: &str,
+            n: &[(u64, crate::pacing::Note)],
+            tz: Tz,
             at: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            self.inner.save_pacing_memory(a, m, at)
+        ) -> Result<u64, StoreError> {
+            self.inner.merge_pacing_notes(a, r, n, tz, at)
         }
     }
 

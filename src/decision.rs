@@ -33,7 +33,7 @@ use chrono_tz::Tz;
 use crate::calendar;
 use crate::clearer::{ClearRequest, Report};
 use crate::event::{ClearTarget, Outcome};
-use crate::pacing::{Pace, Reading};
+use crate::pacing::{Asked, Note, Pace};
 use crate::policy::{Decision, PolicySettings, SkipReason};
 use crate::signal::Signal;
 
@@ -77,7 +77,7 @@ pub struct Ask {
     pub cgi_path: Option<String>,
     /// What pacing knows, for the policy to weigh (`None` without pacing,
     /// and for a fallback: its clear was already judged worth spending).
-    pub pacing: Option<Reading>,
+    pub pacing: Option<Asked>,
 }
 
 /// What became of an [`Ask`].
@@ -147,10 +147,10 @@ struct AccountState {
     last: Option<(String, String)>,
     /// What pacing has learned (only used with `policy.pacing`).
     pace: Pace,
-}
-
-fn minutes(d: chrono::Duration) -> f64 {
-    d.num_seconds() as f64 / 60.0
+    /// With a shared memory: the notes the ledger has not confirmed, and
+    /// the last one handed to it.
+    unsynced: Vec<(u64, Note)>,
+    sent: u64,
 }
 
 impl AccountState {
@@ -195,19 +195,6 @@ impl AccountState {
         });
     }
 
-    /// Failed calls per minute in the last five minutes of evidence.
-    fn rate(&self, now: DateTime<Utc>) -> f64 {
-        let since = now - chrono::Duration::minutes(5);
-        let recent = self.events.iter().filter(|e| e.at > since);
-        let (n, first) = recent.fold((0u64, now), |(n, first), e| {
-            (n + u64::from(e.count), first.min(e.at))
-        });
-        // A signal covers the minute before it: over the minutes the
-        // evidence spans, not five, while the episode is younger.
-        let span = (minutes(now - first) + 1.0).clamp(1.0, 5.0);
-        n as f64 / span
-    }
-
     fn evidence(&self) -> u32 {
         self.events
             .iter()
@@ -232,10 +219,18 @@ impl AccountState {
 
     /// The request for the evidence as it stands at `now`, marking it in
     /// flight; with pacing, what it knows goes with it.
-    fn ask(&mut self, appid: &str, policy: &PolicySettings, now: DateTime<Utc>) -> Ask {
-        let pacing = policy
-            .pacing
-            .then(|| self.pace.reading(now, self.rate(now)));
+    fn ask(
+        &mut self,
+        appid: &str,
+        policy: &PolicySettings,
+        now: DateTime<Utc>,
+        replica: &str,
+    ) -> Ask {
+        let pacing = policy.pacing.then(|| Asked {
+            reading: self.pace.reading(now),
+            replica: replica.to_string(),
+            unsynced: self.unsynced.clone(),
+        });
         self.in_flight = true;
         let (source, trigger) = self.last.clone().unwrap_or_default();
         Ask {
@@ -255,16 +250,32 @@ impl AccountState {
 pub struct Decider {
     timezone: Tz,
     accounts: HashMap<String, AccountState>,
-    /// Accounts whose pacing memory changed since [`Decider::take_memories`].
+    /// With a memory shared through the ledger ([`Decider::shared`]): this
+    /// process's name among the replicas, and its last note's number.
+    replica: Option<(String, u64)>,
+    /// Accounts with notes since [`Decider::take_notes`].
     remember: BTreeSet<String>,
 }
 
 impl Decider {
+    /// A decision step whose pacing memory is its own (a backtest).
     pub fn new(timezone: Tz) -> Self {
         Self {
             timezone,
             accounts: HashMap::new(),
+            replica: None,
             remember: BTreeSet::new(),
+        }
+    }
+
+    /// A decision step whose pacing memory the ledger merges with other
+    /// replicas' ([`crate::pacing::Note`]): it keeps its notes until
+    /// [`Decider::merged`] says the ledger has them, and each request
+    /// carries them, for the policy to weigh on the ledger's memory.
+    pub fn shared(timezone: Tz, replica: String) -> Self {
+        Self {
+            replica: Some((replica, 0)),
+            ..Self::new(timezone)
         }
     }
 
@@ -273,16 +284,54 @@ impl Decider {
         self.accounts.entry(appid.to_string()).or_default().pace = pace;
     }
 
-    /// Pacing's memory of each account that changed since the last call,
-    /// for the ledger to keep.
-    pub fn take_memories(&mut self) -> Vec<(String, String)> {
+    /// Pacing's notes of each account since the last call, for the ledger
+    /// to merge into its memory (with [`Decider::replica`]'s name).
+    pub fn take_notes(&mut self) -> Vec<(String, Vec<(u64, Note)>)> {
         std::mem::take(&mut self.remember)
             .into_iter()
             .filter_map(|appid| {
-                let memory = self.accounts.get(&appid)?.pace.to_memory();
-                Some((appid, memory))
+                let state = self.accounts.get_mut(&appid)?;
+                let sent = state.sent;
+                let notes: Vec<_> = state
+                    .unsynced
+                    .iter()
+                    .filter(|(seq, _)| *seq > sent)
+                    .cloned()
+                    .collect();
+                state.sent = notes.last().map_or(sent, |(seq, _)| *seq);
+                Some((appid, notes))
             })
+            .filter(|(_, notes)| !notes.is_empty())
             .collect()
+    }
+
+    /// This process's name among the replicas (with a shared memory).
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// The ledger's memory of `appid` holds this process's notes up to `seq`.
+    pub fn merged(&mut self, appid: &str, seq: u64) {
+        if let Some(state) = self.accounts.get_mut(appid) {
+            state.unsynced.retain(|(s, _)| *s > seq);
+        }
+    }
+
+    /// Pacing learns from `note` on `appid`; with a shared memory, the note
+    /// waits for the ledger.
+    fn note(&mut self, appid: &str, note: Note) {
+        let tz = self.timezone;
+        let state = self.accounts.entry(appid.to_string()).or_default();
+        state.pace.apply(&note, tz);
+        if let Some((_, seq)) = &mut self.replica {
+            *seq += 1;
+            state.unsynced.push((*seq, note));
+            self.remember.insert(appid.to_string());
+        }
+    }
+
+    fn replica_name(&self) -> String {
+        self.replica().unwrap_or_default().to_string()
     }
 
     /// A signal for the account `appid`, with its `policy`, arrived at `now`.
@@ -316,10 +365,11 @@ impl Decider {
         );
         state.last = Some((signal.source.clone(), signal.reason.clone()));
         if policy.pacing {
-            let rate = state.rate(now);
-            state.pace.observe(now, self.timezone, rate);
-            self.remember.insert(appid.to_string());
+            let count = signal.count;
+            self.note(appid, Note::Evidence { at: now, count });
         }
+        let replica = self.replica_name();
+        let state = self.accounts.entry(appid.to_string()).or_default();
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
             return Vec::new();
@@ -334,7 +384,7 @@ impl Decider {
         if evidence < policy.min_events {
             return skip(SkipReason::InsufficientEvidence, evidence);
         }
-        vec![Action::Decide(state.ask(appid, policy, now))]
+        vec![Action::Decide(state.ask(appid, policy, now, &replica))]
     }
 
     /// The clearer's answer to an [`Ask`] for `appid`.
@@ -345,6 +395,7 @@ impl Decider {
         done: Finished,
         now: DateTime<Utc>,
     ) -> Vec<Action> {
+        let replica = self.replica_name();
         let Some(state) = self.accounts.get_mut(appid) else {
             return Vec::new();
         };
@@ -373,6 +424,7 @@ impl Decider {
                 retry_at,
             } => {
                 state.retry = None;
+                let mut cleared = None;
                 let actions = match (decision, outcome, target) {
                     // A single-API clear that did not work falls back to a
                     // full clear, on the same evidence.
@@ -380,7 +432,7 @@ impl Decider {
                         if o != Outcome::Ok =>
                     {
                         state.events.iter_mut().for_each(|e| e.cgi_path = None);
-                        let mut ask = state.ask(appid, policy, now);
+                        let mut ask = state.ask(appid, policy, now, &replica);
                         ask.pacing = None;
                         ask.evidence = ask.evidence.max(policy.min_events);
                         ask.source = "fallback".into();
@@ -388,10 +440,7 @@ impl Decider {
                         vec![Action::Decide(ask)]
                     }
                     (Decision::Clear, Some(Outcome::Ok | Outcome::Ambiguous { .. }), target) => {
-                        let rate = state.rate(now);
-                        let full = target == ClearTarget::Full;
-                        state.pace.cleared(now, rate, full);
-                        self.remember.insert(appid.to_string());
+                        cleared = Some(target == ClearTarget::Full);
                         // The evidence was acted on. Its keys stay known for
                         // the window (here and in the ledger); new evidence
                         // starts a new case that the cooldown then judges.
@@ -414,6 +463,9 @@ impl Decider {
                     }
                     _ => Vec::new(),
                 };
+                if let Some(full) = cleared.filter(|_| policy.pacing) {
+                    self.note(appid, Note::Cleared { at: now, full });
+                }
                 actions
             }
         }
@@ -435,6 +487,7 @@ impl Decider {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let tz = self.timezone;
+        let replica = self.replica_name();
         self.accounts.retain(|appid, state| {
             let Some((at, _)) = state.retry else {
                 return true;
@@ -459,7 +512,7 @@ impl Decider {
                 });
                 return true;
             }
-            actions.push(Action::Decide(state.ask(appid, settings, now)));
+            actions.push(Action::Decide(state.ask(appid, settings, now, &replica)));
             true
         });
         actions
@@ -893,7 +946,7 @@ mod tests {
                 force: false,
                 dry_run: false,
                 api: false,
-                pacing: ask.pacing.as_ref(),
+                pacing: ask.pacing.as_ref().map(|p| &p.reading),
                 timezone: tz,
                 now,
             };
@@ -1075,5 +1128,65 @@ mod tests {
                 ],
             );
         }
+    }
+
+    /// With a shared memory, each note pacing takes waits for the ledger:
+    /// handed over once by [`Decider::take_notes`], carried by each request
+    /// until [`Decider::merged`] says the ledger has it. A backtest's
+    /// decision step keeps no notes.
+    #[test]
+    fn notes_wait_for_the_ledger() {
+        let policy = PolicySettings::default();
+        let at = |t: &str| cst(&format!("2026-11-10T{t}+08:00"));
+        let unsynced = |actions: &[Action]| match actions {
+            [Action::Decide(ask)] => ask.pacing.as_ref().map(|p| {
+                let seqs: Vec<u64> = p.unsynced.iter().map(|(s, _)| *s).collect();
+                (p.replica.clone(), seqs)
+            }),
+            other => panic!("{other:?}"),
+        };
+        let mut d = Decider::shared(chrono_tz::Asia::Shanghai, "r1".into());
+        let a = d.signal("wx1", &policy, &signal_at("10:00:00", 5), at("10:00:00"));
+        assert_eq!(unsynced(&a), Some(("r1".into(), vec![1])));
+        let notes = d.take_notes();
+        let evidence = Note::Evidence {
+            at: at("10:00:00"),
+            count: 5,
+        };
+        assert_eq!(notes, vec![("wx1".to_string(), vec![(1, evidence)])]);
+        assert_eq!(d.take_notes(), vec![], "handed over once");
+        let skip = Finished::Decided {
+            decision: Decision::Skip(SkipReason::Pacing),
+            target: ClearTarget::Full,
+            outcome: None,
+            retry_at: None,
+        };
+        d.finished("wx1", &policy, skip, at("10:00:00"));
+        let a = d.signal("wx1", &policy, &signal_at("10:02:00", 5), at("10:02:00"));
+        assert_eq!(
+            unsynced(&a),
+            Some(("r1".into(), vec![1, 2])),
+            "not yet merged"
+        );
+        d.merged("wx1", 1);
+        let later = Finished::Decided {
+            decision: Decision::Skip(SkipReason::Cooldown),
+            target: ClearTarget::Full,
+            outcome: None,
+            retry_at: Some(at("11:00:00")),
+        };
+        d.finished("wx1", &policy, later, at("10:02:00"));
+        let a = d.signal("wx1", &policy, &signal_at("10:03:00", 5), at("10:03:00"));
+        assert!(matches!(a[..], [Action::Skip { .. }]), "{a:?}");
+        let seqs: Vec<u64> = d.take_notes()[0].1.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [2, 3], "only the notes not handed over");
+        d.reload(chrono_tz::Asia::Shanghai);
+        let a = d.signal("wx1", &policy, &signal_at("10:04:00", 5), at("10:04:00"));
+        assert_eq!(unsynced(&a), Some(("r1".into(), vec![2, 3, 4])));
+
+        let mut own = Decider::new(chrono_tz::Asia::Shanghai);
+        let a = own.signal("wx1", &policy, &signal_at("10:00:00", 5), at("10:00:00"));
+        assert_eq!(unsynced(&a), Some((String::new(), vec![])));
+        assert_eq!(own.take_notes(), vec![]);
     }
 }

@@ -9,6 +9,7 @@
 //! live in [`crate::decision`] and, under the ledger's lock, in
 //! [`crate::policy`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::clearer::{ClearRequest, Clearer};
 use crate::config::Config;
 use crate::decision::{Action, Ask, Decider, Finished};
-use crate::lockout::Recorder;
+use crate::lockout::{Merged, Recorder};
 use crate::metrics::Metrics;
 use crate::policy::SkipReason;
 use crate::settings::Account;
@@ -48,6 +49,18 @@ pub struct Dispatcher {
     tracker: TaskTracker,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Which of pacing's notes the ledger took.
+    merged_rx: mpsc::UnboundedReceiver<Merged>,
+}
+
+/// This process's name among the replicas that share pacing's memory:
+/// unique to each start, so a restart's notes are never taken for ones the
+/// ledger already has.
+fn replica_name() -> String {
+    static STARTS: AtomicU64 = AtomicU64::new(0);
+    let n = STARTS.fetch_add(1, Ordering::Relaxed);
+    let started = Utc::now().timestamp_micros();
+    format!("{}:{started}:{n}", crate::store::owner_id())
 }
 
 impl Dispatcher {
@@ -57,19 +70,21 @@ impl Dispatcher {
         tracker: TaskTracker,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (merged_tx, merged_rx) = mpsc::unbounded_channel();
         let (timezone, store) = {
             let rt = runtime.borrow();
             (rt.config.daemon.timezone, rt.clearer.store.clone())
         };
         Self {
-            lockout: Recorder::start(store, &tracker),
+            lockout: Recorder::start(store, &tracker, merged_tx),
             runtime,
             metrics,
-            decider: Decider::new(timezone),
+            decider: Decider::shared(timezone, replica_name()),
             wake: None,
             tracker,
             done_tx,
             done_rx,
+            merged_rx,
         }
     }
 
@@ -85,6 +100,7 @@ impl Dispatcher {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(done) = self.done_rx.recv() => self.finished(done),
+                Some(m) = self.merged_rx.recv() => self.decider.merged(&m.appid, m.seq),
                 changed = self.runtime.changed() => {
                     if changed.is_err() { break; }
                     let timezone = self.runtime.borrow().config.daemon.timezone;
@@ -133,13 +149,14 @@ impl Dispatcher {
         }
     }
 
-    /// Hands what pacing learned to the ledger.
+    /// Hands pacing's notes to the ledger, to merge into its memory.
     fn remember(&mut self, config: &Config) {
         let now = self.now();
-        for (appid, memory) in self.decider.take_memories() {
+        let replica = self.decider.replica().unwrap_or_default().to_string();
+        for (appid, notes) in self.decider.take_notes() {
             if let Some(account) = config.account(&appid) {
-                self.lockout
-                    .remember(account, config.daemon.timezone, memory, now);
+                let tz = config.daemon.timezone;
+                self.lockout.remember(account, tz, &replica, notes, now);
             }
         }
     }

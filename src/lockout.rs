@@ -1,14 +1,15 @@
 //! Lockout accounting in the daemon (SPEC section 5): every signal's
 //! evidence, with the decision the dispatcher took on it, goes to the ledger's
-//! episodes ([`crate::store::episodes`]); and pacing's memory of the account
-//! goes to the ledger beside them (SPEC section 3).
+//! episodes ([`crate::store::episodes`]); and pacing's notes on the account
+//! go to the ledger beside them, merged into its memory (SPEC section 3).
 //!
 //! The dispatcher must not wait on the ledger, so [`Recorder::note`] and
 //! [`Recorder::remember`] only queue; one blocking task writes, merging what
-//! queued meanwhile into one note and one memory per account (a storm of
-//! signals is a few transactions, not one per signal). While the ledger does
-//! not answer, notes are kept (merged, so per account, not per signal) and
-//! written when it does.
+//! queued meanwhile into one note and one batch of pacing notes per account
+//! (a storm of signals is a few transactions, not one per signal), and says
+//! back which pacing notes the ledger took ([`Merged`]). While the ledger
+//! does not answer, both are kept (per account, not per signal) and written
+//! when it does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio_util::task::TaskTracker;
 
 use crate::clearer;
+use crate::pacing::Note;
 use crate::policy::SkipReason;
 use crate::settings::Account;
 use crate::store::{LockoutNote, Store};
@@ -31,8 +33,22 @@ struct Noted {
     account: Arc<Account>,
     timezone: Tz,
     note: Option<LockoutNote>,
-    /// Pacing's memory, and when it was taken: the latest replaces the rest.
-    memory: Option<(String, DateTime<Utc>)>,
+    /// Pacing's notes, in order, and when the latest was handed over.
+    pacing: Option<Pacing>,
+}
+
+struct Pacing {
+    replica: String,
+    notes: Vec<(u64, Note)>,
+    at: DateTime<Utc>,
+}
+
+/// The ledger's memory of an account holds this process's pacing notes up
+/// to `seq` ([`crate::decision::Decider::merged`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    pub appid: String,
+    pub seq: u64,
 }
 
 /// The dispatcher's handle on the writer; the writer stops, after writing
@@ -42,10 +58,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer on `tracker` (so a graceful stop waits for it).
-    pub fn start(store: Arc<dyn Store>, tracker: &TaskTracker) -> Self {
+    /// Starts the writer on `tracker` (so a graceful stop waits for it);
+    /// it says on `merged` which pacing notes the ledger took.
+    pub fn start(
+        store: Arc<dyn Store>,
+        tracker: &TaskTracker,
+        merged: mpsc::UnboundedSender<Merged>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tracker.spawn_blocking(move || write(store.as_ref(), rx));
+        tracker.spawn_blocking(move || write(store.as_ref(), rx, &merged));
         Self { tx }
     }
 
@@ -63,28 +84,38 @@ impl Recorder {
             account: account.clone(),
             timezone,
             note: Some(note),
-            memory: None,
+            pacing: None,
         });
     }
 
-    /// Pacing's memory of `account` as of `at`, for the ledger to keep.
+    /// `replica`'s pacing notes on `account` as of `at`, for the ledger to
+    /// merge into its memory.
     pub fn remember(
         &self,
         account: &Arc<Account>,
         timezone: Tz,
-        memory: String,
+        replica: &str,
+        notes: Vec<(u64, Note)>,
         at: DateTime<Utc>,
     ) {
         let _ = self.tx.send(Noted {
             account: account.clone(),
             timezone,
             note: None,
-            memory: Some((memory, at)),
+            pacing: Some(Pacing {
+                replica: replica.to_string(),
+                notes,
+                at,
+            }),
         });
     }
 }
 
-fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>) {
+fn write(
+    store: &dyn Store,
+    mut rx: mpsc::UnboundedReceiver<Noted>,
+    merged: &mpsc::UnboundedSender<Merged>,
+) {
     let mut pending: BTreeMap<String, Noted> = BTreeMap::new();
     let mut failing = false;
     loop {
@@ -105,7 +136,7 @@ fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>) {
                 }
             }
         }
-        pending.retain(|_, n| match save(store, n) {
+        pending.retain(|_, n| match save(store, n, merged) {
             Ok(()) => false,
             Err(e) => {
                 if !failing {
@@ -129,14 +160,21 @@ fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>) {
 }
 
 /// Writes what `n` holds, dropping each part the ledger took.
-fn save(store: &dyn Store, n: &mut Noted) -> Result<(), crate::store::StoreError> {
+fn save(
+    store: &dyn Store,
+    n: &mut Noted,
+    merged: &mpsc::UnboundedSender<Merged>,
+) -> Result<(), crate::store::StoreError> {
     if let Some(note) = &n.note {
         store.note_lockout(&clearer::key(&n.account, n.timezone), note)?;
         n.note = None;
     }
-    if let Some((memory, at)) = &n.memory {
-        store.save_pacing_memory(&n.account.appid, memory, *at)?;
-        n.memory = None;
+    if let Some(p) = &n.pacing {
+        let appid = &n.account.appid;
+        let seq = store.merge_pacing_notes(appid, &p.replica, &p.notes, n.timezone, p.at)?;
+        n.pacing = None;
+        let appid = appid.clone();
+        let _ = merged.send(Merged { appid, seq });
     }
     Ok(())
 }
@@ -151,7 +189,14 @@ fn add(pending: &mut BTreeMap<String, Noted>, n: Noted) {
                 }
                 (a, b) => a.or(b),
             };
-            p.memory = n.memory.or(p.memory.take());
+            p.pacing = match (p.pacing.take(), n.pacing) {
+                (Some(mut a), Some(b)) => {
+                    a.notes.extend(b.notes);
+                    a.at = b.at;
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
             p.account = n.account;
             p.timezone = n.timezone;
         }

@@ -3,9 +3,13 @@
 //!
 //! Two parts, both pure. [`Pace`] is what pacing has learned of one account:
 //! the month's episodes and the value a clear had in each, the account's
-//! quota as the latest eaten clear measured it, and whether signals are late
-//! ones from before the daily reset; the decision step feeds it evidence and
-//! clears and hands its [`Reading`] on with each request. [`spend`] is the
+//! quota as the latest eaten clear measured it, the demand's rate, and
+//! whether signals are late ones from before the daily reset. It learns
+//! from [`Note`]s (evidence, clears) that the decision step takes; the
+//! ledger merges every replica's notes into one memory ([`merge_into`]),
+//! and a request carries the process's own notes the ledger may not have
+//! yet ([`Asked`]), so the reading weighed under the ledger's lock is the
+//! same whichever replica decides. [`spend`] is the
 //! rule: given the reading and the budget the ledger counts under its lock,
 //! is a clear now worth spending? It is applied by [`crate::policy::decide`]
 //! at its place in the order (after `cooldown`, `daily_max` and
@@ -31,6 +35,8 @@
 //! waits for the storm to pass, unless the budget is ample. Signals just
 //! after the reset that follow an episode just before it are late ones
 //! and are not acted on.
+
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -133,6 +139,34 @@ fn worth_spending(o: &Outlook<'_>) -> bool {
     future * share * CHANCES_COUNTED < budget
 }
 
+/// Minutes of evidence the demand's rate is taken over.
+const RATE_MINUTES: i64 = 5;
+/// How long the ledger's memory keeps a replica's count of merged notes:
+/// its notes reach the ledger within seconds, or with the ledger's outage.
+const MERGED_KEPT_DAYS: i64 = 3;
+
+/// One thing a process saw that pacing learns from. Each replica notes what
+/// it sees; the ledger's memory is every replica's notes applied once, in
+/// the order they reached it ([`Pace::merge`]), so replicas that split an
+/// account's signals share one account of its month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum Note {
+    /// `count` failed calls reported at `at`.
+    Evidence { at: DateTime<Utc>, count: u32 },
+    /// A clear took effect (or may have) at `at`; a full one (not a
+    /// single-API clear) ends the episode.
+    Cleared { at: DateTime<Utc>, full: bool },
+}
+
+impl Note {
+    fn at(&self) -> DateTime<Utc> {
+        match self {
+            Note::Evidence { at, .. } | Note::Cleared { at, .. } => *at,
+        }
+    }
+}
+
 /// What pacing has learned of one account's month (see the module docs).
 /// The ledger keeps it (as JSON), so a restart goes on from it.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +189,14 @@ pub struct Pace {
     last: Option<DateTime<Utc>>,
     /// Evidence until then is late evidence from before the daily reset.
     stale_until: Option<DateTime<Utc>>,
+    /// The evidence of the last [`RATE_MINUTES`], since the latest clear and
+    /// the daily reset: (arrival, failed calls), one entry per second.
+    recent: VecDeque<(DateTime<Utc>, u64)>,
+    /// The latest note applied: a note that reaches the memory after a
+    /// later one (another replica's) counts as of then.
+    seen: Option<DateTime<Utc>>,
+    /// Per replica, the last of its notes merged, and when.
+    merged: BTreeMap<String, (u64, DateTime<Utc>)>,
 }
 
 /// A clear that took effect, as pacing learns from it.
@@ -168,10 +210,45 @@ struct Cleared {
 }
 
 impl Pace {
-    /// Takes note of evidence at `now`, arriving at `rate` failed calls a
-    /// minute: the first well after a clear, the same day, says how long
-    /// the clear lasted; a new month or day closes what it must.
-    pub fn observe(&mut self, now: DateTime<Utc>, tz: Tz, rate: f64) {
+    /// Learns from `note` (times in `tz`).
+    pub fn apply(&mut self, note: &Note, tz: Tz) {
+        let at = self.seen.map_or(note.at(), |seen| seen.max(note.at()));
+        self.seen = Some(at);
+        match *note {
+            Note::Evidence { count, .. } => self.observe(at, tz, count),
+            Note::Cleared { full, .. } => self.clear(at, full),
+        }
+    }
+
+    /// Learns from `replica`'s `seq`-th note unless it was merged already:
+    /// a process hands its notes to the ledger and may weigh them again
+    /// before it hears they were taken. True if the note was new.
+    pub fn merge(&mut self, replica: &str, seq: u64, note: &Note, tz: Tz) -> bool {
+        if self.merged.get(replica).is_some_and(|(s, _)| *s >= seq) {
+            return false;
+        }
+        self.apply(note, tz);
+        let at = self.seen.unwrap_or(note.at());
+        let kept = at - chrono::Duration::days(MERGED_KEPT_DAYS);
+        self.merged.retain(|_, (_, t)| *t >= kept);
+        self.merged.insert(replica.to_string(), (seq, at));
+        true
+    }
+
+    /// The notes merged into this memory, of the replicas it still counts.
+    pub fn notes(&self) -> u64 {
+        self.merged.values().map(|(seq, _)| seq).sum()
+    }
+
+    /// The last of `replica`'s notes this memory holds.
+    pub fn merged(&self, replica: &str) -> u64 {
+        self.merged.get(replica).map_or(0, |(s, _)| *s)
+    }
+
+    /// Takes note of `count` failed calls at `now`: the first evidence well
+    /// after a clear, the same day, says how long the clear lasted; a new
+    /// month or day closes what it must.
+    fn observe(&mut self, now: DateTime<Utc>, tz: Tz, count: u32) {
         let day = calendar::day(tz, now).start;
         let month = calendar::month(tz, now).start;
         if self.month != Some(month) {
@@ -186,6 +263,8 @@ impl Pace {
                 self.open = None;
             }
         }
+        self.record(now, day, count);
+        let rate = self.rate(now);
         self.learn(now, day, rate);
         // The first minutes after the reset, when the account was locked
         // just before it: late signals (an alert's `for:` and `group_wait`).
@@ -202,6 +281,33 @@ impl Pace {
             .min(minutes(calendar::day(tz, now).end - now));
         let best = self.open.map_or(value, |(_, v)| v.max(value));
         self.open = Some((day, best));
+    }
+
+    /// Keeps `count` in the evidence the rate is taken over.
+    fn record(&mut self, now: DateTime<Utc>, day: DateTime<Utc>, count: u32) {
+        let since = now - chrono::Duration::minutes(RATE_MINUTES);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| *t <= since || *t < day)
+        {
+            self.recent.pop_front();
+        }
+        match self.recent.back_mut() {
+            Some((t, n)) if now - *t < chrono::Duration::seconds(1) => *n += u64::from(count),
+            _ => self.recent.push_back((now, u64::from(count))),
+        }
+    }
+
+    /// Failed calls per minute in the last [`RATE_MINUTES`] of evidence: a
+    /// signal covers the minute before it, so over the minutes the evidence
+    /// spans while the episode is younger.
+    pub fn rate(&self, now: DateTime<Utc>) -> f64 {
+        let since = now - chrono::Duration::minutes(RATE_MINUTES);
+        let recent = self.recent.iter().filter(|(t, _)| *t > since);
+        let (n, first) = recent.fold((0u64, now), |(n, first), (t, c)| (n + c, first.min(*t)));
+        let span = (minutes(now - first) + 1.0).clamp(1.0, RATE_MINUTES as f64);
+        n as f64 / span
     }
 
     /// What the latest clear teaches, from evidence at `now` on `day`. The
@@ -245,14 +351,15 @@ impl Pace {
         }
     }
 
-    /// A clear took effect (or may have) at `now`, after evidence at `rate`;
-    /// a full one (not a single-API clear) ends the episode.
-    pub fn cleared(&mut self, now: DateTime<Utc>, rate: f64, full: bool) {
+    /// A clear took effect (or may have) at `now`: the evidence before it
+    /// is spent; a full one ends the episode.
+    fn clear(&mut self, now: DateTime<Utc>, full: bool) {
         self.cleared = Some(Cleared {
             at: now,
-            before: rate,
+            before: self.rate(now),
             out: None,
         });
+        self.recent.clear();
         if !full {
             return;
         }
@@ -273,13 +380,57 @@ impl Pace {
         serde_json::from_str(memory).ok()
     }
 
-    /// What a request at `now`, on evidence at `rate`, carries to the policy.
-    pub fn reading(&self, now: DateTime<Utc>, rate: f64) -> Reading {
+    /// What a request at `now` carries to the policy.
+    pub fn reading(&self, now: DateTime<Utc>) -> Reading {
         Reading {
             stale: self.stale(now),
-            lasts: self.lasts(rate),
+            lasts: self.lasts(self.rate(now)),
             past: self.past.clone(),
         }
+    }
+}
+
+/// The ledger's memory `kept` (an unreadable one starts afresh) with
+/// `replica`'s `notes` merged in, each once; and the last of the
+/// replica's notes it then holds. Each store runs this under a lock that
+/// every writer of the account's memory takes.
+pub fn merge_into(
+    kept: Option<&str>,
+    replica: &str,
+    notes: &[(u64, Note)],
+    tz: Tz,
+) -> (String, u64) {
+    let mut pace = kept.and_then(Pace::from_memory).unwrap_or_default();
+    for (seq, note) in notes {
+        pace.merge(replica, *seq, note, tz);
+    }
+    (pace.to_memory(), pace.merged(replica))
+}
+
+/// What a request carries for pacing: the reading as this process knows
+/// it, and its notes the ledger may not have merged yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub reading: Reading,
+    /// This process's name among the replicas, with its notes the ledger
+    /// had not confirmed when it asked (none without a shared memory).
+    pub replica: String,
+    pub unsynced: Vec<(u64, Note)>,
+}
+
+impl Asked {
+    /// The reading at `now` under the ledger's lock: its memory (every
+    /// replica's notes), with this process's notes it does not hold yet.
+    /// Without a memory, or with one that cannot be read, the reading as
+    /// this process knows it.
+    pub fn reading_on(&self, memory: Option<&str>, now: DateTime<Utc>, tz: Tz) -> Reading {
+        let Some(mut pace) = memory.and_then(Pace::from_memory) else {
+            return self.reading.clone();
+        };
+        for (seq, note) in &self.unsynced {
+            pace.merge(&self.replica, *seq, note, tz);
+        }
+        pace.reading(now)
     }
 }
 
@@ -451,40 +602,150 @@ mod tests {
     fn pace_learns_the_quota_and_the_episodes() {
         let tz = chrono_tz::Asia::Shanghai;
         let mut pace = Pace::default();
-        pace.observe(cst("2026-11-10T10:00:00"), tz, 500.0);
-        assert_eq!(
-            pace.reading(cst("2026-11-10T10:00:00"), 500.0).lasts,
-            f64::INFINITY
+        let evidence = |pace: &mut Pace, at: &str, count| {
+            pace.apply(&Note::Evidence { at: cst(at), count }, tz);
+            pace.reading(cst(at))
+        };
+        let r = evidence(&mut pace, "2026-11-10T10:00:00", 500);
+        assert_eq!(r.lasts, f64::INFINITY);
+        pace.apply(
+            &Note::Cleared {
+                at: cst("2026-11-10T10:00:00"),
+                full: true,
+            },
+            tz,
         );
-        pace.cleared(cst("2026-11-10T10:00:00"), 500.0, true);
-        assert_eq!(
-            pace.reading(cst("2026-11-10T10:00:00"), 500.0).past,
-            [840.0]
-        );
-        pace.observe(cst("2026-11-10T10:20:00"), tz, 500.0);
-        assert_eq!(
-            pace.reading(cst("2026-11-10T10:20:00"), 500.0).past,
-            [20.0],
-            "the clear was worth what it lasted"
-        );
-        pace.observe(cst("2026-11-10T10:24:00"), tz, 500.0);
-        let r = pace.reading(cst("2026-11-10T10:24:00"), 500.0);
+        assert_eq!(pace.reading(cst("2026-11-10T10:00:00")).past, [840.0]);
+        let r = evidence(&mut pace, "2026-11-10T10:20:00", 500);
+        assert_eq!(r.past, [20.0], "the clear was worth what it lasted");
+        // 2,500 failed calls over the 5 minutes since 10:20: 500 a minute.
+        let r = evidence(&mut pace, "2026-11-10T10:24:00", 2000);
         assert_eq!(r.lasts, 20.0, "10,000 calls at 500 a minute");
-        assert_eq!(pace.reading(cst("2026-11-10T10:24:00"), 5.0).lasts, 2000.0);
+        let r = evidence(&mut pace, "2026-11-10T23:58:00", 5);
+        assert_eq!(r.lasts, 2000.0, "10,000 calls at 5 a minute");
 
-        pace.observe(cst("2026-11-10T23:58:00"), tz, 5.0);
-        pace.observe(cst("2026-11-11T00:03:00"), tz, 5.0);
-        let r = pace.reading(cst("2026-11-11T00:03:00"), 5.0);
+        let r = evidence(&mut pace, "2026-11-11T00:03:00", 5);
         assert!(r.stale, "late signals after the reset");
         assert_eq!(r.past, [20.0, 820.0], "yesterday's open episode closed");
-        pace.observe(cst("2026-11-11T00:11:00"), tz, 5.0);
-        assert!(!pace.reading(cst("2026-11-11T00:11:00"), 5.0).stale);
-        pace.observe(cst("2026-12-01T09:00:00"), tz, 5.0);
+        assert!(!evidence(&mut pace, "2026-11-11T00:11:00", 5).stale);
         assert!(
-            pace.reading(cst("2026-12-01T09:00:00"), 5.0)
+            evidence(&mut pace, "2026-12-01T09:00:00", 5)
                 .past
                 .is_empty(),
             "a new month starts afresh"
         );
+    }
+
+    /// The demand's rate, one case a row: (name, evidence as (minute,
+    /// failed calls), then a clear's minute if any, minute read, rate).
+    #[test]
+    fn the_rate_is_the_last_five_minutes_of_evidence() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let at = |m: i64| cst("2026-11-10T10:00:00") + chrono::Duration::minutes(m);
+        type Case = (&'static str, &'static [(i64, u32)], Option<i64>, i64, f64);
+        let cases: [Case; 5] = [
+            ("one signal covers its minute", &[(0, 300)], None, 0, 300.0),
+            (
+                "over the minutes the evidence spans",
+                &[(0, 300), (2, 300)],
+                None,
+                2,
+                200.0,
+            ),
+            (
+                "never over more than five",
+                &[(0, 100), (2, 100), (4, 100), (8, 100)],
+                None,
+                8,
+                100.0 / 5.0 * 2.0,
+            ),
+            (
+                "a clear spends the evidence before it",
+                &[(0, 300), (3, 300)],
+                Some(3),
+                4,
+                0.0,
+            ),
+            (
+                "the daily reset too",
+                &[(838, 300), (841, 100)],
+                None,
+                841,
+                100.0,
+            ),
+        ];
+        for (name, evidence, clear, read, want) in cases {
+            let mut pace = Pace::default();
+            for &(m, count) in evidence {
+                pace.apply(&Note::Evidence { at: at(m), count }, tz);
+            }
+            if let Some(m) = clear {
+                pace.apply(
+                    &Note::Cleared {
+                        at: at(m),
+                        full: true,
+                    },
+                    tz,
+                );
+            }
+            assert_eq!(pace.rate(at(read)), want, "{name}");
+        }
+    }
+
+    /// Two replicas' notes, merged by the ledger in the order they reach
+    /// it, make the memory one process would have made; a note merged
+    /// twice (a process weighs its own notes again before it hears the
+    /// ledger took them) counts once.
+    #[test]
+    fn merged_notes_make_one_memory() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let notes: Vec<Note> = [
+            ("10:00", 500, false),
+            ("10:00", 0, true),
+            ("10:05", 500, false),
+            ("10:20", 500, false),
+            ("10:24", 2000, false),
+            ("11:00", 500, false),
+        ]
+        .iter()
+        .map(|&(t, count, clear)| {
+            let at = cst(&format!("2026-11-10T{t}:00"));
+            match clear {
+                true => Note::Cleared { at, full: true },
+                false => Note::Evidence { at, count },
+            }
+        })
+        .collect();
+        let mut one = Pace::default();
+        notes.iter().for_each(|n| one.apply(n, tz));
+
+        let mut shared = Pace::default();
+        for (i, note) in notes.iter().enumerate() {
+            let (replica, seq) = if i % 2 == 0 {
+                ("a", i + 1)
+            } else {
+                ("b", i + 1)
+            };
+            assert!(shared.merge(replica, seq as u64, note, tz));
+            assert!(!shared.merge(replica, seq as u64, note, tz), "once only");
+        }
+        let now = cst("2026-11-10T11:00:00");
+        assert_eq!(shared.reading(now), one.reading(now));
+        assert_eq!(shared.limit, Some(10_000.0));
+        assert_eq!(
+            (shared.merged("a"), shared.merged("b"), shared.merged("c")),
+            (5, 6, 0)
+        );
+
+        // A note that reaches the memory after a later one counts as of it.
+        let mut late = one.clone();
+        late.apply(
+            &Note::Evidence {
+                at: cst("2026-11-10T10:59:00"),
+                count: 500,
+            },
+            tz,
+        );
+        assert_eq!(late.seen, Some(now));
     }
 }

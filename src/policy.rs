@@ -129,6 +129,10 @@ pub struct Snapshot {
     /// counts already acted on within `window` (durable deduplication, shared
     /// by every replica): not evidence again.
     pub seen_evidence: u32,
+    /// Pacing's memory of the account ([`crate::pacing::Pace`] as the
+    /// ledger keeps it), for the policy to weigh.
+    #[serde(skip)]
+    pub pacing: Option<String>,
 }
 
 /// Why no clear happens. Names are the SPEC's and appear in logs and metrics.

@@ -11,6 +11,7 @@ pub mod support {
     pub mod fake_chat;
     pub mod fake_wechat;
     pub mod in_process;
+    pub mod postgres;
 }
 
 use std::io::Write;
@@ -18,12 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use quotawatch::store::{HistoryFilter, SqliteStore, Store};
+use quotawatch::pacing::Pace;
+use quotawatch::secret::Secret;
+use quotawatch::store::{HistoryFilter, PostgresStore, SqliteStore, Store};
 use serde_json::json;
 use support::daemon::Env;
 use support::fake_chat::{FakeChat, Flavor};
 use support::fake_wechat::FakeWeChat;
 use support::in_process::InProcess;
+use support::postgres::TestDb;
 
 const SECRET: &str = "pacing-test-app-secret";
 const APPID: &str = "wx448f04719cd48f69";
@@ -246,10 +250,14 @@ const STORM: [(u64, u32); 8] = [
     (30, 5),
 ];
 
-/// What the ledger shows of a run: each attempt's start, and each episode
-/// with its decisions by reason.
-fn ledger_view(env: &Env) -> (Vec<String>, Vec<String>) {
-    let ledger = SqliteStore::open(&env.db).unwrap();
+/// Which of two replicas takes each of [`STORM`]'s signals: the second
+/// decides at 11:00 on what the first saw (the 10:00 clear). Alone, it
+/// would take 11:00 for the month's first episode and spend.
+const SPLIT: [usize; 8] = [0, 1, 0, 1, 1, 1, 1, 0];
+
+/// What the ledger shows of a run: each attempt's start, each episode with
+/// its decisions by reason, and what pacing's memory reads at its end.
+fn ledger_view(ledger: &dyn Store) -> (Vec<String>, Vec<String>, String) {
     let filter = HistoryFilter {
         appid: Some(APPID.into()),
         ..HistoryFilter::default()
@@ -260,8 +268,9 @@ fn ledger_view(env: &Env) -> (Vec<String>, Vec<String>) {
         .iter()
         .map(|a| format!("{} {}", a.started_at, a.outcome))
         .collect();
+    let end = cst("2026-11-10T12:00:00+08:00");
     let episodes = ledger
-        .episodes(&filter, cst("2026-11-10T12:00:00+08:00"))
+        .episodes(&filter, end)
         .unwrap()
         .iter()
         .map(|e| {
@@ -274,45 +283,104 @@ fn ledger_view(env: &Env) -> (Vec<String>, Vec<String>) {
             format!("{} {:?} {decisions:?}", e.started_at, e.ended_by)
         })
         .collect();
-    (attempts, episodes)
+    let pace = memory(ledger).expect("pacing's memory is in the ledger");
+    let pacing = format!("{:?} at rate {}", pace.reading(end), pace.rate(end));
+    (attempts, episodes, pacing)
 }
 
-/// Runs [`STORM`] on a fresh world; with `restart_after = Some(k)` the
-/// daemon stops gracefully after the k-th signal and a new one starts on the
-/// same ledger at the same instant.
-async fn storm_month(restart_after: Option<usize>) -> (Vec<String>, Vec<String>) {
+/// Pacing's memory of the account, as the ledger keeps it.
+fn memory(ledger: &dyn Store) -> Option<Pace> {
+    let memories = ledger.pacing_memories().unwrap();
+    let (_, memory) = memories.into_iter().find(|(appid, _)| appid == APPID)?;
+    Pace::from_memory(&memory)
+}
+
+/// Where a storm month's daemons keep their ledger.
+enum Ledger<'a> {
+    /// A SQLite file of the run's own; with `Some(k)` the daemon stops
+    /// gracefully after the k-th signal and a new one starts on the same
+    /// ledger at the same instant.
+    Sqlite { restart_after: Option<usize> },
+    /// The PostgreSQL database at this URL, shared by `replicas` daemons
+    /// that split the signals ([`SPLIT`]).
+    Postgres { url: &'a str, replicas: usize },
+}
+
+/// Runs [`STORM`] on a fresh world and `ledger`; each signal is decided,
+/// and its pacing notes are in the ledger's memory, before the next.
+async fn storm_month(ledger: Ledger<'_>) -> (Vec<String>, Vec<String>, String) {
     let wechat = FakeWeChat::start().await;
     wechat.add_account(APPID, SECRET);
-    let env = Env::new(&format!(
+    let body = format!(
         "[wechat]\napi_base = \"{}\"\n[policy]\nmonthly_cap = 3\n[accounts.news]\nappid = \"{APPID}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n",
         wechat.base_url()
-    ));
+    );
+    let (env, replicas, restart_after) = match ledger {
+        Ledger::Sqlite { restart_after } => (Env::new(&body), 1, restart_after),
+        Ledger::Postgres { url, replicas } => (Env::with_state(url, &body), replicas, None),
+    };
+    let store: Arc<dyn Store> = match ledger {
+        Ledger::Sqlite { .. } => Arc::new(SqliteStore::open(&env.db).unwrap()),
+        Ledger::Postgres { url, .. } => {
+            let url = Secret::new(url);
+            blocking(move || Arc::new(PostgresStore::open(&url).unwrap())).await
+        }
+    };
     let start = cst("2026-11-10T10:00:00+08:00");
     let mut now = start;
-    let mut d = InProcess::start_at(&env, now).await;
+    let mut daemons = Vec::new();
+    for _ in 0..replicas {
+        daemons.push(InProcess::start_at(&env, now).await);
+    }
     let mut seen = 0;
     for (i, (wait, count)) in STORM.into_iter().enumerate() {
         let wait = Duration::from_secs(60 * wait);
-        d.advance(wait).await;
+        daemons[0].advance(wait).await;
         now += chrono::Duration::from_std(wait).unwrap();
-        signal_with(&d, count).await;
+        let d = &daemons[SPLIT[i] % replicas];
+        signal_with(d, count).await;
         seen += 1;
-        d.until("the signal decided", || async { decided(&d).await == seen })
+        daemons[0]
+            .until("the signal decided", || async {
+                let mut n = 0;
+                for d in &daemons {
+                    n += decided(d).await;
+                }
+                n == seen
+            })
             .await;
         settle().await;
+        // Pacing's notes so far, each signal's and each clear's, are in the
+        // ledger's memory: the next replica weighs them.
+        let notes = i as u64 + 1 + wechat.clears_effective(APPID) as u64;
+        daemons[0]
+            .until("pacing's notes in the ledger", || async {
+                let store = store.clone();
+                blocking(move || memory(&*store).map(|p| p.notes())).await == Some(notes)
+            })
+            .await;
         if restart_after == Some(i + 1) {
+            let d = daemons.pop().unwrap();
             d.stop().await.expect("a clean stop");
-            d = InProcess::start_at(&env, now).await;
+            daemons.push(InProcess::start_at(&env, now).await);
             seen = 0;
         }
     }
-    d.stop().await.expect("a clean stop");
+    for d in daemons {
+        d.stop().await.expect("a clean stop");
+    }
     assert_eq!(
         wechat.clears_effective(APPID),
         2,
-        "restart after {restart_after:?}: the 10:00 and 11:30 clears"
+        "{replicas} replica(s), restart after {restart_after:?}: the 10:00 and 11:30 clears"
     );
-    ledger_view(&env)
+    blocking(move || ledger_view(&*store)).await
+}
+
+/// Runs `f` where a blocking call may wait (PostgreSQL's client runs a
+/// runtime of its own).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 /// Issue 20, "Forgetful": restarted between the storm's lesson (10:24) and
@@ -320,12 +388,41 @@ async fn storm_month(restart_after: Option<usize>) -> (Vec<String>, Vec<String>)
 /// `pacing` and spends it at 11:30, exactly as the one that ran through.
 #[tokio::test(start_paused = true)]
 async fn a_restart_mid_month_decides_as_a_daemon_that_ran_through() {
-    let through = storm_month(None).await;
-    let restarted = storm_month(Some(6)).await;
+    let through = storm_month(Ledger::Sqlite {
+        restart_after: None,
+    })
+    .await;
+    let restarted = storm_month(Ledger::Sqlite {
+        restart_after: Some(6),
+    })
+    .await;
     assert_eq!(through.0.len(), 2, "{through:?}");
     assert!(
         through.1.iter().any(|e| e.contains("pacingx1")),
         "{through:?}"
     );
     assert_eq!(restarted, through);
+}
+
+/// Issue 20: two replicas on one PostgreSQL ledger that split the storm's
+/// signals ([`SPLIT`]) share one account of the month: they decide exactly as
+/// one daemon on SQLite (the same clears, episodes and decisions), and
+/// pacing's memory reads the same (episodes, values, quota), every note
+/// counted once.
+#[tokio::test(start_paused = true)]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+async fn two_replicas_on_postgresql_decide_as_one_daemon() {
+    let one = storm_month(Ledger::Sqlite {
+        restart_after: None,
+    })
+    .await;
+    let db = blocking(|| TestDb::new("pacing_replicas")).await;
+    let two = storm_month(Ledger::Postgres {
+        url: &db.url,
+        replicas: 2,
+    })
+    .await;
+    blocking(move || drop(db)).await;
+    assert!(one.1.iter().any(|e| e.contains("pacingx1")), "{one:?}");
+    assert_eq!(two, one);
 }

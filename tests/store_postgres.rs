@@ -14,6 +14,7 @@
 pub mod support {
     pub mod daemon;
     pub mod fake_wechat;
+    pub mod postgres;
 }
 
 #[path = "contract/lockout.rs"]
@@ -32,67 +33,7 @@ use serde_json::{json, Value};
 use store_contract::{clear_once, intent, key, skip, utc, APPID};
 use support::daemon::*;
 use support::fake_wechat::*;
-
-/// A database made for one test and dropped after it.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-fn admin_url() -> String {
-    std::env::var("QW_POSTGRES_URL").expect("QW_POSTGRES_URL (see ci/postgres.sh)")
-}
-
-fn admin() -> postgres::Client {
-    postgres::Client::connect(&admin_url(), postgres::NoTls).expect("connect to QW_POSTGRES_URL")
-}
-
-impl TestDb {
-    fn new(test: &str) -> TestDb {
-        let name = format!("qw_{test}_{:08x}", fastrand::u32(..));
-        admin()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let url = with_database(&admin_url(), &name);
-        TestDb { name, url }
-    }
-
-    fn open(&self) -> PostgresStore {
-        PostgresStore::open(&Secret::new(&self.url)).unwrap()
-    }
-
-    /// Opens one more store on the database, as another replica would.
-    fn opener(&self) -> impl Fn() -> Box<dyn Store> + '_ {
-        || Box::new(self.open())
-    }
-
-    /// A direct connection, to do what the store never does.
-    fn raw(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
-/// `url` with its database replaced by `name`, and its query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let slash = base.rfind('/').filter(|&i| i > "postgres://".len());
-    let base = slash.map_or(base, |i| &base[..i]);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{base}/{name}{query}")
-}
+use support::postgres::*;
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
@@ -258,9 +199,16 @@ fn a_month_report_is_claimed_once() {
 
 #[test]
 #[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
-fn pacing_memory_is_kept_per_account() {
+fn pacing_notes_merge_into_one_memory() {
     let db = TestDb::new("pacing_memory");
-    store_contract::pacing_memory_is_kept_per_account(&db.opener());
+    store_contract::pacing_notes_merge_into_one_memory(&db.opener());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run by ci/postgres.sh"]
+fn concurrent_pacing_merges_lose_no_note() {
+    let db = TestDb::new("pacing_merges");
+    store_contract::concurrent_pacing_merges_lose_no_note(&db.opener());
 }
 
 #[test]

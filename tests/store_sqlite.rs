@@ -52,9 +52,15 @@ impl TestFile {
 }
 
 #[test]
-fn pacing_memory_is_kept_per_account() {
+fn pacing_notes_merge_into_one_memory() {
     let file = TestFile::new();
-    store_contract::pacing_memory_is_kept_per_account(&file.opener());
+    store_contract::pacing_notes_merge_into_one_memory(&file.opener());
+}
+
+#[test]
+fn concurrent_pacing_merges_lose_no_note() {
+    let file = TestFile::new();
+    store_contract::concurrent_pacing_merges_lose_no_note(&file.opener());
 }
 
 #[test]

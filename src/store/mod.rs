@@ -421,16 +421,22 @@ pub trait Store: Send + Sync {
     /// Pacing's memory of every account that has one, as (appid, memory):
     /// what the decision step learned, so a restart goes on from it (SPEC
     /// section 3, "Its memory is the ledger's"). The memory is
-    /// [`crate::pacing::Pace`] as JSON; the ledger keeps it, it does not read it.
+    /// [`crate::pacing::Pace`] as JSON.
     fn pacing_memories(&self) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// Replaces `appid`'s pacing memory with `memory`, as of `at`.
-    fn save_pacing_memory(
+    /// Merges `replica`'s pacing `notes` on `appid` (times in `timezone`)
+    /// into the memory the ledger keeps ([`crate::pacing::merge_into`]), as
+    /// of `at`, under a lock every writer of that memory takes: replicas
+    /// share one memory, and no note is lost or counted twice. Returns the
+    /// last of the replica's notes the memory holds.
+    fn merge_pacing_notes(
         &self,
         appid: &str,
-        memory: &str,
+        replica: &str,
+        notes: &[(u64, crate::pacing::Note)],
+        timezone: Tz,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
 }
 
 /// The account set lists' statements, the same in both dialects (`$n` is a
@@ -444,6 +450,7 @@ pub(crate) const SET_LIST_SAVE: &str =
 /// positional parameter to SQLite and PostgreSQL alike; `updated_at` is
 /// bound in each store's own time type).
 pub(crate) const PACING_MEMORIES: &str = "SELECT appid, memory FROM pacing_memory ORDER BY appid";
+pub(crate) const PACING_MEMORY_OF: &str = "SELECT memory FROM pacing_memory WHERE appid = $1";
 pub(crate) const SAVE_PACING_MEMORY: &str =
     "INSERT INTO pacing_memory (appid, memory, updated_at) VALUES ($1, $2, $3)
      ON CONFLICT (appid) DO UPDATE SET memory = excluded.memory, updated_at = excluded.updated_at";

@@ -612,6 +612,10 @@ fn snapshot_in(
             _ => None,
         },
         seen_evidence: 0,
+        pacing: c
+            .query_opt(super::PACING_MEMORY_OF, &[&account.appid])?
+            .map(|r| r.try_get(0))
+            .transpose()?,
     })
 }
 
@@ -1257,16 +1261,29 @@ impl Store for PostgresStore {
         })
     }
 
-    fn save_pacing_memory(
+    fn merge_pacing_notes(
         &self,
         appid: &str,
-        memory: &str,
+        replica: &str,
+        notes: &[(u64, crate::pacing::Note)],
+        timezone: Tz,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (appid, memory) = (appid.to_string(), memory.to_string());
+    ) -> Result<u64, StoreError> {
+        let (appid, replica, notes) = (appid.to_string(), replica.to_string(), notes.to_vec());
+        // One transaction, safe to run twice: a note merged once is skipped.
         self.call(move |c| {
-            c.execute(super::SAVE_PACING_MEMORY, &[&appid, &memory, &at])?;
-            Ok(())
+            let mut tx = c.transaction()?;
+            let lock = lock_key(&format!("quotawatch:pacing:{appid}"));
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])?;
+            let kept: Option<String> = tx
+                .query_opt(super::PACING_MEMORY_OF, &[&appid])?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            let (memory, merged) =
+                crate::pacing::merge_into(kept.as_deref(), &replica, &notes, timezone);
+            tx.execute(super::SAVE_PACING_MEMORY, &[&appid, &memory, &at])?;
+            tx.commit()?;
+            Ok(merged)
         })
     }
 

@@ -282,6 +282,11 @@ fn snapshot_in(
             _ => None,
         },
         seen_evidence: 0,
+        pacing: conn
+            .query_row(super::PACING_MEMORY_OF, params![account.appid], |r| {
+                r.get(0)
+            })
+            .optional()?,
     })
 }
 
@@ -737,15 +742,23 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn save_pacing_memory(
+    fn merge_pacing_notes(
         &self,
         appid: &str,
-        memory: &str,
+        replica: &str,
+        notes: &[(u64, crate::pacing::Note)],
+        timezone: Tz,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(super::SAVE_PACING_MEMORY, params![appid, memory, ms(at)])?;
-        Ok(())
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let kept: Option<String> = tx
+            .query_row(super::PACING_MEMORY_OF, params![appid], |r| r.get(0))
+            .optional()?;
+        let (memory, merged) = crate::pacing::merge_into(kept.as_deref(), replica, notes, timezone);
+        tx.execute(super::SAVE_PACING_MEMORY, params![appid, memory, ms(at)])?;
+        tx.commit()?;
+        Ok(merged)
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use quotawatch::event::{ClearTarget, Outcome};
+use quotawatch::pacing::{Note, Pace};
 use quotawatch::policy::{SkipReason, Verdict};
 use quotawatch::store::{
     AccountKey, AttemptId, HistoryFilter, Intent, LogPosition, Reservation, Store, StoreError,
@@ -256,35 +257,91 @@ pub fn a_month_report_is_claimed_once(open: Open<'_>) {
         .unwrap());
 }
 
-/// Pacing's memory (SPEC section 3) is kept per account, the latest
-/// replacing the one before, and read back by another store on the same
-/// ledger: a restart or a replica goes on from it.
-pub fn pacing_memory_is_kept_per_account(open: Open<'_>) {
+/// Pacing's memory (SPEC section 3) is kept per account and shared by
+/// the replicas: each one's notes are merged into it once, in the order
+/// they reach the ledger, whichever store merges them; another store on the
+/// same ledger reads it back (a restart or a replica goes on from it), and
+/// so does the policy's snapshot.
+pub fn pacing_notes_merge_into_one_memory(open: Open<'_>) {
     let (store, other) = (open(), open());
     assert_eq!(store.pacing_memories().unwrap(), vec![]);
+    let tz = chrono_tz::Asia::Shanghai;
     let now = utc("2026-11-10T02:00:00Z");
-    let later = utc("2026-11-10T03:00:00Z");
-    store
-        .save_pacing_memory(APPID, r#"{"past":[20.0]}"#, now)
-        .unwrap();
-    store
-        .save_pacing_memory("wx0000000000000001", "{}", now)
-        .unwrap();
-    other
-        .save_pacing_memory(APPID, r#"{"past":[20.0,300.0]}"#, later)
-        .unwrap();
-    let want = vec![
-        ("wx0000000000000001".to_string(), "{}".to_string()),
-        (APPID.to_string(), r#"{"past":[20.0,300.0]}"#.to_string()),
-    ];
-    let mut got = store.pacing_memories().unwrap();
-    got.sort();
-    let mut want = want;
-    want.sort();
-    assert_eq!(got, want);
-    let mut seen = other.pacing_memories().unwrap();
-    seen.sort();
-    assert_eq!(seen, want);
+    let at = |m: i64| now + chrono::Duration::minutes(m);
+    let ev = |m: i64| Note::Evidence {
+        at: at(m),
+        count: 10,
+    };
+    let merge = |s: &dyn Store, appid: &str, replica: &str, notes: &[(u64, Note)]| {
+        s.merge_pacing_notes(appid, replica, notes, tz, now)
+            .unwrap()
+    };
+    assert_eq!(merge(&*store, APPID, "a", &[(1, ev(0)), (2, ev(1))]), 2);
+    assert_eq!(merge(&*other, APPID, "b", &[(1, ev(2))]), 1);
+    // "a" weighs its second note again before it hears the ledger took it.
+    assert_eq!(merge(&*other, APPID, "a", &[(2, ev(1)), (3, ev(3))]), 3);
+    assert_eq!(merge(&*store, "wx0000000000000001", "a", &[(4, ev(0))]), 4);
+
+    let mut want = Pace::default();
+    for (replica, seq, note) in [
+        ("a", 1, ev(0)),
+        ("a", 2, ev(1)),
+        ("b", 1, ev(2)),
+        ("a", 3, ev(3)),
+    ] {
+        want.merge(replica, seq, &note, tz);
+    }
+    let memories = |s: &dyn Store| {
+        let mut m = s.pacing_memories().unwrap();
+        m.sort();
+        m.into_iter()
+            .map(|(appid, memory)| {
+                (
+                    appid,
+                    Pace::from_memory(&memory).expect("a readable memory"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let kept = memories(&*store);
+    assert_eq!(kept.len(), 2, "one memory per account");
+    assert_eq!(kept[1], (APPID.to_string(), want.clone()));
+    assert_eq!(
+        kept[1].1.rate(at(3)),
+        10.0,
+        "40 failed calls over 4 minutes, each once"
+    );
+    assert_eq!(memories(&*other), kept);
+
+    let snapshot = other.snapshot(&key(), at(3)).unwrap();
+    let seen = snapshot.pacing.as_deref().and_then(Pace::from_memory);
+    assert_eq!(seen, Some(want), "the policy weighs the ledger's memory");
+}
+
+/// Two replicas merging notes on one account at the same time lose none
+/// and count none twice: each merge holds the memory's lock.
+pub fn concurrent_pacing_merges_lose_no_note(open: Open<'_>) {
+    const EACH: u64 = 40;
+    let tz = chrono_tz::Asia::Shanghai;
+    let now = utc("2026-11-10T02:00:00Z");
+    let note = Note::Evidence { at: now, count: 1 };
+    std::thread::scope(|scope| {
+        for replica in ["a", "b"] {
+            let store = open();
+            let note = note.clone();
+            scope.spawn(move || {
+                for seq in 1..=EACH {
+                    store
+                        .merge_pacing_notes(APPID, replica, &[(seq, note.clone())], tz, now)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let memories = open().pacing_memories().unwrap();
+    let pace = Pace::from_memory(&memories[0].1).unwrap();
+    assert_eq!((pace.merged("a"), pace.merged("b")), (EACH, EACH));
+    assert_eq!(pace.rate(now), (2 * EACH) as f64, "every note counted once");
 }
 
 pub fn skip_inserts_nothing(store: &dyn Store) {

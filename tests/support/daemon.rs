@@ -29,6 +29,20 @@ impl Env {
         env
     }
 
+    /// [`Env::new`] with `daemon.state` = `state` (a PostgreSQL URL)
+    /// instead of a ledger file in the temp directory.
+    pub fn with_state(state: &str, body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("quotawatch.toml");
+        let env = Self {
+            dir,
+            config,
+            db: PathBuf::from(state),
+        };
+        env.write(body);
+        env
+    }
+
     pub fn write(&self, body: &str) {
         let text = format!(
             "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n{body}",
