@@ -281,7 +281,32 @@ impl Clearer {
             budget_left = report.budget.left, attempt = id, "Clear attempt finished"
         );
         self.attempt_events(account, req, before, &result, done, report);
+        if req.manual && matches!(outcome, Outcome::Ok | Outcome::Ambiguous { .. }) {
+            self.teach_pacing(account, &report.target, done).await;
+        }
         Ok(())
+    }
+
+    /// A clear by hand (`quotawatch clear`, the API) that took effect, or
+    /// may have, is a note in pacing's memory like the daemon's own clears
+    /// (SPEC section 3, "Its memory is the ledger's"). Failing to write it
+    /// is said, and spends nothing: the clear is in the ledger's count.
+    async fn teach_pacing(&self, account: &Arc<Account>, target: &ClearTarget, at: DateTime<Utc>) {
+        if !account.policy.pacing {
+            return;
+        }
+        let full = *target == ClearTarget::Full;
+        let note = crate::pacing::Note::Cleared { at, full };
+        let tz = self.timezone;
+        let taught = self
+            .with_store(account, move |store, key| {
+                let replica = crate::store::replica_id();
+                store.merge_pacing_notes(key.appid, &replica, &[(1, note)], tz, at)
+            })
+            .await;
+        if let Err(e) = taught {
+            tracing::warn!(account = %account.name, error = %e, "Cannot note the clear in pacing's memory; pacing learns of it only as a clear spent");
+        }
     }
 
     /// Retries [`record_outcome`] with bounded backoff until the ledger takes

@@ -317,6 +317,12 @@ impl Decider {
         }
     }
 
+    /// WeChat said at `at` that the API `appid`'s evidence names serves
+    /// `calls` a day: pacing knows how long a clear lasts before one is eaten.
+    pub fn quota(&mut self, appid: &str, at: DateTime<Utc>, calls: u64) {
+        self.note(appid, Note::Quota { at, calls });
+    }
+
     /// Pacing learns from `note` on `appid`; with a shared memory, the note
     /// waits for the ledger.
     fn note(&mut self, appid: &str, note: Note) {

@@ -9,10 +9,11 @@
 //! live in [`crate::decision`] and, under the ledger's lock, in
 //! [`crate::policy`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,16 +52,17 @@ pub struct Dispatcher {
     done_rx: mpsc::UnboundedReceiver<Done>,
     /// Which of pacing's notes the ledger took.
     merged_rx: mpsc::UnboundedReceiver<Merged>,
+    /// The quotas WeChat reported, and per (appid, API) the day it was
+    /// last asked (its start).
+    quota_tx: mpsc::UnboundedSender<Quota>,
+    quota_rx: mpsc::UnboundedReceiver<Quota>,
+    quota_asked: HashMap<(String, String), DateTime<Utc>>,
 }
 
-/// This process's name among the replicas that share pacing's memory:
-/// unique to each start, so a restart's notes are never taken for ones the
-/// ledger already has.
-fn replica_name() -> String {
-    static STARTS: AtomicU64 = AtomicU64::new(0);
-    let n = STARTS.fetch_add(1, Ordering::Relaxed);
-    let started = Utc::now().timestamp_micros();
-    format!("{}:{started}:{n}", crate::store::owner_id())
+/// An API's daily limit, as WeChat reported it for an account.
+struct Quota {
+    appid: String,
+    calls: u64,
 }
 
 impl Dispatcher {
@@ -71,6 +73,7 @@ impl Dispatcher {
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (merged_tx, merged_rx) = mpsc::unbounded_channel();
+        let (quota_tx, quota_rx) = mpsc::unbounded_channel();
         let (timezone, store) = {
             let rt = runtime.borrow();
             (rt.config.daemon.timezone, rt.clearer.store.clone())
@@ -79,12 +82,15 @@ impl Dispatcher {
             lockout: Recorder::start(store, &tracker, merged_tx),
             runtime,
             metrics,
-            decider: Decider::shared(timezone, replica_name()),
+            decider: Decider::shared(timezone, crate::store::replica_id()),
             wake: None,
             tracker,
             done_tx,
             done_rx,
             merged_rx,
+            quota_tx,
+            quota_rx,
+            quota_asked: HashMap::new(),
         }
     }
 
@@ -101,6 +107,12 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => break,
                 Some(done) = self.done_rx.recv() => self.finished(done),
                 Some(m) = self.merged_rx.recv() => self.decider.merged(&m.appid, m.seq),
+                Some(q) = self.quota_rx.recv() => {
+                    let now = self.now();
+                    self.decider.quota(&q.appid, now, q.calls);
+                    let config = self.runtime.borrow().config.clone();
+                    self.remember(&config);
+                }
                 changed = self.runtime.changed() => {
                     if changed.is_err() { break; }
                     let timezone = self.runtime.borrow().config.daemon.timezone;
@@ -188,7 +200,51 @@ impl Dispatcher {
                 .note(account, timezone, signal.received_at, refused);
         }
         self.remember(&config);
+        if let Some(cgi_path) = &signal.cgi_path {
+            self.ask_quota(
+                account,
+                cgi_path,
+                signal.received_at,
+                config.daemon.timezone,
+            );
+        }
         self.perform(actions);
+    }
+
+    /// Asks WeChat how many calls a day the API a signal names serves, at
+    /// most once per account, API and day, when pacing weighs it and the
+    /// account has a token to ask with (SPEC section 3, "The quota can be
+    /// known"). No decision waits for the answer; a failed read means
+    /// pacing goes on without it until tomorrow.
+    fn ask_quota(&mut self, account: &Arc<Account>, cgi_path: &str, now: DateTime<Utc>, tz: Tz) {
+        if !account.policy.pacing || account.token_from().is_none() {
+            return;
+        }
+        let day = crate::calendar::day(tz, now).start;
+        let key = (account.appid.clone(), cgi_path.to_string());
+        if self.quota_asked.get(&key) == Some(&day) {
+            return;
+        }
+        if self.quota_asked.values().next().is_some_and(|d| *d != day) {
+            // A new day: yesterday's reads no longer count.
+            self.quota_asked.retain(|_, d| *d == day);
+        }
+        self.quota_asked.insert(key, day);
+        let wechat = self.runtime.borrow().clearer.wechat.clone();
+        let (account, cgi_path, tx) =
+            (account.clone(), cgi_path.to_string(), self.quota_tx.clone());
+        self.tracker.spawn(async move {
+            match wechat.daily_limit(&account, &cgi_path).await {
+                Ok(calls) => {
+                    let appid = account.appid.clone();
+                    let _ = tx.send(Quota { appid, calls });
+                }
+                Err(e) => {
+                    let error = crate::error_chain::display(&e);
+                    tracing::warn!(account = %account.name, cgi_path, error, "Cannot read the API's quota; pacing goes on without it today");
+                }
+            }
+        });
     }
 
     fn finished(&mut self, done: Done) {

@@ -17,11 +17,12 @@
 //! This module reads no clock, does no I/O and does not count the budget.
 //!
 //! A clear now is worth `min(minutes to the reset, minutes it would last)`.
-//! It lasts the account's daily quota over the demand: the quota is learned
-//! from the latest clear that was eaten the same day (the failed calls per
-//! minute before it and after the next exhaustion, times the minutes it
-//! lasted), the demand is the evidence's rate (failed calls per minute,
-//! which is the demand while locked); until a clear has been eaten, a clear
+//! It lasts the account's daily quota over the demand: the quota is read
+//! from WeChat ([`Note::Quota`]) or learned from the latest clear that was
+//! eaten the same day (the failed calls per minute before it and after the
+//! next exhaustion, times the minutes it lasted), whichever is newer; the
+//! demand is the evidence's rate (failed calls per minute, which is the
+//! demand while locked); until the quota is known, a clear
 //! is taken to last to the reset. Each episode of the month (an exhaustion,
 //! until a clear or the reset) is remembered with the best value a clear
 //! had in it. A clear is spent when the clears left outnumber the better
@@ -157,12 +158,15 @@ pub enum Note {
     /// A clear took effect (or may have) at `at`; a full one (not a
     /// single-API clear) ends the episode.
     Cleared { at: DateTime<Utc>, full: bool },
+    /// WeChat said at `at` that the API the evidence names serves `calls`
+    /// a day (`openapi/quota/get`'s `daily_limit`).
+    Quota { at: DateTime<Utc>, calls: u64 },
 }
 
 impl Note {
     fn at(&self) -> DateTime<Utc> {
         match self {
-            Note::Evidence { at, .. } | Note::Cleared { at, .. } => *at,
+            Note::Evidence { at, .. } | Note::Cleared { at, .. } | Note::Quota { at, .. } => *at,
         }
     }
 }
@@ -172,7 +176,8 @@ impl Note {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Pace {
-    /// Calls the account's quota serves in a day, as last seen.
+    /// Calls the account's quota serves in a day, as last seen: read from
+    /// WeChat, or measured by an eaten clear, whichever is newer.
     limit: Option<f64>,
     /// The latest clear, until it has taught how long the quota lasts.
     cleared: Option<Cleared>,
@@ -217,6 +222,8 @@ impl Pace {
         match *note {
             Note::Evidence { count, .. } => self.observe(at, tz, count),
             Note::Cleared { full, .. } => self.clear(at, full),
+            Note::Quota { calls, .. } if calls > 0 => self.limit = Some(calls as f64),
+            Note::Quota { .. } => {}
         }
     }
 

@@ -25,7 +25,7 @@ use quotawatch::store::{HistoryFilter, PostgresStore, SqliteStore, Store};
 use serde_json::json;
 use support::daemon::Env;
 use support::fake_chat::{FakeChat, Flavor};
-use support::fake_wechat::FakeWeChat;
+use support::fake_wechat::{FakeWeChat, Fault, QUOTA_GET};
 use support::in_process::InProcess;
 use support::postgres::TestDb;
 
@@ -425,4 +425,113 @@ async fn two_replicas_on_postgresql_decide_as_one_daemon() {
     blocking(move || drop(db)).await;
     assert!(one.1.iter().any(|e| e.contains("pacingx1")), "{one:?}");
     assert_eq!(two, one);
+}
+
+const API: &str = "/cgi-bin/message/custom/send";
+
+/// A config for `APPID` (with its secret: a token source) on `wechat`, as
+/// `orders` (the log lines of `shop` are another test's).
+fn api_env(wechat: &FakeWeChat) -> Env {
+    Env::new(&format!(
+        "[wechat]\napi_base = \"{}\"\n[policy]\nmonthly_cap = 3\n[accounts.orders]\nappid = \"{APPID}\"\nkind = \"mini_program\"\nsecret = \"{SECRET}\"\n",
+        wechat.base_url()
+    ))
+}
+
+async fn api_signal(d: &InProcess, count: u32) {
+    let body = json!({"account": APPID, "reason": "45009", "count": count, "cgi_path": API});
+    assert_eq!(d.post("/api/v1/signals", &body).await, 202);
+}
+
+/// Issue 20, "Blind to the quota": a signal that names an API makes the
+/// daemon read its `daily_limit`, once a day. The month's first storm is
+/// cleared (nothing to compare it with); the next day's storm, at the same
+/// 500 failed calls a minute, would eat a clear of 10,000 calls in 20
+/// minutes: pacing knows it before any clear has run out, and holds. Blind,
+/// it took the clear to last to the reset and spent it.
+#[tokio::test(start_paused = true)]
+async fn the_quota_is_read_once_a_day_and_paces_before_a_clear_ran_out() {
+    let wechat = FakeWeChat::start().await;
+    wechat.add_account(APPID, SECRET);
+    wechat.set_quota(APPID, API, 10_000, 10_000);
+    let env = api_env(&wechat);
+    let d = InProcess::start_at(&env, cst("2026-11-10T10:00:00+08:00")).await;
+    let reads = || wechat.requests_to(QUOTA_GET);
+
+    api_signal(&d, 500).await;
+    until_metric(
+        &d,
+        r#"quotawatch_decisions_total{decision="clear",reason="policy"}"#,
+        1,
+    )
+    .await;
+    d.until("the quota read", || async { reads().len() == 1 })
+        .await;
+    assert_eq!(reads()[0].body_str("cgi_path").as_deref(), Some(API));
+    settle().await;
+    d.advance(Duration::from_secs(5 * 60)).await;
+    api_signal(&d, 500).await;
+    until_metric(&d, &skips("cooldown"), 1).await;
+    settle().await;
+    assert_eq!(reads().len(), 1, "once a day");
+
+    // The next day at 10:00.
+    d.advance(Duration::from_secs((23 * 60 + 55) * 60)).await;
+    api_signal(&d, 500).await;
+    until_metric(&d, &skips("pacing"), 1).await;
+    d.until("the day's quota read", || async { reads().len() == 2 })
+        .await;
+    assert_eq!(
+        wechat.clears_effective(APPID),
+        1,
+        "the storm's clear is held"
+    );
+    d.stop().await.expect("a clean stop");
+}
+
+/// A quota read that fails delays no decision, and is not tried again the
+/// same day.
+#[tokio::test(start_paused = true)]
+async fn a_failed_quota_read_delays_nothing() {
+    let wechat = FakeWeChat::start().await;
+    wechat.add_account(APPID, SECRET);
+    wechat.push_fault(Some(QUOTA_GET), Fault::errcode(48001));
+    let env = api_env(&wechat);
+    let d = InProcess::start_at(&env, cst("2026-11-10T10:00:00+08:00")).await;
+    api_signal(&d, 500).await;
+    until_metric(
+        &d,
+        r#"quotawatch_decisions_total{decision="clear",reason="policy"}"#,
+        1,
+    )
+    .await;
+    d.until("the quota read", || async {
+        wechat.count_exact(QUOTA_GET) == 1
+    })
+    .await;
+    settle().await;
+    assert_eq!(wechat.pending_faults(), 0, "the read met its fault");
+    assert_eq!(wechat.clears_effective(APPID), 1);
+    d.advance(Duration::from_secs(5 * 60)).await;
+    api_signal(&d, 500).await;
+    until_metric(&d, &skips("cooldown"), 1).await;
+    settle().await;
+    assert_eq!(wechat.count_exact(QUOTA_GET), 1, "not again today");
+    d.stop().await.expect("a clean stop");
+}
+
+/// `quotawatch clear` is a clear pacing learns from, as it learns from the
+/// daemon's own (SPEC section 3): the ledger's memory holds it, so the
+/// daemon measures the quota from it once it runs out.
+#[tokio::test]
+async fn a_clear_by_hand_is_in_pacings_memory() {
+    let wechat = FakeWeChat::start().await;
+    wechat.add_account(APPID, SECRET);
+    let env = api_env(&wechat);
+    let out = env.run_async(&["clear", "orders"]).await;
+    assert!(out.status.success(), "{}", support::daemon::stderr(&out));
+    assert_eq!(wechat.clears_effective(APPID), 1);
+    let ledger = SqliteStore::open(&env.db).unwrap();
+    let pace = memory(&ledger).expect("the clear is in pacing's memory");
+    assert_eq!(pace.notes(), 1, "{pace:?}");
 }

@@ -36,6 +36,8 @@ pub struct SimSignal {
     pub cgi_path: Arc<str>,
     /// The failed calls of the minute.
     pub count: u64,
+    /// The API's daily limit that minute (what `openapi/quota/get` says).
+    pub daily_limit: u64,
 }
 
 /// One clear attempt as `--json` lists it.
@@ -257,6 +259,7 @@ impl<'t> World<'t> {
                     account: self.names[p].0.clone(),
                     cgi_path: self.names[p].1.clone(),
                     count: failed,
+                    daily_limit: limit,
                 });
             }
         }

@@ -146,6 +146,16 @@ pub(crate) fn owner_id() -> String {
     )
 }
 
+/// A name for this process among the writers of pacing's memory
+/// ([`Store::merge_pacing_notes`]): unique to each call, so a restart's
+/// notes are never taken for ones the ledger already has.
+pub(crate) fn replica_id() -> String {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = Utc::now().timestamp_micros();
+    format!("{}:{started}:{n}", owner_id())
+}
+
 /// Whether the process that wrote `owner` still runs on this host.
 pub(crate) fn owner_alive(owner: &str, me: &str) -> bool {
     let host = |o: &str| o.rsplit_once(':').map(|(h, _)| h.to_string());

@@ -25,12 +25,23 @@ use crate::settings::{Account, AccountKind, Credential, WeChatSettings};
 pub trait ClearApi: Send + Sync {
     /// Clears the account's whole quota or one API's.
     async fn clear(&self, account: &Account, target: &ClearTarget) -> Result<(), WeChatError>;
+
+    /// The calls one API serves in a day (`openapi/quota/get`'s
+    /// `daily_limit`), for pacing; a seam without the read says so.
+    async fn daily_limit(&self, _account: &Account, _cgi_path: &str) -> Result<u64, WeChatError> {
+        Err(WeChatError::Unsupported("no quota read here".into()))
+    }
 }
 
 #[async_trait::async_trait]
 impl ClearApi for WeChat {
     async fn clear(&self, account: &Account, target: &ClearTarget) -> Result<(), WeChatError> {
         WeChat::clear(self, account, target).await
+    }
+
+    async fn daily_limit(&self, account: &Account, cgi_path: &str) -> Result<u64, WeChatError> {
+        let reading = self.quota_reading(account, cgi_path).await?;
+        Ok(reading.quota.daily_limit)
     }
 }
 
