@@ -7,6 +7,13 @@
 //!         (default 10 from 1), signal delays 0, 2 and 5 minutes, monthly
 //!         caps 3, 5, 8 and 10 (or those given), every kind (or those given:
 //!         `kinds=storm,campaign`)
+//!     cargo bench --bench simulate -- targets [SEEDS [FIRST]] [caps=3,5,8,10] [kinds=K,...] [quota=off]
+//!         issue 20's targets: the same budget-binding months (delays 0, 2
+//!         and 5 minutes) under the default (pacing) and today's rules, per
+//!         cap and kind the mean and worst month of each, and the worst
+//!         month's shortfall of pacing below the rules; `quota=off` gives
+//!         the accounts no token (component accounts), so pacing never
+//!         reads the trace's daily_limit
 //!     cargo bench --bench simulate -- speed [PAIRS [DELAY]]
 //!         a 30-day trace of 1-minute demand for PAIRS (account, API) pairs
 //!         (default 1,000), every policy, timed, with a signal delay of DELAY
@@ -20,6 +27,18 @@ use quotawatch::simulate::{self, synthetic};
 
 /// A config of `accounts` accounts; `pacing` None keeps the default.
 fn config(dir: &std::path::Path, accounts: usize, cap: u32, pacing: Option<bool>) -> Config {
+    config_of(dir, accounts, cap, pacing, "mini_program")
+}
+
+/// [`config`] with accounts of `kind` (a `component` has no token to read
+/// its quota with).
+fn config_of(
+    dir: &std::path::Path,
+    accounts: usize,
+    cap: u32,
+    pacing: Option<bool>,
+    kind: &str,
+) -> Config {
     let pacing = pacing.map_or(String::new(), |p| format!("pacing = {p}\n"));
     let mut text = format!(
         "[daemon]\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\n[policy]\nmonthly_cap = {cap}\n{pacing}",
@@ -27,7 +46,7 @@ fn config(dir: &std::path::Path, accounts: usize, cap: u32, pacing: Option<bool>
     );
     for i in 0..accounts {
         text.push_str(&format!(
-            "[accounts.a{i:04}]\nappid = \"wx{:016x}\"\nkind = \"mini_program\"\nsecret = \"s\"\n",
+            "[accounts.a{i:04}]\nappid = \"wx{:016x}\"\nkind = \"{kind}\"\nsecret = \"s\"\n",
             0x1000 + i
         ));
     }
@@ -110,6 +129,124 @@ fn recovery(
     println!("all        {:>7}  {:>13.3}", all.len(), mean);
 }
 
+/// One budget-binding month under both policies.
+struct Month {
+    kind: synthetic::Kind,
+    cap: u32,
+    seed: u64,
+    delay: i64,
+    pacing: f64,
+    rules: f64,
+}
+
+fn targets(
+    seeds: std::ops::RangeInclusive<u64>,
+    caps: &[u32],
+    kinds: &[synthetic::Kind],
+    account_kind: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut months = Vec::new();
+    for &kind in kinds {
+        let accounts = if kind == synthetic::Kind::Mix { 5 } else { 1 };
+        for &cap in caps {
+            let paced = config_of(dir.path(), accounts, cap, Some(true), account_kind);
+            let rules = config_of(dir.path(), accounts, cap, Some(false), account_kind);
+            for seed in seeds.clone() {
+                let trace = synthetic::generate(
+                    kind,
+                    seed,
+                    &names(&paced),
+                    paced.daemon.timezone,
+                    nov(),
+                    30,
+                );
+                for delay in [0, 2, 5] {
+                    let d = Duration::minutes(delay);
+                    let run = |config: &Config| {
+                        rt.block_on(simulate::backtest(config, &trace, d)).unwrap()
+                    };
+                    let p = run(&paced);
+                    let oracle = &p.json()["total"]["oracle"];
+                    if oracle["clears"].as_u64().unwrap() < u64::from(cap) * accounts as u64 {
+                        continue;
+                    }
+                    let r = run(&rules);
+                    months.push(Month {
+                        kind,
+                        cap,
+                        seed,
+                        delay,
+                        pacing: p.recovery(None, "policy"),
+                        rules: r.recovery(None, "policy"),
+                    });
+                }
+            }
+        }
+    }
+    let mean = |v: &[&Month], f: fn(&Month) -> f64| {
+        v.iter().map(|m| f(m)).sum::<f64>() / v.len().max(1) as f64
+    };
+    let worst = |v: &[&Month]| {
+        let below = v.iter().filter(|m| m.pacing < m.rules - 0.10).count();
+        let worst = v
+            .iter()
+            .min_by(|a, b| (a.pacing - a.rules).total_cmp(&(b.pacing - b.rules)))
+            .map_or("-".to_string(), |m| {
+                format!(
+                    "{:+.3} (seed {} delay {}m: {:.3} vs {:.3})",
+                    m.pacing - m.rules,
+                    m.seed,
+                    m.delay,
+                    m.pacing,
+                    m.rules
+                )
+            });
+        format!("{worst}; {below} more than 0.10 below")
+    };
+    println!(
+        "targets: seeds {seeds:?}, delays 0/2m/5m, accounts of kind {account_kind}; each cell: pacing mean (min) / rules mean; worst month of pacing against the rules"
+    );
+    for &cap in caps {
+        let of_cap: Vec<&Month> = months.iter().filter(|m| m.cap == cap).collect();
+        println!(
+            "cap {cap:>2}: {} months, pacing {:.3}, rules {:.3}, worst {}",
+            of_cap.len(),
+            mean(&of_cap, |m| m.pacing),
+            mean(&of_cap, |m| m.rules),
+            worst(&of_cap)
+        );
+        for &kind in kinds {
+            let v: Vec<&Month> = of_cap.iter().copied().filter(|m| m.kind == kind).collect();
+            if v.is_empty() {
+                continue;
+            }
+            let min = v.iter().map(|m| m.pacing).fold(f64::INFINITY, f64::min);
+            println!(
+                "  {:<10} {:>3}  {:.3} ({:.3}) / {:.3}  worst {}",
+                kind.name(),
+                v.len(),
+                mean(&v, |m| m.pacing),
+                min,
+                mean(&v, |m| m.rules),
+                worst(&v)
+            );
+        }
+    }
+    let all: Vec<&Month> = months.iter().collect();
+    println!(
+        "all: {} months, pacing {:.3}, rules {:.3}, worst {}",
+        all.len(),
+        mean(&all, |m| m.pacing),
+        mean(&all, |m| m.rules),
+        worst(&all)
+    );
+}
+
 fn speed(pairs: usize, delay: Duration) {
     let dir = tempfile::tempdir().unwrap();
     // multi_api gives every account three APIs.
@@ -156,6 +293,24 @@ fn speed(pairs: usize, delay: Duration) {
     );
 }
 
+/// `caps=3,8`, else 3, 5, 8 and 10.
+fn caps(args: &[String]) -> Vec<u32> {
+    args.iter()
+        .find_map(|a| a.strip_prefix("caps="))
+        .map_or(vec![3, 5, 8, 10], |c| {
+            c.split(',').filter_map(|n| n.parse().ok()).collect()
+        })
+}
+
+/// `kinds=storm,campaign`, else every kind.
+fn kinds(args: &[String]) -> Vec<synthetic::Kind> {
+    args.iter()
+        .find_map(|a| a.strip_prefix("kinds="))
+        .map_or(synthetic::KINDS.to_vec(), |k| {
+            k.split(',').filter_map(|n| n.parse().ok()).collect()
+        })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -170,19 +325,17 @@ fn main() {
                 _ if args.iter().any(|a| a == "rules") => Some(false),
                 _ => None,
             };
-            let caps: Vec<u32> = args
-                .iter()
-                .find_map(|a| a.strip_prefix("caps="))
-                .map_or(vec![3, 5, 8, 10], |c| {
-                    c.split(',').filter_map(|n| n.parse().ok()).collect()
-                });
-            let kinds: Vec<synthetic::Kind> = args
-                .iter()
-                .find_map(|a| a.strip_prefix("kinds="))
-                .map_or(synthetic::KINDS.to_vec(), |k| {
-                    k.split(',').filter_map(|n| n.parse().ok()).collect()
-                });
-            recovery(first..=first + n - 1, pacing, &caps, &kinds)
+            recovery(first..=first + n - 1, pacing, &caps(&args), &kinds(&args))
+        }
+        Some("targets") => {
+            let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let first: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let (caps, kinds) = (caps(&args), kinds(&args));
+            let kind = match args.iter().any(|a| a == "quota=off") {
+                true => "component",
+                false => "mini_program",
+            };
+            targets(first..=first + n - 1, &caps, &kinds, kind)
         }
         Some("speed") => {
             let pairs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
