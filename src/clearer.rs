@@ -461,8 +461,9 @@ fn policy_input<'a>(
 }
 
 /// The ledger as the clearer uses it: work runs on the blocking pool (SQLite
-/// waits on its lock and fsync, which must not stall the runtime's workers),
-/// and every result tells [`LedgerHealth`] whether the ledger answers.
+/// waits on its lock and fsync, which must not stall the runtime's workers)
+/// unless the store never waits ([`Store::may_wait`]), and every result tells
+/// [`LedgerHealth`] whether the ledger answers.
 #[derive(Clone)]
 struct Ledger {
     store: Arc<dyn Store>,
@@ -477,10 +478,13 @@ impl Ledger {
         F: FnOnce(&dyn Store, &AccountKey<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (store, timezone) = (self.store.clone(), self.timezone);
-        let result =
+        let result = if store.may_wait() {
             tokio::task::spawn_blocking(move || work(store.as_ref(), &key(&account, timezone)))
                 .await
-                .map_err(|e| ClearError::Join(e.to_string()))?;
+                .map_err(|e| ClearError::Join(e.to_string()))?
+        } else {
+            work(store.as_ref(), &key(&account, timezone))
+        };
         self.health.observe(&result);
         result.map_err(ClearError::from)
     }

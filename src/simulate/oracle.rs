@@ -116,6 +116,14 @@ impl Best {
     fn beats(&self, other: &Best) -> bool {
         (self.locked, self.clears) < (other.locked, other.clears)
     }
+
+    /// Whether a plan whose first clear leaves `before` locked minutes ahead
+    /// of it can still beat `self`: at best it locks nothing more and spends
+    /// that one clear. `before` only grows with the clear's boundary, so once
+    /// this is false it is false for every later clear in the segment.
+    fn reachable(&self, before: u64) -> bool {
+        (before, 1) < (self.locked, self.clears)
+    }
 }
 
 /// The programme's maps are keyed by minutes and counts, looked up a few
@@ -283,8 +291,15 @@ impl Programme<'_> {
         };
         let mut best = Best::then(all, 0, Step::Rest, rest);
         if k > 0 && all > 0 {
+            // The boundaries come in order (those `pending` allows are at most
+            // L minutes on, the segment's own later), so the first that
+            // cannot beat the best so far ends the search.
             // On a signal sent before `from`: at most L minutes on.
             for &c in pending.iter().take_while(|&&c| c < seg.end) {
+                if !best.reachable(seg.locked[(c - from) as usize]) {
+                    self.memo.insert(from, k, pending, best);
+                    return best;
+                }
                 let after = self.pending_at(pending, &seg, c);
                 let rest = self.best(c, &after, k - 1);
                 let here = Best::then(seg.locked[(c - from) as usize], 1, Step::Clear(c), rest);
@@ -294,7 +309,7 @@ impl Programme<'_> {
             }
             // On one of the segment's own: nothing of `pending` is ahead.
             for (i, &c) in seg.candidates.iter().enumerate() {
-                if c >= seg.end {
+                if c >= seg.end || !best.reachable(seg.locked[(c - from) as usize]) {
                     break;
                 }
                 let lag = c.saturating_add(self.lag);
@@ -525,6 +540,44 @@ mod tests {
             }
         }
         best
+    }
+
+    /// A clear whose boundary already has `before` locked minutes behind it
+    /// is pruned exactly when no plan starting with it, locking at least
+    /// that much and spending at least that clear, can beat the best so far.
+    #[test]
+    fn a_clear_is_pruned_only_when_it_cannot_beat_the_best() {
+        let best = |locked, clears| Best {
+            locked,
+            clears,
+            step: Step::Rest,
+        };
+        // (best so far (locked, clears), locked before the clear, still reachable)
+        let cases = [
+            ((10, 0), 9, true),
+            ((10, 0), 10, false),
+            ((10, 0), 11, false),
+            // Equal locked minutes with fewer clears still beats...
+            ((10, 2), 10, true),
+            ((10, 3), 10, true),
+            // ...but not with as many: the clear itself is one.
+            ((10, 1), 10, false),
+            ((0, 0), 0, false),
+            ((1, 5), 0, true),
+            ((u64::MAX, 0), u64::MAX - 1, true),
+        ];
+        for ((locked, clears), before, reachable) in cases {
+            assert_eq!(
+                best(locked, clears).reachable(before),
+                reachable,
+                "best ({locked}, {clears}), {before} locked before the clear"
+            );
+            // The rule is the bound itself: a plan that reaches the bound
+            // (nothing locked after the clear, no other clear) beats the
+            // best exactly when the clear is reachable.
+            let bound = Best::then(before, 1, Step::Clear(1), Best::NOTHING);
+            assert_eq!(bound.beats(&best(locked, clears)), reachable);
+        }
     }
 
     /// The programme's plan, replayed in the world, makes every clear at its

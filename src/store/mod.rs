@@ -388,6 +388,14 @@ pub trait Store: Send + Sync {
     /// when needed), for [`LedgerHealth`].
     fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether a call can wait (on another process's lock, the disk or the
+    /// network), so the clearer runs it on the blocking pool. A ledger in
+    /// memory never waits, and `quotawatch simulate` makes hundreds of
+    /// thousands of calls, each a thread hand-off on the pool.
+    fn may_wait(&self) -> bool {
+        true
+    }
+
     /// Records evidence of a lockout and the decisions taken on it
     /// ([`episodes`]): opens the account's episode when none is open.
     fn note_lockout(&self, account: &AccountKey<'_>, note: &LockoutNote) -> Result<(), StoreError>;
