@@ -144,6 +144,7 @@ fn targets(
     caps: &[u32],
     kinds: &[synthetic::Kind],
     account_kind: &str,
+    span: u32,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -157,13 +158,18 @@ fn targets(
             let paced = config_of(dir.path(), accounts, cap, Some(true), account_kind);
             let rules = config_of(dir.path(), accounts, cap, Some(false), account_kind);
             for seed in seeds.clone() {
+                // Two months: October and November.
+                let (from, days) = match span {
+                    2 => (nov() - Duration::days(31), 61),
+                    _ => (nov(), 30),
+                };
                 let trace = synthetic::generate(
                     kind,
                     seed,
                     &names(&paced),
                     paced.daemon.timezone,
-                    nov(),
-                    30,
+                    from,
+                    days,
                 );
                 for delay in [0, 2, 5] {
                     let d = Duration::minutes(delay);
@@ -172,7 +178,8 @@ fn targets(
                     };
                     let p = run(&paced);
                     let oracle = &p.json()["total"]["oracle"];
-                    if oracle["clears"].as_u64().unwrap() < u64::from(cap) * accounts as u64 {
+                    let budget = u64::from(cap * span) * accounts as u64;
+                    if oracle["clears"].as_u64().unwrap() < budget {
                         continue;
                     }
                     let r = run(&rules);
@@ -335,7 +342,12 @@ fn main() {
                 true => "component",
                 false => "mini_program",
             };
-            targets(first..=first + n - 1, &caps, &kinds, kind)
+            let months = if args.iter().any(|a| a == "months=2") {
+                2
+            } else {
+                1
+            };
+            targets(first..=first + n - 1, &caps, &kinds, kind, months)
         }
         Some("speed") => {
             let pairs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);

@@ -27,11 +27,13 @@
 //! until a clear or the reset) is remembered with the best value a clear
 //! had in it. A clear is spent when the clears left outnumber the better
 //! chances the rest of the month is expected to bring: episodes per day so
-//! far, times the whole days left, times the share of the month's past
-//! episodes that were worth more, of which [`CHANCES_COUNTED`] are counted.
-//! So the bar falls as the month runs out with budget left, and on the
-//! month's last day every clear is spent; the month's first episode is
-//! spent too (nothing to compare it with). Apart from that, a clear that
+//! far, times the whole days left, times the share of the past episodes
+//! that were worth more, of which [`CHANCES_COUNTED`] are counted. The
+//! month before, when pacing saw it, weighs in ([`Before`]): its episodes
+//! per day as [`BEFORE_DAYS`] days of this month's, and its episodes among
+//! the past ones. So the bar falls as the month runs out with budget left,
+//! and on the month's last day every clear is spent; with no month before,
+//! the month's first episode is spent too (nothing to compare it with). Apart from that, a clear that
 //! would be eaten long before the reset (a retry storm: it lasts minutes)
 //! waits for the storm to pass, unless the budget is ample. Signals just
 //! after the reset that follow an episode just before it are late ones
@@ -79,7 +81,21 @@ pub struct Reading {
     pub lasts: f64,
     /// The value (minutes) of each closed episode of the month.
     pub past: Vec<f64>,
+    /// The month before's, as the ledger kept them: the value of each of
+    /// its episodes, and its episodes per day (none without it).
+    pub before: Option<Box<Before>>,
 }
+
+/// What pacing kept of the month before (the months before, SPEC section 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Before {
+    pub past: Vec<f64>,
+    pub per_day: f64,
+}
+
+/// Days of the month before that the month's own episode rate is blended
+/// with: early in a month its few days say little.
+const BEFORE_DAYS: f64 = 7.0;
 
 /// The pacing rule: spend a clear now, at `now`, with `budget` clears left
 /// this month and `today` left today (as the ledger counts them)?
@@ -91,14 +107,30 @@ pub fn spend(reading: &Reading, budget: u32, today: u32, now: DateTime<Utc>, tz:
     let month = calendar::month(tz, now);
     let elapsed = ((day.start - month.start).num_hours() as f64 / 24.0).round() + 1.0;
     let episodes = reading.past.len() as f64 + 1.0;
+    // The month before says what a month brings while this one has said
+    // little: its episodes per day weigh as [`BEFORE_DAYS`] days, and its
+    // episodes' values join the month's own.
+    let before = reading.before.as_deref();
+    let per_day = match before {
+        Some(b) => (episodes + b.per_day * BEFORE_DAYS) / (elapsed + BEFORE_DAYS),
+        None => episodes / elapsed,
+    };
+    let pool: Vec<f64>;
+    let past = match before {
+        Some(b) => {
+            pool = reading.past.iter().chain(&b.past).copied().collect();
+            &pool
+        }
+        None => &reading.past,
+    };
     worth_spending(&Outlook {
         to_reset: minutes(day.end - now),
         lasts: reading.lasts,
         budget,
         today,
         days_left: ((month.end - day.end).num_hours() as f64 / 24.0).round(),
-        per_day: episodes / elapsed,
-        past: &reading.past,
+        per_day,
+        past,
     })
 }
 
@@ -202,6 +234,8 @@ pub struct Pace {
     seen: Option<DateTime<Utc>>,
     /// Per replica, the last of its notes merged, and when.
     merged: BTreeMap<String, (u64, DateTime<Utc>)>,
+    /// The month before, when it was the one just before this one.
+    before: Option<Before>,
 }
 
 /// A clear that took effect, as pacing learns from it.
@@ -259,10 +293,20 @@ impl Pace {
         let day = calendar::day(tz, now).start;
         let month = calendar::month(tz, now).start;
         if self.month != Some(month) {
+            if let Some((_, v)) = self.open.take() {
+                self.past.push(v);
+            }
+            let past = std::mem::take(&mut self.past);
+            self.before = self.month.and_then(|m| {
+                let days = ((month - m).num_hours() as f64 / 24.0).round();
+                let next = calendar::month(tz, m).end == month;
+                next.then(|| Before {
+                    per_day: past.len() as f64 / days,
+                    past,
+                })
+            });
             self.month = Some(month);
-            self.past.clear();
             self.ended = None;
-            self.open = None;
         }
         if let Some((d, v)) = self.open {
             if d != day {
@@ -393,6 +437,7 @@ impl Pace {
             stale: self.stale(now),
             lasts: self.lasts(self.rate(now)),
             past: self.past.clone(),
+            before: self.before.clone().map(Box::new),
         }
     }
 }
@@ -551,6 +596,7 @@ mod tests {
             stale,
             lasts: f64::INFINITY,
             past: past.to_vec(),
+            before: None,
         };
         // (name, reading, budget, today, now, spend)
         let cases = [
@@ -591,6 +637,34 @@ mod tests {
                 reading(false, &[]),
                 1,
                 1,
+                "2026-11-03T22:00:00",
+                true,
+            ),
+            (
+                "the month's first episode, a month before of better days",
+                Reading {
+                    before: Some(Box::new(Before {
+                        past: vec![800.0, 900.0, 700.0],
+                        per_day: 0.5,
+                    })),
+                    ..reading(false, &[])
+                },
+                3,
+                2,
+                "2026-11-03T22:00:00",
+                false,
+            ),
+            (
+                "the same with a month before that saw few episodes",
+                Reading {
+                    before: Some(Box::new(Before {
+                        past: vec![800.0, 900.0, 700.0],
+                        per_day: 0.05,
+                    })),
+                    ..reading(false, &[])
+                },
+                3,
+                2,
                 "2026-11-03T22:00:00",
                 true,
             ),
@@ -635,12 +709,19 @@ mod tests {
         assert!(r.stale, "late signals after the reset");
         assert_eq!(r.past, [20.0, 820.0], "yesterday's open episode closed");
         assert!(!evidence(&mut pace, "2026-11-11T00:11:00", 5).stale);
-        assert!(
-            evidence(&mut pace, "2026-12-01T09:00:00", 5)
-                .past
-                .is_empty(),
-            "a new month starts afresh"
+        let r = evidence(&mut pace, "2026-12-01T09:00:00", 5);
+        assert!(r.past.is_empty(), "a new month starts afresh");
+        let november = Before {
+            past: vec![20.0, 820.0, 1429.0],
+            per_day: 0.1,
+        };
+        assert_eq!(
+            r.before,
+            Some(Box::new(november)),
+            "and keeps the month before"
         );
+        let r = evidence(&mut pace, "2027-02-01T09:00:00", 5);
+        assert_eq!(r.before, None, "a month between: nothing of it");
     }
 
     /// The demand's rate, one case a row: (name, evidence as (minute,

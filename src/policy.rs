@@ -368,6 +368,7 @@ mod tests {
             stale: false,
             lasts: f64::INFINITY,
             past: vec![1000.0, 1000.0, 1000.0],
+            before: None,
         })
     }
 

@@ -585,6 +585,7 @@ fn exercise_policy(config: &Config) {
             stale: false,
             lasts: 3.0,
             past: vec![0.0, 600.0, f64::INFINITY],
+            before: None,
         };
         let input = policy::Input {
             settings: &account.policy,
