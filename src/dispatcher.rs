@@ -166,9 +166,13 @@ impl Dispatcher {
         let now = self.now();
         let replica = self.decider.replica().unwrap_or_default().to_string();
         for (appid, notes) in self.decider.take_notes() {
-            if let Some(account) = config.account(&appid) {
-                let tz = config.daemon.timezone;
-                self.lockout.remember(account, tz, &replica, notes, now);
+            match config.account(&appid) {
+                Some(account) => {
+                    let tz = config.daemon.timezone;
+                    self.lockout.remember(account, tz, &replica, notes, now);
+                }
+                // Gone with a reload: its notes have nowhere to go.
+                None => self.decider.merged(&appid, u64::MAX),
             }
         }
     }

@@ -8,8 +8,9 @@
 //! queued meanwhile into one note and one batch of pacing notes per account
 //! (a storm of signals is a few transactions, not one per signal), and says
 //! back which pacing notes the ledger took ([`Merged`]). While the ledger
-//! does not answer, both are kept (per account, not per signal) and written
-//! when it does.
+//! does not answer, both are kept and written when it does: the lockout
+//! notes merged per account, pacing's notes one per signal (the decision
+//! step keeps them too, until the ledger has them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -276,7 +276,10 @@ impl Pace {
         true
     }
 
-    /// The notes merged into this memory, of the replicas it still counts.
+    /// The sum, over the replicas this memory still counts, of the last
+    /// note merged from each: a process numbers its notes across all its
+    /// accounts, so this is the number of notes merged only where each
+    /// process noted on this account alone (as in the tests).
     pub fn notes(&self) -> u64 {
         self.merged.values().map(|(seq, _)| seq).sum()
     }
@@ -442,7 +445,8 @@ impl Pace {
     }
 }
 
-/// The ledger's memory `kept` (an unreadable one starts afresh) with
+/// The ledger's memory `kept` (an unreadable one starts afresh, with a
+/// warning: it may be a later version's) with
 /// `replica`'s `notes` merged in, each once; and the last of the
 /// replica's notes it then holds. Each store runs this under a lock that
 /// every writer of the account's memory takes.
@@ -452,7 +456,14 @@ pub fn merge_into(
     notes: &[(u64, Note)],
     tz: Tz,
 ) -> (String, u64) {
-    let mut pace = kept.and_then(Pace::from_memory).unwrap_or_default();
+    let read = kept.map(Pace::from_memory);
+    if let Some(None) = read {
+        tracing::warn!(
+            replica,
+            "Pacing's memory in the ledger cannot be read; starting the month afresh"
+        );
+    }
+    let mut pace = read.flatten().unwrap_or_default();
     for (seq, note) in notes {
         pace.merge(replica, *seq, note, tz);
     }
