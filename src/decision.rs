@@ -151,6 +151,8 @@ struct AccountState {
     /// the last one handed to it.
     unsynced: Vec<(u64, Note)>,
     sent: u64,
+    /// Per API, the day (its start) its quota was last asked for.
+    quota_asked: HashMap<String, DateTime<Utc>>,
 }
 
 impl AccountState {
@@ -305,9 +307,12 @@ impl Decider {
             .collect()
     }
 
-    /// This process's name among the replicas (with a shared memory).
-    pub fn replica(&self) -> Option<&str> {
-        self.replica.as_ref().map(|(name, _)| name.as_str())
+    /// This process's name among the replicas (empty without a shared
+    /// memory).
+    pub fn replica(&self) -> String {
+        self.replica
+            .as_ref()
+            .map_or_else(String::new, |(name, _)| name.clone())
     }
 
     /// The ledger's memory of `appid` holds this process's notes up to `seq`.
@@ -315,6 +320,27 @@ impl Decider {
         if let Some(state) = self.accounts.get_mut(appid) {
             state.unsynced.retain(|(s, _)| *s > seq);
         }
+    }
+
+    /// Whether to ask WeChat now, at `now`, how many calls a day `cgi_path`
+    /// serves for `appid` (SPEC section 3, "The quota can be known"): when
+    /// pacing weighs it, the account has a token to ask with, and it was
+    /// not asked today; true marks it asked. The daemon and `simulate`
+    /// both ask here, and give the answer to [`Decider::quota`].
+    pub fn quota_due(
+        &mut self,
+        appid: &str,
+        policy: &PolicySettings,
+        has_token: bool,
+        cgi_path: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if !policy.pacing || !has_token {
+            return false;
+        }
+        let day = calendar::day(self.timezone, now).start;
+        let state = self.accounts.entry(appid.to_string()).or_default();
+        state.quota_asked.insert(cgi_path.to_string(), day) != Some(day)
     }
 
     /// WeChat said at `at` that the API `appid`'s evidence names serves
@@ -334,10 +360,6 @@ impl Decider {
             state.unsynced.push((*seq, note));
             self.remember.insert(appid.to_string());
         }
-    }
-
-    fn replica_name(&self) -> String {
-        self.replica().unwrap_or_default().to_string()
     }
 
     /// A signal for the account `appid`, with its `policy`, arrived at `now`.
@@ -374,7 +396,7 @@ impl Decider {
             let count = signal.count;
             self.note(appid, Note::Evidence { at: now, count });
         }
-        let replica = self.replica_name();
+        let replica = self.replica();
         let state = self.accounts.entry(appid.to_string()).or_default();
         if state.in_flight || state.retry.is_some() {
             // Counted: the answer in flight, or the retry, sees it.
@@ -401,7 +423,7 @@ impl Decider {
         done: Finished,
         now: DateTime<Utc>,
     ) -> Vec<Action> {
-        let replica = self.replica_name();
+        let replica = self.replica();
         let Some(state) = self.accounts.get_mut(appid) else {
             return Vec::new();
         };
@@ -493,7 +515,7 @@ impl Decider {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let tz = self.timezone;
-        let replica = self.replica_name();
+        let replica = self.replica();
         self.accounts.retain(|appid, state| {
             let Some((at, _)) = state.retry else {
                 return true;
@@ -1194,5 +1216,34 @@ mod tests {
         let a = own.signal("wx1", &policy, &signal_at("10:00:00", 5), at("10:00:00"));
         assert_eq!(unsynced(&a), Some((String::new(), vec![])));
         assert_eq!(own.take_notes(), vec![]);
+    }
+
+    /// The quota is asked for once per account, API and day, and only
+    /// when pacing weighs it and the account has a token to ask with.
+    #[test]
+    fn the_quota_is_due_once_per_account_api_and_day() {
+        let on = PolicySettings::default();
+        let off = PolicySettings {
+            pacing: false,
+            ..PolicySettings::default()
+        };
+        let mut d = Decider::new(chrono_tz::Asia::Shanghai);
+        // (appid, policy, token, cgi_path, time, due)
+        let cases = [
+            ("wx1", &on, true, "/a", "2026-11-10T10:00:00+08:00", true),
+            ("wx1", &on, true, "/a", "2026-11-10T23:59:00+08:00", false),
+            ("wx1", &on, true, "/b", "2026-11-10T23:59:00+08:00", true),
+            ("wx2", &on, true, "/a", "2026-11-10T23:59:00+08:00", true),
+            ("wx1", &on, true, "/a", "2026-11-11T00:00:00+08:00", true),
+            ("wx3", &off, true, "/a", "2026-11-10T10:00:00+08:00", false),
+            ("wx3", &on, false, "/a", "2026-11-10T10:00:00+08:00", false),
+        ];
+        for (i, (appid, policy, token, path, t, due)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                d.quota_due(appid, policy, token, path, cst(t)),
+                due,
+                "case {i}"
+            );
+        }
     }
 }

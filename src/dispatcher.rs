@@ -9,11 +9,9 @@
 //! live in [`crate::decision`] and, under the ledger's lock, in
 //! [`crate::policy`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -52,11 +50,9 @@ pub struct Dispatcher {
     done_rx: mpsc::UnboundedReceiver<Done>,
     /// Which of pacing's notes the ledger took.
     merged_rx: mpsc::UnboundedReceiver<Merged>,
-    /// The quotas WeChat reported, and per (appid, API) the day it was
-    /// last asked (its start).
+    /// The quotas WeChat reported.
     quota_tx: mpsc::UnboundedSender<Quota>,
     quota_rx: mpsc::UnboundedReceiver<Quota>,
-    quota_asked: HashMap<(String, String), DateTime<Utc>>,
 }
 
 /// An API's daily limit, as WeChat reported it for an account.
@@ -90,7 +86,6 @@ impl Dispatcher {
             merged_rx,
             quota_tx,
             quota_rx,
-            quota_asked: HashMap::new(),
         }
     }
 
@@ -164,7 +159,7 @@ impl Dispatcher {
     /// Hands pacing's notes to the ledger, to merge into its memory.
     fn remember(&mut self, config: &Config) {
         let now = self.now();
-        let replica = self.decider.replica().unwrap_or_default().to_string();
+        let replica = self.decider.replica();
         for (appid, notes) in self.decider.take_notes() {
             match config.account(&appid) {
                 Some(account) => {
@@ -205,35 +200,24 @@ impl Dispatcher {
         }
         self.remember(&config);
         if let Some(cgi_path) = &signal.cgi_path {
-            self.ask_quota(
-                account,
-                cgi_path,
-                signal.received_at,
-                config.daemon.timezone,
-            );
+            self.ask_quota(account, cgi_path, signal.received_at);
         }
         self.perform(actions);
     }
 
-    /// Asks WeChat how many calls a day the API a signal names serves, at
-    /// most once per account, API and day, when pacing weighs it and the
-    /// account has a token to ask with (SPEC section 3, "The quota can be
-    /// known"). No decision waits for the answer; a failed read means
-    /// pacing goes on without it until tomorrow.
-    fn ask_quota(&mut self, account: &Arc<Account>, cgi_path: &str, now: DateTime<Utc>, tz: Tz) {
-        if !account.policy.pacing || account.token_from().is_none() {
+    /// Asks WeChat how many calls a day the API a signal names serves,
+    /// when the decision step says it is due ([`Decider::quota_due`]: once
+    /// per account, API and day). No decision waits for the answer; a
+    /// failed read means pacing goes on without it until tomorrow.
+    fn ask_quota(&mut self, account: &Arc<Account>, cgi_path: &str, now: DateTime<Utc>) {
+        let has_token = account.token_from().is_some();
+        let policy = &account.policy;
+        if !self
+            .decider
+            .quota_due(&account.appid, policy, has_token, cgi_path, now)
+        {
             return;
         }
-        let day = crate::calendar::day(tz, now).start;
-        let key = (account.appid.clone(), cgi_path.to_string());
-        if self.quota_asked.get(&key) == Some(&day) {
-            return;
-        }
-        if self.quota_asked.values().next().is_some_and(|d| *d != day) {
-            // A new day: yesterday's reads no longer count.
-            self.quota_asked.retain(|_, d| *d == day);
-        }
-        self.quota_asked.insert(key, day);
         let wechat = self.runtime.borrow().clearer.wechat.clone();
         let (account, cgi_path, tx) =
             (account.clone(), cgi_path.to_string(), self.quota_tx.clone());

@@ -431,8 +431,6 @@ async fn policy(
     let tz = config.daemon.timezone;
     let mut decider = Decider::new(tz);
     let mut world = World::new(trace, delay, side.clone());
-    // Per (account, API), the day its quota was last read.
-    let mut quota_read: HashMap<(Arc<str>, Arc<str>), DateTime<Utc>> = HashMap::new();
     while let Some(batch) = world.next_batch() {
         for s in batch {
             clock.set(s.at);
@@ -461,15 +459,12 @@ async fn policy(
                 let done = Finished::from(report);
                 actions.extend(decider.finished(&account.appid, &account.policy, done, s.at));
             }
-            // As the daemon does: an account with a token reads the API's
-            // daily limit once a day, and the answer comes after the
-            // signal's decision.
-            if account.policy.pacing && account.token_from().is_some() {
-                let day = crate::calendar::day(tz, s.at).start;
-                let key = (s.account.clone(), s.cgi_path.clone());
-                if quota_read.insert(key, day) != Some(day) {
-                    decider.quota(&account.appid, s.at, s.daily_limit);
-                }
+            // As the daemon does: the API's daily limit is read when due,
+            // and the answer comes after the signal's decision.
+            let has_token = account.token_from().is_some();
+            let (appid, policy) = (&account.appid, &account.policy);
+            if decider.quota_due(appid, policy, has_token, &s.cgi_path, s.at) {
+                decider.quota(appid, s.at, s.daily_limit);
             }
         }
     }
