@@ -309,7 +309,7 @@ impl Decider {
 
     /// This process's name among the replicas (empty without a shared
     /// memory).
-    pub fn replica(&self) -> String {
+    fn replica(&self) -> String {
         self.replica
             .as_ref()
             .map_or_else(String::new, |(name, _)| name.clone())

@@ -70,15 +70,17 @@ impl Dispatcher {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (merged_tx, merged_rx) = mpsc::unbounded_channel();
         let (quota_tx, quota_rx) = mpsc::unbounded_channel();
+        // This process's name among the replicas that share pacing's memory.
+        let replica = crate::store::replica_id();
         let (timezone, store) = {
             let rt = runtime.borrow();
             (rt.config.daemon.timezone, rt.clearer.store.clone())
         };
         Self {
-            lockout: Recorder::start(store, &tracker, merged_tx),
+            lockout: Recorder::start(store, &tracker, replica.clone(), merged_tx),
             runtime,
             metrics,
-            decider: Decider::shared(timezone, crate::store::replica_id()),
+            decider: Decider::shared(timezone, replica),
             wake: None,
             tracker,
             done_tx,
@@ -159,12 +161,11 @@ impl Dispatcher {
     /// Hands pacing's notes to the ledger, to merge into its memory.
     fn remember(&mut self, config: &Config) {
         let now = self.now();
-        let replica = self.decider.replica();
         for (appid, notes) in self.decider.take_notes() {
             match config.account(&appid) {
                 Some(account) => {
                     let tz = config.daemon.timezone;
-                    self.lockout.remember(account, tz, &replica, notes, now);
+                    self.lockout.remember(account, tz, notes, now);
                 }
                 // Gone with a reload: its notes have nowhere to go.
                 None => self.decider.merged(&appid, u64::MAX),

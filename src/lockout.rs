@@ -35,13 +35,17 @@ struct Noted {
     timezone: Tz,
     note: Option<LockoutNote>,
     /// Pacing's notes, in order, and when the latest was handed over.
-    pacing: Option<Pacing>,
+    pacing: Option<(Notes, DateTime<Utc>)>,
 }
 
-struct Pacing {
+/// Pacing's notes with their numbers ([`crate::decision::Decider::take_notes`]).
+type Notes = Vec<(u64, Note)>;
+
+/// Where the writer merges pacing's notes from: this process's name among
+/// the replicas, and who hears which notes the ledger took.
+struct Merging {
     replica: String,
-    notes: Vec<(u64, Note)>,
-    at: DateTime<Utc>,
+    merged: mpsc::UnboundedSender<Merged>,
 }
 
 /// The ledger's memory of an account holds this process's pacing notes up
@@ -60,14 +64,17 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer on `tracker` (so a graceful stop waits for it);
-    /// it says on `merged` which pacing notes the ledger took.
+    /// it merges pacing's notes as `replica`'s and says on `merged` which
+    /// the ledger took.
     pub fn start(
         store: Arc<dyn Store>,
         tracker: &TaskTracker,
+        replica: String,
         merged: mpsc::UnboundedSender<Merged>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tracker.spawn_blocking(move || write(store.as_ref(), rx, &merged));
+        let merging = Merging { replica, merged };
+        tracker.spawn_blocking(move || write(store.as_ref(), rx, &merging));
         Self { tx }
     }
 
@@ -89,34 +96,19 @@ impl Recorder {
         });
     }
 
-    /// `replica`'s pacing notes on `account` as of `at`, for the ledger to
-    /// merge into its memory.
-    pub fn remember(
-        &self,
-        account: &Arc<Account>,
-        timezone: Tz,
-        replica: &str,
-        notes: Vec<(u64, Note)>,
-        at: DateTime<Utc>,
-    ) {
+    /// Pacing's notes on `account` as of `at`, for the ledger to merge
+    /// into its memory.
+    pub fn remember(&self, account: &Arc<Account>, timezone: Tz, notes: Notes, at: DateTime<Utc>) {
         let _ = self.tx.send(Noted {
             account: account.clone(),
             timezone,
             note: None,
-            pacing: Some(Pacing {
-                replica: replica.to_string(),
-                notes,
-                at,
-            }),
+            pacing: Some((notes, at)),
         });
     }
 }
 
-fn write(
-    store: &dyn Store,
-    mut rx: mpsc::UnboundedReceiver<Noted>,
-    merged: &mpsc::UnboundedSender<Merged>,
-) {
+fn write(store: &dyn Store, mut rx: mpsc::UnboundedReceiver<Noted>, merging: &Merging) {
     let mut pending: BTreeMap<String, Noted> = BTreeMap::new();
     let mut failing = false;
     loop {
@@ -137,7 +129,7 @@ fn write(
                 }
             }
         }
-        pending.retain(|_, n| match save(store, n, merged) {
+        pending.retain(|_, n| match save(store, n, merging) {
             Ok(()) => false,
             Err(e) => {
                 if !failing {
@@ -164,18 +156,18 @@ fn write(
 fn save(
     store: &dyn Store,
     n: &mut Noted,
-    merged: &mpsc::UnboundedSender<Merged>,
+    merging: &Merging,
 ) -> Result<(), crate::store::StoreError> {
     if let Some(note) = &n.note {
         store.note_lockout(&clearer::key(&n.account, n.timezone), note)?;
         n.note = None;
     }
-    if let Some(p) = &n.pacing {
-        let appid = &n.account.appid;
-        let seq = store.merge_pacing_notes(appid, &p.replica, &p.notes, n.timezone, p.at)?;
+    if let Some((notes, at)) = &n.pacing {
+        let (appid, replica) = (&n.account.appid, &merging.replica);
+        let seq = store.merge_pacing_notes(appid, replica, notes, n.timezone, *at)?;
         n.pacing = None;
         let appid = appid.clone();
-        let _ = merged.send(Merged { appid, seq });
+        let _ = merging.merged.send(Merged { appid, seq });
     }
     Ok(())
 }
@@ -191,10 +183,9 @@ fn add(pending: &mut BTreeMap<String, Noted>, n: Noted) {
                 (a, b) => a.or(b),
             };
             p.pacing = match (p.pacing.take(), n.pacing) {
-                (Some(mut a), Some(b)) => {
-                    a.notes.extend(b.notes);
-                    a.at = b.at;
-                    Some(a)
+                (Some((mut notes, _)), Some((more, at))) => {
+                    notes.extend(more);
+                    Some((notes, at))
                 }
                 (a, b) => a.or(b),
             };
